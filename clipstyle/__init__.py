@@ -1,0 +1,35 @@
+"""clipstyle: text-guided image generation and editing with CLIP and StyleGAN2/StyleGAN3.
+
+Importing this package is cheap: it imports neither torch-heavy modules nor builds any CUDA code.
+The public API is loaded on first use::
+
+    import clipstyle
+    G = clipstyle.load_generator("ffhq")            # or a path / file:// / https:// URL
+    ws = G.mapping(z, None, truncation_psi=0.7)     # [N, num_ws, w_dim]
+    img = G.synthesis(ws, noise_mode="const")       # [N, 3, H, W] in [-1, 1]
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_generator": ("clipstyle.generator.loader", "load_generator"),
+    "read_generator_file": ("clipstyle.generator.loader", "read_generator_file"),
+    "Generator": ("clipstyle.generator.base", "Generator"),
+    "Latent": ("clipstyle.latents", "Latent"),
+    "load_latents": ("clipstyle.latents", "load_latents"),
+    "save_latents": ("clipstyle.latents", "save_latents"),
+    "parse_blocks": ("clipstyle.latents", "parse_blocks"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'clipstyle' has no attribute {name!r}")

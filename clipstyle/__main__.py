@@ -1,0 +1,3 @@
+from clipstyle.cli import main
+
+main()

@@ -1,0 +1,66 @@
+"""Choice between the pure-PyTorch reference of an op and its CUDA build.
+
+Every op in :mod:`clipstyle.kernels` takes ``impl="auto" | "ref" | "cuda"``. The environment
+variable ``CLIPSTYLE_KERNELS`` (same values) overrides the argument, so a whole run can be pinned
+to the reference without touching code. ``auto`` picks CUDA only when the tensor lives on a CUDA
+device *and* the extension builds; otherwise the reference, with one warning per op and reason.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Callable, Literal
+
+import torch
+
+Impl = Literal["auto", "ref", "cuda"]
+IMPLS = ("auto", "ref", "cuda")
+
+
+def requested_impl(impl: str) -> str:
+    """The implementation asked for, after the ``CLIPSTYLE_KERNELS`` override.
+
+    Raises:
+        ValueError: ``impl`` (or the environment variable) is not one of ``auto``, ``ref``, ``cuda``.
+    """
+    env = os.environ.get("CLIPSTYLE_KERNELS", "").strip().lower()
+    choice = env or impl
+    if choice not in IMPLS:
+        source = "CLIPSTYLE_KERNELS" if env else "impl"
+        raise ValueError(f"{source} must be one of {', '.join(IMPLS)}, got {choice!r}")
+    return choice
+
+
+def choose(op: str, impl: str, x: torch.Tensor, cuda_loader: Callable[[], object] | None) -> object | None:
+    """Return the loaded CUDA extension to use for ``op``, or ``None`` for the reference.
+
+    Args:
+        op: name of the op, for messages.
+        impl: ``auto`` | ``ref`` | ``cuda`` (overridden by ``CLIPSTYLE_KERNELS``).
+        x: the op's main input; CUDA is only considered when ``x.is_cuda``.
+        cuda_loader: builds/loads the extension on first call (raises on failure); ``None`` when
+            the op has no CUDA version yet.
+
+    Raises:
+        RuntimeError: ``impl="cuda"`` but the tensor is not on CUDA or the extension cannot be built.
+    """
+    choice = requested_impl(impl)
+    if choice == "ref":
+        return None
+    if not x.is_cuda:
+        if choice == "cuda":
+            raise RuntimeError(f"{op}: impl='cuda' needs a CUDA tensor, got one on {x.device}")
+        return None
+    if cuda_loader is None:
+        if choice == "cuda":
+            raise RuntimeError(f"{op}: no CUDA implementation is available")
+        warnings.warn(f"{op}: no CUDA implementation, using the PyTorch reference", stacklevel=3)
+        return None
+    try:
+        return cuda_loader()
+    except Exception as exc:  # build failures are reported, then we fall back
+        if choice == "cuda":
+            raise RuntimeError(f"{op}: CUDA extension unavailable: {exc}") from exc
+        warnings.warn(f"{op}: CUDA extension unavailable ({exc}); using the PyTorch reference", stacklevel=3)
+        return None
