@@ -1,0 +1,385 @@
+"""Download-once cache for network pickles and other weights.
+
+:func:`fetch` turns a *source* into a local file path:
+
+* a local path is checked and returned unchanged (never copied, never modified);
+* a ``file://``, ``http://`` or ``https://`` URL is downloaded once into the cache folder
+  (``cache_dir`` argument, else ``$CLIPSTYLE_CACHE``, else ``platformdirs.user_cache_dir("clipstyle")``)
+  and the cached file is returned on every later call without touching the network.
+
+Downloads stream in chunks with a rich progress bar, hash the bytes with SHA-256 while
+streaming, land in a temporary file in the cache folder and are renamed into place only when
+complete (and, if a checksum was given, correct). A lock file makes concurrent processes wait
+for one download instead of racing. Every failure is a :class:`DownloadError` whose message is
+one line naming the URL and telling the user how to supply the file by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import http.client
+import os
+import re
+import socket
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from .fileio import atomic_write_text, atomic_writer
+
+__all__ = [
+    "DEFAULT_HINT",
+    "DownloadError",
+    "MissingFileError",
+    "cache_root",
+    "cached_path_for",
+    "fetch",
+    "is_url",
+    "sha256_file",
+]
+
+#: What the user is told to do when a network cannot be downloaded.
+DEFAULT_HINT = "download it yourself and pass a local file with --network PATH"
+#: Environment variable that overrides the cache folder.
+CACHE_ENV = "CLIPSTYLE_CACHE"
+#: URL schemes :func:`fetch` downloads.
+URL_SCHEMES = ("http", "https", "file")
+CHUNK_SIZE = 1 << 20
+#: errno values that mean "our disk", not "the network".
+_LOCAL_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EACCES", "EPERM", "EROFS", "EFBIG") if hasattr(errno, name)
+)
+USER_AGENT = "clipstyle (python-urllib)"
+
+
+class DownloadError(RuntimeError):
+    """A source could not be fetched. ``str()`` is a single line; ``.url`` and ``.hint`` are kept."""
+
+    def __init__(self, url: str, reason: str, hint: str | None = DEFAULT_HINT):
+        self.url = url
+        self.reason = " ".join(str(reason).split())  # force one line
+        self.hint = hint
+        message = f"cannot fetch {url}: {self.reason}"
+        if hint:
+            message += f"; {hint}"
+        super().__init__(message)
+
+
+class MissingFileError(DownloadError, FileNotFoundError):
+    """A local source path does not exist. ``str()`` is ``"no such file: X"``; also a :class:`FileNotFoundError`."""
+
+    def __init__(self, path: str):
+        RuntimeError.__init__(self, f"no such file: {path}")
+        self.url = path
+        self.reason = f"no such file: {path}"
+        self.hint = None
+
+
+def is_url(source: str) -> bool:
+    """True if ``source`` looks like ``scheme://…`` with a scheme of two or more letters.
+
+    (One-letter "schemes" are Windows drive letters, e.g. ``C:\\nets\\ffhq.pkl``.)
+    """
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", source) is not None
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The cache folder: ``cache_dir`` if given, else ``$CLIPSTYLE_CACHE``, else the platform cache dir.
+
+    The folder is not created here.
+    """
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("clipstyle"))
+
+
+def cached_path_for(url: str, cache_dir: str | os.PathLike[str] | None = None, subdir: str = "downloads") -> Path:
+    """Where :func:`fetch` stores ``url``: ``<cache>/<subdir>/<stem>-<hash10><suffix>``.
+
+    The stem and suffix come from the URL's last path component (made file-name safe); the
+    hash is the first 10 hex digits of SHA-256 of the whole URL, so two URLs that end in the
+    same name (``…/stylegan2/ffhq.pkl`` vs ``…/stylegan3/ffhq.pkl``) never collide.
+    """
+    base = urllib.parse.unquote(urllib.parse.urlparse(url).path.rsplit("/", 1)[-1])
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "download"
+    stem, dot, suffix = base.rpartition(".")
+    if not dot or not stem or len(suffix) > 16:
+        stem, suffix = base, ""
+    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:10]
+    name = f"{stem[:80]}-{digest}" + (f".{suffix}" if suffix else "")
+    return cache_root(cache_dir) / subdir / name
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Lower-case hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK_SIZE), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _read_sidecar(path: Path) -> str | None:
+    with contextlib.suppress(OSError, IndexError):
+        return _sidecar(path).read_text(encoding="ascii").split()[0].lower()
+    return None
+
+
+def _open_url(url: str, timeout: float) -> Any:
+    """Open ``url`` for reading (urllib). A separate function so tests can count or stub calls."""
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (schemes checked by caller)
+
+
+@contextlib.contextmanager
+def _file_lock(lock_path: Path, url: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` (created if needed, removed on release).
+
+    POSIX uses ``fcntl.flock``; the lock file is unlinked while still held and a waiter that
+    wakes up holding a stale (unlinked) inode retries. Elsewhere an ``O_EXCL`` lock file is
+    polled (a lock older than one hour is considered abandoned).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        fcntl = None  # type: ignore[assignment]
+    told = False
+    if fcntl is not None:
+        while True:
+            fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if not told:
+                        print(f"waiting for another process downloading {url} ...", file=sys.stderr)
+                        told = True
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    continue  # the holder removed that lock file; take a fresh one
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.unlink(lock_path)
+                return
+            finally:
+                os.close(fd)
+    else:  # pragma: no cover - non-POSIX
+        while True:
+            try:
+                os.close(os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                break
+            except FileExistsError:
+                with contextlib.suppress(OSError):
+                    if time.time() - lock_path.stat().st_mtime > 3600:
+                        lock_path.unlink()
+                        continue
+                if not told:
+                    print(f"waiting for another process downloading {url} ...", file=sys.stderr)
+                    told = True
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
+
+
+def _describe_url_error(url: str, err: BaseException) -> str:
+    """A short human reason for a urllib/socket failure."""
+    if isinstance(err, urllib.error.HTTPError):
+        return f"HTTP {err.code} {err.reason}".strip()
+    reason: Any = err.reason if isinstance(err, urllib.error.URLError) else err
+    if isinstance(reason, FileNotFoundError) or (url.startswith("file:") and isinstance(reason, OSError)):
+        return f"no such file ({urllib.parse.unquote(urllib.parse.urlparse(url).path)})"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return "timed out (offline or server not responding)"
+    if isinstance(reason, socket.gaierror):
+        return f"cannot resolve host (offline?): {reason}"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused (offline or wrong address?)"
+    if isinstance(reason, OSError):
+        return f"network error (offline?): {reason.strerror or reason}"
+    return f"network error: {reason}"
+
+
+def _stream(response: IO[bytes], out: IO[bytes], total: int | None, label: str, progress: bool) -> tuple[int, str]:
+    """Copy ``response`` to ``out`` in chunks, hashing and (optionally) showing a progress bar.
+
+    Returns ``(bytes copied, sha256 hex)``.
+    """
+    h = hashlib.sha256()
+    done = 0
+    bar = None
+    if progress:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+            )
+        else:
+            size = f" ({total / 1e6:.1f} MB)" if total else ""
+            console.print(f"downloading {label}{size} ...", highlight=False, soft_wrap=True)
+    with bar if bar is not None else contextlib.nullcontext():
+        task = bar.add_task(label, total=total) if bar is not None else None
+        while True:
+            chunk = response.read(CHUNK_SIZE)
+            if not chunk:
+                break
+            out.write(chunk)
+            h.update(chunk)
+            done += len(chunk)
+            if bar is not None:
+                bar.update(task, completed=done)  # type: ignore[arg-type]
+    return done, h.hexdigest()
+
+
+def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeout: float, hint: str | None) -> None:
+    """Download ``url`` into ``dest`` atomically, verifying size and checksum. Raises :class:`DownloadError`."""
+    try:
+        response = _open_url(url, timeout)
+    except urllib.error.URLError as err:  # includes HTTPError
+        if isinstance(err, urllib.error.HTTPError):
+            err.close()  # an HTTPError holds the open response; release its socket
+        raise DownloadError(url, _describe_url_error(url, err), hint) from err
+    except (OSError, http.client.HTTPException, ValueError) as err:
+        raise DownloadError(url, _describe_url_error(url, err), hint) from err
+    with response:
+        length = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
+        total = int(length) if length and length.isdigit() else None
+        try:
+            with atomic_writer(dest, "wb") as out:
+                label = urllib.parse.unquote(urllib.parse.urlparse(url).path.rsplit("/", 1)[-1]) or url
+                done, digest = _stream(response, out, total, label, progress)
+                if total is not None and done != total:
+                    raise DownloadError(url, f"incomplete download: got {done} of {total} bytes", hint)
+                if done == 0:
+                    raise DownloadError(url, "the server sent an empty file", hint)
+                if sha256 is not None and digest != sha256.lower():
+                    raise DownloadError(
+                        url, f"checksum mismatch: expected sha256 {sha256.lower()}, got {digest}", hint
+                    )
+        except DownloadError:
+            raise
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+            if isinstance(err, OSError) and (err.filename is not None or err.errno in _LOCAL_ERRNOS):
+                raise DownloadError(url, f"cannot write the cache file in {dest.parent}: {err.strerror}", hint) from err
+            raise DownloadError(url, f"download interrupted: {_describe_url_error(url, err)}", hint) from err
+    with contextlib.suppress(OSError):
+        atomic_write_text(_sidecar(dest), f"{digest}  {dest.name}\n")
+
+
+def fetch(
+    source: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    hint: str | None = DEFAULT_HINT,
+    subdir: str = "downloads",
+    timeout: float = 30.0,
+) -> Path:
+    """Return a local file for ``source``, downloading it into the cache the first time.
+
+    Args:
+        source: a local path (``~`` expanded), or a ``file://``, ``http://`` or ``https://`` URL.
+        cache_dir: cache folder; default ``$CLIPSTYLE_CACHE``, else the platform user cache dir
+            (``platformdirs.user_cache_dir("clipstyle")``). Files go to ``<cache>/<subdir>/``.
+        sha256: expected lower/upper-case hex SHA-256 of the file, or ``None`` to skip the check.
+            For a cached file the stored ``.sha256`` sidecar (or the file, if there is none) is
+            compared and a mismatching cache entry is downloaded again. Not checked for local paths.
+        progress: show a rich progress bar (bytes, speed, ETA) on a terminal; on a non-terminal
+            stderr a single "downloading …" line is printed instead.
+        hint: the advice appended to every error message (LPIPS weights, for example, pass their
+            own); ``None`` for none.
+        subdir: sub-folder of the cache (e.g. ``"networks"``, ``"lpips"``).
+        timeout: socket timeout in seconds for connecting and for each read.
+
+    Returns:
+        The local path: ``Path(source)`` for a local file (not resolved, not copied), otherwise the
+        cached file ``<cache>/<subdir>/<name>-<urlhash>.<ext>`` (see :func:`cached_path_for`).
+
+    Raises:
+        MissingFileError: (a :class:`DownloadError` and a :class:`FileNotFoundError`) a local path
+            does not exist; the message is ``"no such file: X"``.
+        DownloadError: a one-line message naming the URL and ending in ``hint`` when a
+            ``file://`` target is missing, the URL
+            scheme is unsupported, the network is unreachable (offline, DNS failure, refused,
+            timeout), the server answers with an HTTP error (404 …), the transfer is cut short,
+            the checksum differs, or the cache folder cannot be written. No partial or
+            temporary file is left behind.
+    """
+    src = os.fspath(source)
+    if not is_url(src):
+        path = Path(src).expanduser()
+        if not path.exists():
+            raise MissingFileError(src)
+        return path
+    scheme = urllib.parse.urlparse(src).scheme.lower()
+    if scheme not in URL_SCHEMES:
+        raise DownloadError(src, f"unsupported URL scheme {scheme!r} (use http, https or file)", hint)
+
+    dest = cached_path_for(src, cache_dir, subdir)
+    expected = sha256.lower() if sha256 else None
+
+    def cache_hit() -> bool:
+        if not dest.is_file():
+            return False
+        if expected is None:
+            return True
+        recorded = _read_sidecar(dest)
+        if recorded is None:
+            recorded = sha256_file(dest)
+            with contextlib.suppress(OSError):
+                atomic_write_text(_sidecar(dest), f"{recorded}  {dest.name}\n")
+        return recorded == expected
+
+    if cache_hit():
+        return dest
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DownloadError(src, f"cannot create the cache folder {dest.parent}: {err.strerror or err}", hint) from err
+    with _file_lock(dest.with_name(dest.name + ".lock"), src):
+        if cache_hit():  # another process finished it while we waited
+            return dest
+        _download(src, dest, sha256=expected, progress=progress, timeout=timeout, hint=hint)
+    return dest

@@ -1,0 +1,329 @@
+"""Safe file writing: atomic writes, JSON/NPZ helpers, per-run output folders.
+
+Every file clipstyle writes (images, GIFs, latents, ``run.json``, downloaded weights) goes
+through :func:`atomic_writer` or :func:`atomic_temp_path`: the data is written to a hidden
+temporary file *in the destination folder*, flushed and ``fsync``-ed, then moved over the
+destination with :func:`os.replace`. A crash, an exception or Ctrl-C therefore leaves either
+the complete old file or the complete new file, never a truncated one, and the temporary file
+is removed.
+
+Nothing here keeps module-level mutable state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import io
+import json
+import math
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "OutputExistsError",
+    "atomic_save_npz",
+    "atomic_temp_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "atomic_writer",
+    "make_run_dir",
+    "refuse_overwrite",
+    "slugify",
+    "to_jsonable",
+]
+
+#: Longest slug :func:`slugify` produces (before any ``-0001`` suffix).
+MAX_SLUG_LEN = 60
+#: How many numbered siblings :func:`make_run_dir` tries before giving up.
+MAX_RUN_DIRS = 100_000
+
+
+class OutputExistsError(ValueError, FileExistsError):
+    """An output path already exists and overwriting was not requested.
+
+    A :class:`ValueError` (bad user input) and a :class:`FileExistsError`. ``str()`` is one line:
+    ``"X exists; pass --overwrite or choose another path"``. The path is ``.path``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        ValueError.__init__(self, f"{Path(path)} exists; pass --overwrite or choose another path")
+        self.path = Path(path)
+
+
+def refuse_overwrite(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Check that writing ``path`` would not silently replace something.
+
+    Args:
+        path: the output file or folder about to be written.
+        overwrite: the user's ``--overwrite`` flag; when true any existing path is accepted.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputExistsError: ``path`` exists (file, folder or dangling symlink) and
+            ``overwrite`` is false.
+    """
+    p = Path(path)
+    if not overwrite and (p.exists() or p.is_symlink()):
+        raise OutputExistsError(p)
+    return p
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # fallback: the classic set-and-restore
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(path: Path) -> int:
+    """Permissions for the new file: keep an existing file's mode, else ``0o666 & ~umask``."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Best-effort ``fsync`` of a folder so a rename survives a power loss (no-op where unsupported)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_temp_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success move it over ``path`` atomically.
+
+    For writers that insist on a file *name* (e.g. ffmpeg). The temporary file keeps
+    ``path``'s suffix so format detection by extension still works. It is created empty
+    (exclusively, so no other process can own the name) and may be overwritten by the writer.
+
+    Args:
+        path: the final destination. Its parent folder must exist.
+
+    Yields:
+        The temporary :class:`~pathlib.Path` to write.
+
+    Raises:
+        FileNotFoundError: the parent folder does not exist.
+        Whatever the body raises; the temporary file is removed first (also on
+        ``KeyboardInterrupt``) and ``path`` is left untouched.
+    """
+    dest = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, _final_mode(dest))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    _fsync_dir(dest.parent)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str = "utf-8") -> Iterator[IO[Any]]:
+    """Open a temporary file for writing; on a clean exit it atomically replaces ``path``.
+
+    The temporary file lives in ``path``'s folder (so :func:`os.replace` never crosses file
+    systems), is flushed and ``fsync``-ed before the rename, and gets the permissions of the
+    file it replaces (or ``0o666 & ~umask`` for a new file).
+
+    Args:
+        path: the final destination. Its parent folder must exist.
+        mode: ``"wb"`` (default) or ``"w"`` for text.
+        encoding: text encoding when ``mode == "w"``.
+
+    Yields:
+        The open file object.
+
+    Raises:
+        ValueError: ``mode`` is not ``"w"`` or ``"wb"``.
+        FileNotFoundError: the parent folder does not exist.
+        Whatever the body raises; the temporary file is removed (also on
+        ``KeyboardInterrupt``) and ``path`` keeps its old content.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_writer mode must be 'w' or 'wb', got {mode!r}")
+    dest = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        kwargs: dict[str, Any] = {"encoding": encoding, "newline": ""} if mode == "w" else {}
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _final_mode(dest))
+        os.replace(tmp, dest)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    _fsync_dir(dest.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_writer`). Returns ``Path(path)``."""
+    with atomic_writer(path, "wb") as f:
+        f.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (UTF-8 by default, no newline translation). Returns the path."""
+    with atomic_writer(path, "w", encoding=encoding) as f:
+        f.write(text)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- JSON / NPZ
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert ``obj`` recursively into plain JSON types.
+
+    Handles dicts (keys become strings), lists/tuples/sets, :class:`~pathlib.Path`, dataclass
+    instances, enums, dates, NumPy scalars/arrays and torch tensors (via ``.tolist()``), and
+    bytes (decoded as UTF-8 with replacement). Non-finite floats (NaN, ±inf) become ``None``
+    so the output is strict JSON. Anything else becomes ``str(obj)``.
+    """
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, enum.Enum):
+        return to_jsonable(obj.value)
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return sorted((to_jsonable(v) for v in obj), key=repr)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (datetime, date)):
+        return obj.isoformat()
+    if isinstance(obj, (bytes, bytearray)):
+        return bytes(obj).decode("utf-8", errors="replace")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if hasattr(obj, "detach") and hasattr(obj, "cpu") and hasattr(obj, "tolist"):  # torch.Tensor
+        return to_jsonable(obj.detach().cpu().tolist())
+    if hasattr(obj, "tolist") and hasattr(obj, "dtype"):  # numpy array or scalar
+        return to_jsonable(obj.tolist())
+    return str(obj)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int = 2) -> Path:
+    """Write ``obj`` as strict, indented UTF-8 JSON (trailing newline), atomically.
+
+    ``obj`` is first passed through :func:`to_jsonable`, so NumPy values, tensors, paths and
+    dataclasses are fine and NaN/inf become ``null``. Returns ``Path(path)``.
+    """
+    text = json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def atomic_save_npz(path: str | os.PathLike[str], /, *, compressed: bool = False, **arrays: Any) -> Path:
+    """Save arrays to an ``.npz`` file atomically (like :func:`numpy.savez`).
+
+    Args:
+        path: destination; written exactly as given (NumPy's automatic ``.npz`` suffix is not added).
+        compressed: use :func:`numpy.savez_compressed` (so no array may be named ``compressed``).
+        **arrays: name → array-like. Torch tensors are detached and moved to CPU first.
+            Strings are stored as 0-d unicode arrays (read back with ``str(f[key])``).
+
+    Returns:
+        ``Path(path)``.
+    """
+    import numpy as np
+
+    prepared = {}
+    for key, value in arrays.items():
+        if hasattr(value, "detach") and hasattr(value, "cpu"):
+            value = value.detach().cpu().numpy()
+        prepared[key] = np.asarray(value)
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **prepared)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------- run folders
+
+
+def slugify(text: str, max_len: int = MAX_SLUG_LEN, fallback: str = "run") -> str:
+    """A folder-safe slug: lowercase ASCII letters, digits and single dashes, at most ``max_len`` chars.
+
+    Accents are stripped (``"Café"`` → ``"cafe"``); prompt syntax such as weights and ``@image``
+    references just becomes dashes. Cuts prefer a word boundary. Returns ``fallback`` when
+    nothing usable is left (e.g. an all-emoji or non-Latin prompt).
+    """
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    if len(slug) > max_len:
+        cut = slug[: max_len + 1]
+        slug = cut.rsplit("-", 1)[0] if "-" in cut[max_len // 2 :] else cut[:max_len]
+        slug = slug.strip("-")
+    return slug or fallback
+
+
+def make_run_dir(outdir: str | os.PathLike[str], name: str) -> Path:
+    """Create and return a NEW folder for one run: ``outdir/<slug>``, else ``<slug>-0001``, ``-0002`` …
+
+    ``outdir`` (and its parents) are created if needed. Each candidate is claimed with an
+    exclusive :func:`os.mkdir`, so concurrent runs never share a folder and an existing folder
+    is never reused.
+
+    Args:
+        outdir: parent folder for runs.
+        name: usually the prompt; turned into a slug with :func:`slugify` (fallback ``"run"``).
+
+    Returns:
+        The freshly created, empty folder.
+
+    Raises:
+        NotADirectoryError / PermissionError: ``outdir`` cannot be created or written.
+        RuntimeError: more than :data:`MAX_RUN_DIRS` folders with this slug already exist.
+    """
+    parent = Path(outdir)
+    parent.mkdir(parents=True, exist_ok=True)
+    slug = slugify(name)
+    for i in range(MAX_RUN_DIRS):
+        candidate = parent / (slug if i == 0 else f"{slug}-{i:04d}")
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise RuntimeError(f"too many runs named {slug!r} in {parent}; choose another --outdir")
