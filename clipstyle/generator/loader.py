@@ -65,6 +65,13 @@ def read_generator_file(path: str | Path) -> Generator:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    # Building a network draws its initial weights from torch's global RNG before the checkpoint's
+    # replace them; loading must not move the caller's random state.
+    with torch.random.fork_rng(devices=[]):
+        return _read_generator_file(path)
+
+
+def _read_generator_file(path: Path) -> Generator:
     with open(path, "rb") as f:
         head = f.read(16)
     kind = sniff_format(head)

@@ -1,0 +1,187 @@
+"""clipstyle's own network format: one ``.safetensors`` file (weights + architecture JSON in the header).
+
+Safetensors holds raw tensors and a ``str → str`` metadata header only, so loading runs no code and
+needs no unpickling; it is also the fastest format to read. Layout:
+
+* tensors: every entry of ``G.state_dict()`` under its own name, contiguous; floating-point tensors
+  as float32, other dtypes kept;
+* ``__metadata__``: ``clipstyle_format`` (``"1"``), ``kind`` (``"stylegan2"`` | ``"stylegan3"``),
+  ``config`` (JSON of ``dataclasses.asdict(G.config)``; tuples become lists and are turned back into
+  tuples from the dataclass field types), ``source`` / ``source_format`` (where the network was
+  converted from), plus any caller-given string entries.
+
+The round trip ``load_native(save_native(G))`` is bit-exact (state dict and images).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import Generator
+from .nvidia import CheckpointError, load_state_exact
+
+FORMAT_VERSION = "1"
+_RESERVED = ("clipstyle_format", "kind", "config", "source", "source_format")
+
+
+def save_native(G: Generator, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``G`` to ``path`` as clipstyle safetensors, atomically (temp file + ``os.replace``).
+
+    Args:
+        G: a StyleGAN2 or StyleGAN3 generator (any device; written as CPU tensors).
+        path: destination file; an existing file is replaced only once the new one is complete.
+        meta: extra header entries; non-string values are stored as JSON. Keys may not be one of
+            ``clipstyle_format, kind, config, source, source_format``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: ``meta`` uses a reserved key, or ``G`` has no dataclass ``config``.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if not dataclasses.is_dataclass(getattr(G, "config", None)):
+        raise ValueError(f"{type(G).__name__} has no dataclass config; cannot be saved in the clipstyle format")
+    header = {
+        "clipstyle_format": FORMAT_VERSION,
+        "kind": str(G.kind),
+        "config": json.dumps(dataclasses.asdict(G.config)),
+        "source": str(getattr(G.source, "source", "") or getattr(G.source, "path", "")),
+        "source_format": str(getattr(G.source, "format", "")),
+    }
+    for key, value in (meta or {}).items():
+        if key in _RESERVED:
+            raise ValueError(f"meta key {key!r} is reserved by the clipstyle format")
+        header[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    tensors = {}
+    for name, t in G.state_dict().items():
+        t = t.detach().to("cpu")
+        t = t.to(torch.float32) if t.is_floating_point() else t
+        tensors[name] = t.contiguous().clone()  # clone: safetensors refuses tensors that share memory
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_native_metadata(path: str | Path) -> dict[str, str]:
+    """The ``__metadata__`` header of a safetensors file (``{}`` if it has none).
+
+    Raises:
+        CheckpointError: the file is not a readable safetensors file.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return dict(f.metadata() or {})
+    except Exception as exc:  # safetensors raises its own SafetensorError for bad headers
+        raise CheckpointError(f"{path.name} is a corrupt safetensors file ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:160]})") from None
+
+
+def _mentions_tuple(tp: Any) -> bool:
+    if isinstance(tp, str):
+        return "tuple" in tp.lower()
+    if tp is tuple or typing.get_origin(tp) is tuple:
+        return True
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_mentions_tuple(a) for a in typing.get_args(tp))
+    return False
+
+
+def _deep_tuple(v: Any) -> Any:
+    return tuple(_deep_tuple(x) for x in v) if isinstance(v, list) else v
+
+
+def config_from_json(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild the frozen dataclass ``cls`` from its ``asdict`` JSON (lists → tuples for tuple fields).
+
+    Fields with ``init=False`` (e.g. ``kind``) are skipped. Works for any config dataclass.
+
+    Raises:
+        CheckpointError: unknown fields (a file from a newer clipstyle) or values the config rejects.
+    """
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # unresolved forward references: fall back to the annotation strings
+        hints = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(k for k in data if k not in fields)
+    if unknown:
+        raise CheckpointError(f"the {cls.__name__} in this file has unknown fields ({', '.join(unknown)}); "
+                              f"written by a newer clipstyle?")
+    kwargs = {}
+    for name, value in data.items():
+        f = fields[name]
+        if not f.init:
+            continue
+        kwargs[name] = _deep_tuple(value) if _mentions_tuple(hints.get(name, f.type)) else value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"invalid {cls.__name__} in the file header: {exc}") from None
+
+
+def _classes_for(kind: str) -> tuple[type, type]:
+    if kind == "stylegan2":
+        from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
+
+        return StyleGAN2Generator, StyleGAN2Config
+    if kind == "stylegan3":
+        try:
+            from .stylegan3 import StyleGAN3Config, StyleGAN3Generator
+        except ImportError as exc:
+            raise CheckpointError(f"this clipstyle cannot build StyleGAN3 networks ({exc})") from None
+        return StyleGAN3Generator, StyleGAN3Config
+    raise CheckpointError(f"unknown network kind {kind!r} in the clipstyle header")
+
+
+def load_native(path: str | Path) -> Generator:
+    """Read a clipstyle ``.safetensors`` network → float32 CPU generator, eval mode, frozen.
+
+    Raises:
+        CheckpointError: a safetensors file without clipstyle metadata, an unknown format version or
+            kind, a bad config, or tensors that do not fit the config (names them).
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    header = read_native_metadata(path)
+    if "clipstyle_format" not in header:
+        raise CheckpointError(f"{path.name} is a safetensors file but not a clipstyle network (no clipstyle metadata)")
+    if header["clipstyle_format"] != FORMAT_VERSION:
+        raise CheckpointError(f"{path.name} uses clipstyle format {header['clipstyle_format']!r}; "
+                              f"this version reads {FORMAT_VERSION!r}")
+    gen_cls, cfg_cls = _classes_for(header.get("kind", ""))
+    try:
+        cfg_data = json.loads(header.get("config", ""))
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path.name}: the clipstyle config header is not valid JSON") from None
+    if not isinstance(cfg_data, dict):
+        raise CheckpointError(f"{path.name}: the clipstyle config header is not a JSON object")
+    G = gen_cls(config_from_json(cfg_cls, cfg_data))
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise CheckpointError(f"{path.name}: cannot read its tensors ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:160]})") from None
+    load_state_exact(G, state)
+    return G
