@@ -1,0 +1,161 @@
+"""The one optimization loop: Adam on a :class:`~clipstyle.latents.Latent` through a frozen generator.
+
+Every feature (text → image, photo editing, projection) is this loop with another start latent, loss
+and constraint. The learning-rate schedule is the one of the projection literature (Karras et al.
+2020, "Analyzing and Improving the Image Quality of StyleGAN", Appendix D): linear ramp-up over the
+first ``rampup`` fraction of the steps, cosine ramp-down over the last ``rampdown`` fraction.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from .latents import Latent
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Learning-rate schedule: peak ``lr``, ``steps``, ramp-up and ramp-down fractions."""
+
+    lr: float = 0.1
+    steps: int = 300
+    rampup: float = 0.05
+    rampdown: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of step ``step`` (0-based): ``lr · min(1, t/rampup) · cosine_rampdown(t)``."""
+        t = step / self.steps
+        down = min(1.0, (1.0 - t) / self.rampdown) if self.rampdown > 0 else 1.0
+        down = 0.5 - 0.5 * math.cos(down * math.pi)
+        up = min(1.0, t / self.rampup) if self.rampup > 0 else 1.0
+        return self.lr * down * up
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a callback sees after each step. ``terms`` are unweighted loss values."""
+
+    step: int
+    steps: int
+    lr: float
+    loss: float
+    terms: dict[str, float]
+    seconds: float
+
+
+class Callback(Protocol):
+    def __call__(self, info: StepInfo, images: torch.Tensor) -> None: ...
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    """Outcome of :func:`run`.
+
+    ``ws``/``best_ws``: ``[N, num_ws, w_dim]`` float32 CPU (final and lowest-loss); ``history``: one dict
+    per step (``step``, ``lr``, ``loss``, each term); ``frames``: uint8 ``[N, H, W, C]`` snapshots every
+    ``save_every`` steps; ``interrupted``: stopped by Ctrl-C (then ``ws`` is the best so far).
+    """
+
+    ws: torch.Tensor
+    best_ws: torch.Tensor
+    best_loss: float
+    best_step: int
+    history: tuple[dict[str, float], ...]
+    frames: tuple[np.ndarray, ...]
+    frame_steps: tuple[int, ...]
+    interrupted: bool
+    seconds: float
+    steps_done: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def to_uint8_frames(images: torch.Tensor) -> np.ndarray:
+    """``[N, C, H, W]`` in [-1, 1] → ``[N, H, W, C]`` uint8 with ``(x·127.5 + 128).clamp(0, 255)``."""
+    x = (images.detach() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule, *, noise_mode: str = "const",
+        save_every: int = 0, callbacks: Sequence[Callback] = (), betas: tuple[float, float] = (0.9, 0.999),
+        extra_params: Sequence[torch.nn.Parameter] = (), after_step: Callable[[], None] | None = None) -> OptimizeResult:
+    """Optimize ``latent`` so that ``loss_fn(G.synthesis(latent.ws()), ws)`` falls.
+
+    Args:
+        G: generator (its weights are frozen here: ``requires_grad_(False)``).
+        latent: the constrained latent (on G's device).
+        loss_fn: ``(images [N,C,H,W] in [-1,1], ws [N,num_ws,w_dim]) → (scalar loss, {name: value})``.
+        schedule: lr/steps/ramps.
+        noise_mode: passed to ``G.synthesis``.
+        save_every: keep a frame every this many steps (0 = none); the last frame is always the result.
+        callbacks: called after every step with a :class:`StepInfo` and the step's images.
+        extra_params: more tensors to optimize with the same Adam (e.g. noise buffers in projection).
+        after_step: called after each optimizer step (e.g. to renormalize noise buffers).
+
+    Returns:
+        :class:`OptimizeResult`. Ctrl-C (``KeyboardInterrupt``) ends the loop early and returns the best
+        result so far with ``interrupted=True``.
+    """
+    G.requires_grad_(False)
+    opt = torch.optim.Adam([latent.param, *extra_params], lr=schedule.lr, betas=betas)
+    history: list[dict[str, float]] = []
+    frames: list[np.ndarray] = []
+    frame_steps: list[int] = []
+    best_loss, best_step = math.inf, -1
+    best_ws = latent.ws().detach().cpu().clone()
+    t0 = time.perf_counter()
+    interrupted = False
+    step = 0
+    try:
+        for step in range(schedule.steps):
+            lr = schedule.lr_at(step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            ws = latent.ws()
+            images = G.synthesis(ws, noise_mode=noise_mode)
+            loss, terms = loss_fn(images, ws)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the loss became {value} at step {step}; try a smaller --lr")
+            if value < best_loss:  # the loss belongs to the ws *before* this step's update
+                best_loss, best_step = value, step
+                best_ws = ws.detach().cpu().clone()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            latent.constrain_()
+            if after_step is not None:
+                after_step()
+            record = {"step": step, "lr": lr, "loss": value, **{k: float(v) for k, v in terms.items()}}
+            history.append(record)
+            if save_every and step % save_every == 0:
+                frames.append(to_uint8_frames(images))
+                frame_steps.append(step)
+            info = StepInfo(step, schedule.steps, lr, value, {k: float(v) for k, v in terms.items()},
+                            time.perf_counter() - t0)
+            for cb in callbacks:
+                cb(info, images)
+    except KeyboardInterrupt:
+        interrupted = True
+    final_ws = best_ws if interrupted else latent.ws().detach().cpu().clone()
+    with torch.no_grad():
+        final_img = G.synthesis(final_ws.to(latent.param.device), noise_mode=noise_mode)
+    frames.append(to_uint8_frames(final_img))
+    frame_steps.append(len(history))
+    return OptimizeResult(ws=final_ws, best_ws=best_ws, best_loss=best_loss, best_step=best_step,
+                          history=tuple(history), frames=tuple(frames), frame_steps=tuple(frame_steps),
+                          interrupted=interrupted, seconds=time.perf_counter() - t0, steps_done=len(history),
+                          extra={"final_image": final_img.detach().cpu()})
