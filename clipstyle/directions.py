@@ -1,0 +1,389 @@
+"""Latent directions: apply one, learn one from labelled latents, or find one from a pair of texts.
+
+* **Apply**: ``ws(s) = ws + s·d`` on the chosen rows, for strengths ``s`` (a direction ``d`` is
+  ``[w_dim]`` — broadcast to every row — or ``[num_ws, w_dim]``).
+* **Learn** (InterFaceGAN, Shen et al. 2020, "Interpreting the Latent Space of GANs for Semantic
+  Face Editing", §2.2–3.1): a linear classifier separates latents with and without an attribute;
+  the unit normal of its hyperplane is the editing direction (pointing to the positive side). We
+  train logistic regression (or an L2 linear SVM with squared hinge loss) in torch with L-BFGS on a
+  stratified train/held-out split, and report held-out accuracy.
+* **From text**: a W+ direction ``d`` shared by several seeds is optimized so that the change it
+  causes in each image points the way ``E_T(target) − E_T(source)`` does in CLIP space — the
+  directional loss of StyleGAN-NADA (Gal et al. 2021, arXiv:2108.00946), here driving a latent
+  offset rather than generator weights (cf. StyleCLIP's global directions, Patashnik et al. 2021).
+
+Scale convention: every direction written by this module is scaled so that the root-mean-square
+of the norms of its non-zero rows is 1 (a unit W direction broadcast to every row has exactly this
+scale), so ``--strength`` means the same for learned and text directions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["DirectionError", "load_direction", "normalize_direction", "apply_direction", "collect_latents",
+           "LearnedDirection", "learn_direction", "text_delta", "TextDirection", "direction_from_text"]
+
+
+class DirectionError(ValueError):
+    """A direction file or a training set that cannot be used (one-line message)."""
+
+
+def load_direction(path: str | Path, num_ws: int, w_dim: int) -> torch.Tensor:
+    """Read a ``.npy`` direction → float32 ``[num_ws, w_dim]``.
+
+    Accepted shapes: ``[w_dim]`` / ``[1, w_dim]`` (a W direction, copied to every row),
+    ``[num_ws, w_dim]``, ``[1, num_ws, w_dim]``. Read with ``allow_pickle=False``.
+
+    Raises:
+        FileNotFoundError: no such file. DirectionError: not a .npy array, wrong shape, not finite.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such direction file: {path}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DirectionError(f"{path} is not a readable .npy array ({type(exc).__name__})") from None
+    if not isinstance(arr, np.ndarray):
+        raise DirectionError(f"{path} is an .npz archive; a direction is a single .npy array")
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 1 and arr.shape[0] == w_dim:
+        arr = np.repeat(arr[None], num_ws, axis=0)
+    if arr.shape != (num_ws, w_dim):
+        raise DirectionError(f"{path}: a direction must be [{w_dim}] or [{num_ws}, {w_dim}] for this network, "
+                             f"got {list(arr.shape)}")
+    if not np.isfinite(arr).all():
+        raise DirectionError(f"{path} contains NaN or infinite values")
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def normalize_direction(d: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Scale ``d`` ``[num_ws, w_dim]`` so the RMS norm of its non-zero rows is 1.
+
+    Returns:
+        ``(scaled d, the RMS before scaling)``.
+
+    Raises:
+        DirectionError: ``d`` is zero.
+    """
+    norms = d.norm(dim=-1)
+    nz = norms > 0
+    if not bool(nz.any()):
+        raise DirectionError("the direction is zero")
+    rms = float(norms[nz].square().mean().sqrt())
+    return d / rms, rms
+
+
+def apply_direction(ws: torch.Tensor, direction: torch.Tensor, strengths: Sequence[float],
+                    rows: Sequence[int] | None = None) -> torch.Tensor:
+    """``ws + s·d`` for every strength ``s``, on ``rows`` only (default all).
+
+    Args:
+        ws: ``[1, num_ws, w_dim]`` (or ``[num_ws, w_dim]``) float32.
+        direction: ``[num_ws, w_dim]`` or ``[w_dim]``.
+        strengths: F floats.
+        rows: styleblocks to move; the others stay bit-identical.
+
+    Returns:
+        float32 ``[F, num_ws, w_dim]``.
+
+    Raises:
+        ValueError: shapes do not fit.
+    """
+    if ws.ndim == 2:
+        ws = ws[None]
+    if ws.ndim != 3 or ws.shape[0] != 1:
+        raise ValueError(f"ws must be [1, num_ws, w_dim], got {list(ws.shape)}")
+    d = direction.to(ws.device, torch.float32)
+    if d.ndim == 1:
+        d = d[None].expand(ws.shape[1], -1)
+    if d.shape != ws.shape[1:]:
+        raise ValueError(f"direction {list(d.shape)} does not fit ws {list(ws.shape[1:])}")
+    mask = torch.zeros(ws.shape[1], dtype=torch.bool, device=ws.device)
+    mask[list(range(ws.shape[1])) if rows is None else [int(r) for r in rows]] = True
+    s = torch.tensor([float(v) for v in strengths], dtype=torch.float32, device=ws.device)
+    moved = ws.to(torch.float32) + s[:, None, None] * d[None]
+    return torch.where(mask[None, :, None], moved, ws.to(torch.float32).expand_as(moved))
+
+
+def collect_latents(paths: Sequence[str | Path], num_ws: int | None = None, w_dim: int | None = None,
+                    space: str = "w") -> tuple[torch.Tensor, list[str], tuple[int, int]]:
+    """Read latent ``.npz`` files (or folders of them) into a feature matrix.
+
+    Args:
+        paths: files or folders (every ``*.npz`` inside, sorted, non-recursive).
+        num_ws, w_dim: expected shape (checked when given).
+        space: ``"w"`` — one ``[w_dim]`` vector per latent, the mean of its rows (the latent itself
+            for W latents, whose rows are all equal); ``"w+"`` — the flattened ``[num_ws·w_dim]``.
+
+    Returns:
+        ``(X float32 [M, D], labels of the M latents, (num_ws, w_dim) of the files)``.
+
+    Raises:
+        FileNotFoundError: a path that does not exist. DirectionError: no latents found, shapes differ.
+        LatentFileError: an unreadable file.
+    """
+    from .latents import load_latents
+
+    if space not in ("w", "w+"):
+        raise DirectionError(f"--space must be w or w+, got {space!r}")
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            files.extend(sorted(p.glob("*.npz")))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {p}")
+    if not files:
+        raise DirectionError(f"no .npz latent files in {', '.join(str(p) for p in paths)}")
+    rows, labels = [], []
+    shape = None
+    for f in files:
+        ws = load_latents(f, num_ws=num_ws, w_dim=w_dim).ws
+        if shape is None:
+            shape = ws.shape[1:]
+        elif ws.shape[1:] != shape:
+            raise DirectionError(f"{f} has latents of shape {list(ws.shape[1:])}, others {list(shape)}")
+        feats = ws.mean(axis=1) if space == "w" else ws.reshape(ws.shape[0], -1)
+        rows.append(feats)
+        labels.extend(f.stem if ws.shape[0] == 1 else f"{f.stem}#{i}" for i in range(ws.shape[0]))
+    return torch.from_numpy(np.concatenate(rows).astype(np.float32)), labels, (int(shape[0]), int(shape[1]))
+
+
+@dataclass(frozen=True)
+class LearnedDirection:
+    """Result of :func:`learn_direction`.
+
+    Attributes:
+        direction: float32 ``[D]`` unit normal of the separating hyperplane, towards the positives.
+        offset: the boundary's position along ``direction`` (``direction·x = offset`` on it).
+        train_accuracy, test_accuracy: fractions in [0, 1] (``test`` on the held-out split).
+        n_train, n_test: sample counts.
+        method: ``logistic`` or ``svm``.
+    """
+
+    direction: torch.Tensor
+    offset: float
+    train_accuracy: float
+    test_accuracy: float
+    n_train: int
+    n_test: int
+    method: str
+    history: tuple[float, ...] = field(default=())
+
+
+def _split(n: int, holdout: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    perm = torch.randperm(n, generator=gen)
+    k = min(n - 1, max(1, int(round(holdout * n))))
+    return perm[k:], perm[:k]
+
+
+def learn_direction(positive: torch.Tensor, negative: torch.Tensor, *, holdout: float = 0.2, seed: int = 0,
+                    method: str = "logistic", l2: float = 1e-3, max_iter: int = 200) -> LearnedDirection:
+    """Learn a unit direction separating ``positive`` from ``negative`` latents (InterFaceGAN).
+
+    The features are centred on the training mean and divided by one global scale (this conditions
+    the problem without changing the hyperplane's orientation). The classifier
+    ``f(x) = v·x̃ + b`` minimises ``mean(loss(y·f(x))) + l2/2·‖v‖²`` over the training split with
+    L-BFGS (strong Wolfe line search); ``loss`` is ``log(1 + e^{−m})`` (logistic) or
+    ``max(0, 1 − m)²`` (linear SVM, squared hinge). The split is stratified: ``holdout`` of each class
+    (at least one sample) is held out.
+
+    Args:
+        positive, negative: ``[P, D]`` and ``[Q, D]`` float feature matrices (P, Q >= 2).
+        holdout: held-out fraction per class, in (0, 1).
+        seed: seed of the split.
+        method: ``logistic`` or ``svm``.
+        l2: L2 regularisation strength (> = 0).
+        max_iter: L-BFGS iterations.
+
+    Returns:
+        :class:`LearnedDirection`.
+
+    Raises:
+        DirectionError: fewer than two latents in a class, dimension mismatch, bad arguments.
+    """
+    if method not in ("logistic", "svm"):
+        raise DirectionError(f"--method must be logistic or svm, got {method!r}")
+    if not 0 < holdout < 1:
+        raise DirectionError(f"--holdout must be between 0 and 1, got {holdout}")
+    if positive.ndim != 2 or negative.ndim != 2 or positive.shape[1] != negative.shape[1]:
+        raise DirectionError(f"positive and negative latents must be [N, D] with the same D, got "
+                             f"{list(positive.shape)} and {list(negative.shape)}")
+    if positive.shape[0] < 2 or negative.shape[0] < 2:
+        raise DirectionError(f"need at least 2 positive and 2 negative latents (a train and a held-out one each), "
+                             f"got {positive.shape[0]} and {negative.shape[0]}")
+    gen = torch.Generator().manual_seed(seed)
+    p_tr, p_te = _split(positive.shape[0], holdout, gen)
+    n_tr, n_te = _split(negative.shape[0], holdout, gen)
+    pos, neg = positive.to(torch.float64), negative.to(torch.float64)
+    x_tr = torch.cat([pos[p_tr], neg[n_tr]])
+    y_tr = torch.cat([torch.ones(len(p_tr)), -torch.ones(len(n_tr))]).to(torch.float64)
+    x_te = torch.cat([pos[p_te], neg[n_te]])
+    y_te = torch.cat([torch.ones(len(p_te)), -torch.ones(len(n_te))]).to(torch.float64)
+    mu = x_tr.mean(0)
+    scale = float((x_tr - mu).std()) or 1.0
+    xt = (x_tr - mu) / scale
+    v = torch.zeros(xt.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([v, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-10, tolerance_change=1e-12)
+    history: list[float] = []
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        margin = y_tr * (xt @ v + b)
+        if method == "logistic":
+            data = torch.nn.functional.softplus(-margin).mean()
+        else:
+            data = torch.clamp(1 - margin, min=0).square().mean()
+        loss = data + 0.5 * l2 * v.square().sum()
+        loss.backward()
+        history.append(float(loss.detach()))
+        return loss
+
+    opt.step(closure)
+    v, b = v.detach(), b.detach()
+    norm = float(v.norm())
+    if not math.isfinite(norm) or norm == 0:
+        raise DirectionError("the classifier found no direction (are the two sets identical?)")
+
+    def accuracy(x: torch.Tensor, y: torch.Tensor) -> float:
+        score = ((x - mu) / scale) @ v + b
+        return float(((score > 0).to(torch.float64) * 2 - 1 == y).to(torch.float64).mean())
+
+    unit = v / norm
+    # f(x) = 0  ⇔  v·(x − mu)/scale + b = 0  ⇔  unit·x = unit·mu − b·scale/‖v‖
+    offset = float(unit @ mu - b * scale / norm)
+    return LearnedDirection(unit.to(torch.float32), offset, accuracy(x_tr, y_tr), accuracy(x_te, y_te),
+                            int(x_tr.shape[0]), int(x_te.shape[0]), method, tuple(history))
+
+
+def text_delta(guide: Any, source: str, target: str, templates: Sequence[str] | None = None) -> torch.Tensor:
+    """Unit CLIP text direction ``E_T(target) − E_T(source)`` → float32 ``[D]``.
+
+    With ``templates`` (strings with one ``{}``), each embedding is the normalized mean over the
+    templates filled with the text (prompt ensembling, Radford et al. 2021, §3.1.4).
+
+    Raises:
+        DirectionError: the two texts give the same embedding.
+    """
+    def embed(text: str) -> torch.Tensor:
+        if not templates:
+            return guide.encode_text([text])[0]
+        e = guide.encode_text([t.format(text) for t in templates]).mean(0)
+        return e / e.norm()
+
+    delta = embed(target) - embed(source)
+    if float(delta.norm()) < 1e-6:
+        raise DirectionError(f"'{source}' and '{target}' give the same CLIP embedding: no direction")
+    return delta / delta.norm()
+
+
+@dataclass(frozen=True)
+class TextDirection:
+    """Result of :func:`direction_from_text`.
+
+    Attributes:
+        direction: float32 ``[num_ws, w_dim]`` CPU, RMS row norm 1 over the optimized rows, zero elsewhere.
+        strength: the RMS row norm the optimization reached (``ws + strength·direction`` reproduces it).
+        history: loss per step.
+        rows: the optimized styleblocks.
+    """
+
+    direction: torch.Tensor
+    strength: float
+    history: tuple[float, ...]
+    rows: tuple[int, ...]
+
+
+def direction_from_text(G: Any, guide: Any, source: str, target: str, start_ws: torch.Tensor, cutouts: Any, *,
+                        rows: Sequence[int] | None = None, steps: int = 100, lr: float = 0.02, l2: float = 0.0,
+                        templates: Sequence[str] | None = None, min_delta_norm: float = 0.05, seed: int = 0,
+                        callback: Callable[[int, float], None] | None = None) -> TextDirection:
+    """Optimize one W+ offset ``d`` shared by all starts so each image changes from ``source`` to ``target``.
+
+    Loss per step (directional CLIP loss, Gal et al. 2021, with the same random cutouts of x and x0):
+    ``mean_{n,k} (1 − ΔI·ΔT / max(‖ΔI‖, τ)) + l2·mean_rows ‖d_row‖²`` where
+    ``ΔI = E_I(cut_k(G(ws_n + d))) − E_I(cut_k(G(ws_n)))`` and ``ΔT`` = :func:`text_delta`.
+    Adam with the projector lr schedule (:class:`clipstyle.optimize.Schedule`).
+
+    Args:
+        G: generator (frozen here). guide: :class:`~clipstyle.guidance.CLIPGuide`.
+        source, target: texts, e.g. ``"a face"`` → ``"a smiling face"``.
+        start_ws: float32 ``[N, num_ws, w_dim]`` samples (e.g. several seeds) on G's device.
+        cutouts: :class:`~clipstyle.guidance.Cutouts`.
+        rows: styleblocks ``d`` may use (default all); the others stay 0.
+        steps, lr: optimization length and peak learning rate.
+        l2: weight of the penalty on ``d``'s size.
+        templates: prompt templates for ensembling (see :func:`text_delta`).
+        min_delta_norm: τ above (avoids the undefined cosine at ``d = 0``).
+        seed: seed of the cutouts.
+        callback: called ``(step, loss)`` after each step.
+
+    Returns:
+        :class:`TextDirection`.
+
+    Raises:
+        DirectionError: identical texts, or the optimization left ``d`` at zero.
+        FloatingPointError: the loss became NaN/inf.
+    """
+    from .optimize import Schedule
+
+    G.requires_grad_(False)
+    device = G.w_avg.device
+    ws0 = start_ws.detach().to(device, torch.float32)
+    num_ws = ws0.shape[1]
+    mask = torch.zeros(1, num_ws, 1, device=device)
+    chosen = tuple(range(num_ws)) if rows is None else tuple(int(r) for r in rows)
+    mask[:, list(chosen)] = 1
+    delta_t = text_delta(guide, source, target, templates).to(device)
+    gen = torch.Generator(device=device).manual_seed(seed) if str(device).startswith("cuda") else \
+        torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        x0 = G.synthesis(ws0, noise_mode="const")
+    d = torch.zeros(1, num_ws, ws0.shape[2], device=device, requires_grad=True)
+    schedule = Schedule(lr=lr, steps=steps)
+    opt = torch.optim.Adam([d], lr=lr)
+    history: list[float] = []
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = schedule.lr_at(step)
+        img = G.synthesis(ws0 + d * mask, noise_mode="const")
+        cuts, cuts0 = cutouts.paired(img, x0, gen)
+        e = guide.encode_image(cuts)
+        with torch.no_grad():
+            e0 = guide.encode_image(cuts0)
+        delta_i = e - e0
+        cos = (delta_i @ delta_t) / delta_i.norm(dim=-1).clamp_min(min_delta_norm)
+        loss = (1 - cos).mean()
+        if l2 > 0:
+            loss = loss + l2 * (d * mask).square().sum(-1)[0, list(chosen)].mean()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"the loss became {value} at step {step}; try a smaller --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.append(value)
+        if callback is not None:
+            callback(step, value)
+    final = (d.detach() * mask)[0].cpu()
+    try:
+        unit, strength = normalize_direction(final)
+    except DirectionError:
+        raise DirectionError("the optimization did not move the latent; try more --steps or a larger --lr") from None
+    return TextDirection(unit, strength, tuple(history), chosen)
