@@ -1,0 +1,43 @@
+"""Latent files with extra arrays (projection noise maps, per-row z) on top of :func:`clipstyle.latents.save_latents`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["add_arrays", "read_arrays"]
+
+
+def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (no pickles)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def add_arrays(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> Path:
+    """Rewrite the latent file ``path`` (written by ``save_latents``) atomically with ``arrays`` added and
+    its JSON ``meta`` updated by ``meta``. Existing keys of the same name are replaced; ``ws``/``w``/``meta``
+    cannot be replaced this way.
+
+    Raises:
+        ValueError: an array is named ``ws``, ``w`` or ``meta``.
+    """
+    from ..fileio import atomic_save_npz
+
+    reserved = {"ws", "w", "meta"} & set(arrays)
+    if reserved:
+        raise ValueError(f"add_arrays cannot replace {', '.join(sorted(reserved))}")
+    current = read_arrays(path)
+    old_meta: dict[str, Any] = {}
+    if "meta" in current:
+        try:
+            old_meta = json.loads(str(current["meta"]))
+        except ValueError:
+            old_meta = {}
+    old_meta.update(meta or {})
+    current.update({k: np.asarray(v) for k, v in arrays.items()})
+    current["meta"] = np.array(json.dumps(old_meta, default=str))
+    return atomic_save_npz(path, **current)

@@ -1,0 +1,275 @@
+"""Projection of a photo into a generator's latent space (W or W+).
+
+The method is the StyleGAN2 projector (Karras et al. 2020, "Analyzing and Improving the Image Quality of
+StyleGAN", §5 and Appendix D), with W+ as in Image2StyleGAN (Abdal et al. 2019):
+
+* start from the mean ``μ_w`` of ``w_avg_samples`` mapped latents (seeded); ``σ_w`` =
+  ``sqrt(mean_k ‖w_k − μ_w‖²)`` measures how far latents spread;
+* minimise ``λ_p·LPIPS(G(w), x) + λ_mse·mean((G(w) − x)²) + λ_n·Σ_{i,j} L_{i,j}`` over w (one shared vector
+  in W, one per row in W+) and the per-layer noise maps n_i (StyleGAN2 only), where ``L_{i,j}`` is the
+  multi-scale noise autocorrelation penalty (:func:`~clipstyle.inversion.noise.noise_regularization`) and
+  each n_i is renormalised to zero mean / unit variance after every step;
+* during the first ``noise_ramp_length`` of the steps, Gaussian noise of std
+  ``σ_w · initial_noise_factor · max(0, 1 − t / noise_ramp_length)²`` (t = step/steps) is added to w
+  before synthesis — it makes the optimizer explore before it settles;
+* Adam (β = 0.9, 0.999) with the lr ramped up linearly over the first 5% of the steps and down with a
+  cosine over the last 25% (:class:`clipstyle.optimize.Schedule`); 1000 steps, peak lr 0.1.
+
+LPIPS compares images downsampled to at most 256² (as the paper does for 1024² faces).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ..latents import Latent
+from ..optimize import Callback, OptimizeResult, Schedule, run
+from .lpips import downsample_for_lpips
+from .noise import SynthesisWithNoise, noise_buffers, noise_regularization, normalize_noise_
+
+__all__ = ["ProjectConfig", "ProjectionResult", "project", "w_statistics", "psnr", "prepare_target"]
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """Settings of :func:`project` (defaults: the StyleGAN2 projector).
+
+    Attributes:
+        steps: optimization steps (paper: 1000).
+        lr: peak Adam learning rate (paper: 0.1), ramped up over ``rampup`` and down over ``rampdown``.
+        space: ``"w"`` (one w for all rows, NVIDIA's projector) or ``"w+"`` (one per row, Image2StyleGAN).
+        perceptual: weight of the perceptual term (used only when :func:`project` gets a model).
+        mse: weight of the pixel MSE (images in [-1, 1]).
+        noise_reg: weight of the noise regularization (paper: 1e5).
+        optimize_noise: optimize StyleGAN2's noise maps (ignored for networks without noise).
+        initial_noise_factor: w-noise std at step 0 in units of σ_w (paper: 0.05).
+        noise_ramp_length: fraction of the steps over which the w-noise falls to 0 (paper: 0.75).
+        rampup, rampdown: lr schedule fractions (paper: 0.05, 0.25).
+        w_avg_samples: number of z mapped to estimate μ_w and σ_w (paper: 10,000).
+        seed: seeds the z samples and the w-noise.
+        lpips_max_size: LPIPS sees images area-downsampled to at most this side.
+        save_every: keep a projection frame every this many steps (0 = none).
+    """
+
+    steps: int = 1000
+    lr: float = 0.1
+    space: str = "w"
+    perceptual: float = 1.0
+    mse: float = 0.0
+    noise_reg: float = 1e5
+    optimize_noise: bool = True
+    initial_noise_factor: float = 0.05
+    noise_ramp_length: float = 0.75
+    rampup: float = 0.05
+    rampdown: float = 0.25
+    w_avg_samples: int = 10_000
+    seed: int = 0
+    lpips_max_size: int = 256
+    save_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.space not in ("w", "w+"):
+            raise ValueError(f"space must be 'w' or 'w+', got {self.space!r}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("perceptual", "mse", "noise_reg", "initial_noise_factor"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.noise_ramp_length <= 1:
+            raise ValueError(f"noise_ramp_length must be in (0, 1], got {self.noise_ramp_length}")
+        if self.w_avg_samples < 2:
+            raise ValueError(f"w_avg_samples must be >= 2, got {self.w_avg_samples}")
+
+    def w_noise_std(self, step: int, w_std: float) -> float:
+        """Std of the noise added to w at ``step``: ``σ_w · factor · max(0, 1 − t/ramp)²``."""
+        t = step / self.steps
+        return w_std * self.initial_noise_factor * max(0.0, 1.0 - t / self.noise_ramp_length) ** 2
+
+
+@dataclass(frozen=True)
+class ProjectionResult:
+    """Outcome of :func:`project` (all tensors float32 on the CPU).
+
+    Attributes:
+        ws: ``[N, num_ws, w_dim]`` the projection (rows all equal in W space).
+        noise: the optimized noise maps ``{name relative to G.synthesis: [res, res]}`` (``{}`` when none
+            were optimized); synthesise with them through
+            :class:`~clipstyle.inversion.noise.SynthesisWithNoise` to reproduce ``image``.
+        image: ``[N, C, R, R]`` the final projection, in ~[-1, 1] (no w-noise).
+        target: ``[N, C, R, R]`` what was projected, in [-1, 1].
+        metrics: ``mse`` (mean squared error of the raw images, [-1, 1] units), ``psnr`` (dB, peak-to-peak 2,
+            both images clamped to [-1, 1] as when saved), ``lpips`` (when a perceptual model was used).
+        w_mean: ``[w_dim]`` the start μ_w; w_std: σ_w.
+        run: the :class:`~clipstyle.optimize.OptimizeResult` (history, frames, timings, interruption).
+    """
+
+    ws: Tensor
+    noise: dict[str, Tensor]
+    image: Tensor
+    target: Tensor
+    metrics: dict[str, float]
+    w_mean: Tensor
+    w_std: float
+    run: OptimizeResult
+    config: ProjectConfig = field(default_factory=ProjectConfig)
+
+
+@torch.no_grad()
+def w_statistics(G: Any, num_samples: int = 10_000, seed: int = 0, c: Tensor | None = None,
+                 batch: int = 1000) -> tuple[Tensor, float]:
+    """Mean and spread of w over ``num_samples`` seeded z ~ N(0, I) (with class ``c`` for conditional networks).
+
+    Returns:
+        ``(μ_w [w_dim] float32 on G's device, σ_w = sqrt(mean_k ‖w_k − μ_w‖²) as a float)``.
+    """
+    device = G.w_avg.device
+    gen = torch.Generator().manual_seed(int(seed))
+    z = torch.randn([num_samples, G.z_dim], generator=gen, dtype=torch.float32)
+    if c is None:
+        c = torch.zeros([1, G.c_dim])
+    ws = []
+    for chunk in z.split(batch):
+        cc = c.to(device, torch.float32).expand(chunk.shape[0], -1) if c.shape[0] == 1 else c.to(device)
+        ws.append(G.mapping(chunk.to(device), cc, truncation_psi=1.0)[:, 0].to(torch.float64))
+    w = torch.cat(ws)
+    mean = w.mean(0)
+    std = float((w - mean).square().sum(1).mean().sqrt())
+    return mean.to(torch.float32), std
+
+
+def psnr(images: Tensor, target: Tensor) -> float:
+    """PSNR in dB of images in [-1, 1] (peak-to-peak 2): ``10·log10(4 / mse)`` after clamping both to [-1, 1]."""
+    mse = float((images.detach().clamp(-1, 1).double() - target.detach().clamp(-1, 1).double()).square().mean())
+    return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
+
+
+def prepare_target(image: Tensor, G: Any) -> Tensor:
+    """Fit an RGB tensor ``[N, 3, R, R]`` in [-1, 1] to the generator's channel count (1 → gray average).
+
+    Raises:
+        ValueError: wrong resolution or channel count.
+    """
+    r = G.img_resolution
+    if image.ndim != 4 or tuple(image.shape[2:]) != (r, r):
+        raise ValueError(f"the target must be [N, C, {r}, {r}] for this network, got {list(image.shape)}")
+    channels = G.img_channels
+    if image.shape[1] == channels:
+        return image
+    if channels == 1 and image.shape[1] == 3:
+        return image.mean(dim=1, keepdim=True)
+    if channels == 3 and image.shape[1] == 1:
+        return image.expand(-1, 3, -1, -1)
+    raise ValueError(f"the target has {image.shape[1]} channels, the network makes {channels}")
+
+
+def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
+            perceptual: Callable[[Tensor, Tensor], Tensor] | None = None, c: Tensor | None = None,
+            callbacks: Sequence[Callback] = ()) -> ProjectionResult:
+    """Find the latent (and noise) whose image matches ``target``.
+
+    Args:
+        G: a generator (StyleGAN2 or StyleGAN3; not modified — its noise buffers are copied).
+        target: float ``[N, C, R, R]`` in [-1, 1], R = ``G.img_resolution`` (see :func:`prepare_target`).
+        config: see :class:`ProjectConfig`.
+        perceptual: a distance ``(x, y) → [N]``, e.g. :class:`~clipstyle.inversion.lpips.LPIPS`; ``None``
+            turns the perceptual term off.
+        c: class labels ``[1 or N, c_dim]`` for conditional networks (one-hot); used for the w statistics
+            (the start is the class mean) — required when ``G.c_dim > 0``.
+        callbacks: called after each step (see :func:`clipstyle.optimize.run`).
+
+    Returns:
+        :class:`ProjectionResult`. Ctrl-C stops early and keeps the best latent so far.
+
+    Raises:
+        ValueError: a target of the wrong shape, no loss term left (no perceptual model and ``mse == 0``),
+            or a conditional network without ``c``.
+        FloatingPointError: the loss became NaN/inf.
+    """
+    device = G.w_avg.device
+    target = prepare_target(target, G).detach().to(device, torch.float32)
+    n = target.shape[0]
+    use_perceptual = perceptual is not None and config.perceptual > 0
+    if not use_perceptual and config.mse <= 0:
+        raise ValueError("nothing to project by: use a perceptual model or give mse > 0")
+    if G.c_dim > 0 and c is None:
+        raise ValueError(f"this network is conditional: give a class label c [1, {G.c_dim}]")
+
+    w_mean, w_std = w_statistics(G, config.w_avg_samples, config.seed, c)
+    start = w_mean[None, None].repeat(n, G.num_ws, 1)
+    latent = Latent(start, space=config.space).to(device)
+
+    noise: dict[str, Tensor] = {}
+    if config.optimize_noise:
+        noise = {name: buf.detach().clone().to(torch.float32).requires_grad_(True)
+                 for name, buf in noise_buffers(G).items()}
+        normalize_noise_(noise.values())
+
+    gen = torch.Generator(device=device).manual_seed(int(config.seed) + 1)
+    state = {"step": 0}
+
+    def w_noise(ws: Tensor) -> Tensor | None:
+        std = config.w_noise_std(state["step"], w_std)
+        if std <= 0:
+            return None
+        shape = [ws.shape[0], 1 if config.space == "w" else ws.shape[1], ws.shape[2]]
+        return torch.randn(shape, generator=gen, device=ws.device, dtype=ws.dtype) * std
+
+    synth = SynthesisWithNoise(G, noise, w_noise)
+    target_small = downsample_for_lpips(target, config.lpips_max_size) if use_perceptual else None
+
+    def loss_fn(images: Tensor, ws: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        terms: dict[str, Tensor] = {}
+        total = images.new_zeros([])
+        if use_perceptual:
+            small = downsample_for_lpips(images, config.lpips_max_size)
+            if small.shape[1] == 1:  # a grayscale network: LPIPS expects RGB
+                small, tgt = small.expand(-1, 3, -1, -1), target_small.expand(-1, 3, -1, -1)
+            else:
+                tgt = target_small
+            d = perceptual(small, tgt).mean()
+            total = total + config.perceptual * d
+            terms["lpips"] = d.detach()
+        if config.mse > 0:
+            m = (images - target).square().mean()
+            total = total + config.mse * m
+            terms["mse"] = m.detach()
+        if noise and config.noise_reg > 0:
+            r = noise_regularization(noise.values())
+            total = total + config.noise_reg * r
+            terms["noise_reg"] = r.detach()
+        return total, terms
+
+    def after_step() -> None:
+        state["step"] += 1
+        normalize_noise_(noise.values())
+
+    schedule = Schedule(lr=config.lr, steps=config.steps, rampup=config.rampup, rampdown=config.rampdown)
+    result = run(synth, latent, loss_fn, schedule, noise_mode="const", save_every=config.save_every,
+                 callbacks=callbacks, extra_params=list(noise.values()), after_step=after_step)
+
+    final_noise = {k: v.detach().clone() for k, v in noise.items()}
+    clean = SynthesisWithNoise(G, final_noise)
+    with torch.no_grad():
+        image = clean.synthesis(result.ws.to(device), noise_mode="const")
+        metrics = {"mse": float((image - target).square().mean()), "psnr": psnr(image, target)}
+        if use_perceptual:
+            small = downsample_for_lpips(image, config.lpips_max_size)
+            if small.shape[1] == 1:
+                metrics["lpips"] = float(perceptual(small.expand(-1, 3, -1, -1),
+                                                    target_small.expand(-1, 3, -1, -1)).mean())
+            else:
+                metrics["lpips"] = float(perceptual(small, target_small).mean())
+    if result.frames:  # the loop's last frame may carry w-noise when interrupted: replace it
+        from ..optimize import to_uint8_frames
+
+        result = replace(result, frames=result.frames[:-1] + (to_uint8_frames(image),))
+    return ProjectionResult(ws=result.ws.cpu(), noise={k: v.cpu() for k, v in final_noise.items()},
+                            image=image.cpu(), target=target.cpu(), metrics=metrics, w_mean=w_mean.cpu(),
+                            w_std=w_std, run=result, config=config)
