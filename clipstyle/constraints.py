@@ -39,8 +39,9 @@ import torch
 
 from .latents import load_latents, parse_blocks, seed_z
 
-__all__ = ["SpecError", "LatentSource", "parse_source", "parse_sources", "parse_mix", "BlendSpec",
-           "parse_blend_spec", "blend_from_spec", "batch_starts", "JITTER_PSI"]
+__all__ = ["SpecError", "LatentSource", "parse_source", "parse_sources", "parse_mix", "merge_mixes", "apply_mix",
+           "constraint_rows", "latent_l2_weight", "BlendSpec", "parse_blend_spec", "blend_from_spec",
+           "batch_starts", "JITTER_PSI"]
 
 #: Without ``--seed``, item i of a ``--batch`` starts at seed i with this truncation psi: close to
 #: ``w_avg`` (a "small seeded jitter" of the average face) yet distinct per item.
@@ -200,6 +201,61 @@ def merge_mixes(mixes: list[dict[int, torch.Tensor]]) -> dict[int, torch.Tensor]
     for m in mixes:
         out.update(m)
     return out
+
+
+def apply_mix(ws: torch.Tensor, mix: dict[int, torch.Tensor] | None) -> torch.Tensor:
+    """A copy of ``ws [N, num_ws, w_dim]`` with the mixed rows replaced, bit-exactly as
+    :class:`~clipstyle.latents.Latent` fixes them (the start of a mixed optimization)."""
+    out = ws.detach().clone()
+    n, _, w_dim = out.shape
+    for row, value in (mix or {}).items():
+        out[:, int(row)] = value.to(out).expand(n, w_dim)
+    return out
+
+
+def constraint_rows(G: Any, blocks: str | None, mix: list[str] | tuple[str, ...] = (), recipe: Any = None,
+                    device: Any = "cpu", c: torch.Tensor | None = None
+                    ) -> tuple[tuple[int, ...], dict[int, torch.Tensor]]:
+    """The free rows and mixed rows of an optimizing command.
+
+    Args:
+        G: the generator (``num_ws``, ``block_groups()``, ``mapping`` for seed sources).
+        blocks: ``--blocks`` (``None`` = the recipe's blocks, else every row).
+        mix: the ``--mix SOURCE:BLOCKS`` specs (later ones win on shared rows).
+        recipe: a :class:`~clipstyle.recipes.Recipe` or ``None``.
+        device: device of the mixed rows.
+        c: label ``[1, c_dim]`` for conditional networks (seed sources).
+
+    Returns:
+        ``(free rows, {row: [w_dim] tensor})``; the free rows still include mixed ones
+        (:class:`~clipstyle.latents.Latent` drops them).
+
+    Raises:
+        SpecError: every free row is fixed by ``--mix`` (nothing left to optimize), or a bad spec.
+        BlockSpecError / LatentFileError: see :func:`parse_mix`.
+    """
+    if blocks is None and recipe is not None:
+        from .recipes import recipe_rows
+
+        free = recipe_rows(recipe, G.num_ws, G.block_groups())
+    else:
+        free = parse_blocks(blocks, G.num_ws, G.block_groups())
+    mixed = merge_mixes([parse_mix(spec, G, device, None if c is None else c[:1]) for spec in mix])
+    if not set(free) - set(mixed):
+        raise SpecError("every styleblock chosen by --blocks is fixed by --mix: nothing left to optimize")
+    return free, mixed
+
+
+def latent_l2_weight(l2: float | None, recipe: Any, num_ws: int, w_dim: int, default: float = 0.0) -> float:
+    """The :class:`~clipstyle.guidance.LatentL2` weight: ``--l2`` when given, else the recipe's keep weight
+    (:func:`~clipstyle.recipes.keep_weight`), else ``default``."""
+    if l2 is not None:
+        return float(l2)
+    if recipe is not None:
+        from .recipes import keep_weight
+
+        return keep_weight(recipe, num_ws, w_dim)
+    return float(default)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,18 @@
 """Photo commands: ``project`` (photo → latent), ``invert-z`` (w → z), ``edit`` (photo or latent + prompt).
 
 Each command is assembled from small helpers (load the network, the target, the perceptual model, the start
-latent, the CLIP guide; save the run) so later options (recipes, mixing, blending) can reuse them.
+latent, the CLIP guide; save the run). The constraints of the main command work here too, through the same
+helpers (:mod:`clipstyle.constraints`, :mod:`clipstyle.recipes`):
+
+* ``--mix SOURCE:BLOCKS`` (``project``, ``edit``): those rows are fixed, bit-exactly, to the other latent
+  during the projection / the edit;
+* ``--blend NETWORK@RES[:SMOOTH]``: ``project`` projects into the blended network; ``edit`` *projects a photo
+  into the base network A* (``--network``) and *edits and renders in the blend* (the blend's mapping and
+  ``w_avg`` are A's, so the latent means the same in both). The saved ``latents.npz`` names A as its network
+  and records the blend in its meta: pass the same ``--blend`` to edit or render it again;
+* ``--recipe NAME`` (``edit``): the recipe's target text is the PROMPT when none is given, its source text
+  the ``--source``, its blocks the ``--blocks``, its strength the ``--strength`` and its keep weight the
+  ``--l2`` (:func:`clipstyle.recipes.keep_weight`); options given explicitly win.
 """
 
 from __future__ import annotations
@@ -36,6 +47,9 @@ OptOutdir = Annotated[Path, typer.Option(help="Folder under which a new run fold
 OptSaveEvery = Annotated[int, typer.Option(help="Keep a GIF frame every N steps.", min=1)]
 OptQuiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 OptSeed = Annotated[int, typer.Option(help="Seed of the w statistics / w-noise (projection) and of the cutouts (edit).")]
+OptMix = Annotated[Optional[list[str]], typer.Option(help="Style mixing constraint SOURCE:BLOCKS (repeatable): fix "
+                                                "those rows to another latent, e.g. 42:0-3, 42@0.7:coarse, "
+                                                "face.npz:fine.")]
 
 
 # -- small building blocks ----------------------------------------------------------------------------------------
@@ -112,12 +126,41 @@ def projection_config(steps: int, lr: float, space: str, perceptual: Any, mse: f
                          save_every=save_every)
 
 
-def run_projection(G: Any, target: Any, cfg: Any, perceptual: Any, c: Any, quiet: bool) -> Any:
+def run_projection(G: Any, target: Any, cfg: Any, perceptual: Any, c: Any, quiet: bool,
+                   mix: dict[int, Any] | None = None) -> Any:
     from ..inversion.project import project
     from ..progress import ProgressBar
 
     with ProgressBar("projecting", cfg.steps, enabled=not quiet) as bar:
-        return project(G, target, cfg, perceptual=perceptual, c=c if G.c_dim > 0 else None, callbacks=[bar])
+        return project(G, target, cfg, perceptual=perceptual, c=c if G.c_dim > 0 else None, mix=mix or None,
+                       callbacks=[bar])
+
+
+def check_blend_spec(blend: str | None) -> None:
+    """Fail on a malformed ``--blend`` before anything slow is loaded (SpecError)."""
+    if blend is not None:
+        from ..constraints import parse_blend_spec
+
+        parse_blend_spec(blend)
+
+
+def with_blend(G: Any, blend: str | None, dev: str, quiet: bool) -> Any:
+    """``G`` itself, or the blend ``NETWORK@RES[:SMOOTH]`` of ``G`` with another network (G unchanged)."""
+    if not blend:
+        return G
+    from ..constraints import blend_from_spec
+
+    return blend_from_spec(G, blend, dev, progress=not quiet)
+
+
+def record_base_network(path: Path, base: Any, blend: str | None) -> None:
+    """After a run in a blend: the latent file names the base network A (whose mapping made its W space) and
+    records the blend spec, so 'clipstyle edit --latents FILE' loads A (add the same --blend to edit in it)."""
+    if not blend:
+        return
+    from ..inversion.files import add_arrays
+
+    add_arrays(path, {}, {"network": base.describe().get("source"), "blend": blend})
 
 
 def save_noise(path: Path, noise: dict[str, Any]) -> None:
@@ -185,6 +228,9 @@ def project_command(
     crop: OptCrop = True,
     align: OptAlign = False,
     class_idx: OptClass = None,
+    mix: OptMix = None,
+    blend: Annotated[Optional[str], typer.Option(help="Project into a blended network NETWORK@RES[:SMOOTH]: layers "
+                                                 "up to RES from --network, the rest from NETWORK.")] = None,
     seed: OptSeed = 0,
     save_every: OptSaveEvery = 10,
     outdir: OptOutdir = Path("out"),
@@ -196,31 +242,40 @@ def project_command(
     Writes target.png, proj.png (= result.png), progress.gif (target | projection), latents.npz (ws, the
     optimized noise maps, the network) and run.json (settings, final LPIPS/MSE/PSNR) into a new folder under
     --outdir and prints its path. Edit the result with 'clipstyle edit --latents RUN/latents.npz "PROMPT"'.
+    --mix fixes styleblocks to another latent during the projection; --blend projects into a blended network
+    (latents.npz then names --network and records the blend: give the same --blend to edit).
     """
     from ..fileio import make_run_dir
     from ..images import load_image_array
     from ..render import save_png
     from ..runs import save_run
 
+    from ..constraints import constraint_rows
+
     dev = resolve_device(device)
     load_image_array(photo)  # a missing or broken photo fails before any network is loaded
+    check_blend_spec(blend)
     perceptual_model = load_perceptual(perceptual, lpips_weights, dev, quiet)
     cfg = projection_config(steps, lr, space, perceptual_model, mse, noise_reg, seed, save_every)
-    G = load_network(network, None, dev, quiet)
-    c = class_vector(G.c_dim, class_idx, 1, dev)
+    base = load_network(network, None, dev, quiet)
+    c = class_vector(base.c_dim, class_idx, 1, dev)
+    _, mixed = constraint_rows(base, None, mix or [], None, dev, c)
+    G = with_blend(base, blend, dev, quiet)
     target = load_target(photo, G, crop, align, dev)
-    result = run_projection(G, target, cfg, perceptual_model, c, quiet)
+    result = run_projection(G, target, cfg, perceptual_model, c, quiet, mix=mixed)
 
     run_dir = make_run_dir(outdir, f"proj-{photo.stem}")
     target_u8, proj_u8 = uint8_image(result.target), uint8_image(result.image)
     settings = {"command": "project", "photo": str(photo), "network": network or "ffhq", "steps": steps, "lr": lr,
                 "space": cfg.space, "perceptual": perceptual, "lpips_weights": lpips_weights, "mse": cfg.mse,
                 "noise_reg": noise_reg, "crop": crop, "align": align, "class": class_idx, "seed": seed,
-                "w_avg_samples": cfg.w_avg_samples, "save_every": save_every, "device": dev}
+                "w_avg_samples": cfg.w_avg_samples, "save_every": save_every, "device": dev,
+                "mix": list(mix or []), "mixed_rows": sorted(mixed), "blend": blend}
     extra = {"metrics": result.metrics, "w_std": result.w_std, "noise_maps": list(result.noise)}
     paths = save_run(run_dir, result.run, settings, G.describe(), extra_json=extra, c=c, result_image=proj_u8,
                      gif_frames=side_by_side_frames(target_u8, result.run.frames))
     save_noise(paths["latents"], result.noise)
+    record_base_network(paths["latents"], base, blend)
     save_png(run_dir / "target.png", target_u8)
     save_png(run_dir / "proj.png", proj_u8)
     if result.run.interrupted:
@@ -291,23 +346,38 @@ def invert_z_command(
 
 @handle_errors
 def edit_command(
-    photo_or_latents: Annotated[str, typer.Argument(help="A photo to project first, or a latent .npz (ours or "
-                                                    "NVIDIA's projected_w.npz).", show_default=False)],
-    prompt: Annotated[Optional[str], typer.Argument(help="The edit, e.g. \"a smiling face\" (with --latents the "
-                                                    "only argument).", show_default=False)] = None,
+    photo_or_latents: Annotated[Optional[str], typer.Argument(
+        help="A photo to project first, or a latent .npz (ours or NVIDIA's projected_w.npz).",
+        show_default=False)] = None,
+    prompt: Annotated[Optional[str], typer.Argument(help="The edit, e.g. \"a smiling face\" (with --latents the only "
+                                                    "argument; optional with --recipe).", show_default=False)] = None,
     latents: Annotated[Optional[Path], typer.Option(help="Start from this latent file instead of a photo.")] = None,
-    source: Annotated[str, typer.Option(help="Text describing the unedited photo: the edit direction is "
-                                        "source → prompt (StyleGAN-NADA's directional CLIP loss).")] = "a face",
+    source: Annotated[Optional[str], typer.Option(help="Text describing the unedited photo: the edit direction is "
+                                                  "source → prompt (StyleGAN-NADA's directional CLIP loss). "
+                                                  "Default: the recipe's source, else \"a face\".",
+                                                  show_default=False)] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="A curated edit ('clipstyle recipes'): its target text (when "
+                                                  "PROMPT is omitted), source text, blocks, strength and keep weight "
+                                                  "(as --l2) are the defaults; options given explicitly win.")] = None,
     network: OptNetwork = None,
     clip_model: ClipModelOpt = "ViT-B-32",
     clip_pretrained: ClipPretrainedOpt = "openai",
     steps: Annotated[int, typer.Option(help="Edit optimization steps.", min=1)] = 100,
     lr: Annotated[float, typer.Option(help="Peak Adam learning rate of the edit.")] = 0.1,
     blocks: Annotated[Optional[str], typer.Option(help="Styleblocks to edit, e.g. 0-3,8 or coarse,middle (default: "
-                                                  "all); the others stay exactly at the projection.")] = None,
-    l2: Annotated[float, typer.Option(help="Weight of ‖w − w_projection‖² (StyleCLIP's L2 term).", min=0)] = 0.008,
+                                                  "the recipe's, else all); the others stay exactly at the start.",
+                                                  show_default=False)] = None,
+    strength: Annotated[Optional[float], typer.Option(help="Weight of the directional CLIP loss (default: the "
+                                                      "recipe's strength, else 1).", min=0, show_default=False)] = None,
+    l2: Annotated[Optional[float], typer.Option(help="Weight of ‖w − w_start‖² (StyleCLIP's L2 term; default: the "
+                                                "recipe's keep weight, else 0.008).", min=0,
+                                                show_default=False)] = None,
     keep: Annotated[float, typer.Option(help="Weight of the keep-the-look term (CLIP image similarity to the "
                                         "unedited image).", min=0)] = 0.3,
+    mix: OptMix = None,
+    blend: Annotated[Optional[str], typer.Option(help="Edit and render in a blended network NETWORK@RES[:SMOOTH] "
+                                                 "(layers up to RES from --network, the rest from NETWORK); a photo "
+                                                 "is still projected into --network.")] = None,
     cutouts: Annotated[Optional[int], typer.Option(help="Random crops per image fed to CLIP (default 32 on GPU, 8 on "
                                                    "CPU; 0 = whole image only).", min=0)] = None,
     project_steps: Annotated[int, typer.Option(help="Projection steps (photo input).", min=1)] = 1000,
@@ -329,34 +399,33 @@ def edit_command(
     """Edit a photo (projected first) or a latent with a text PROMPT.
 
     Writes result.png (after), before_after.png, progress.gif, latents.npz and run.json into a new folder under
-    --outdir and prints its path.
+    --outdir and prints its path. --recipe NAME applies a curated edit (PROMPT may then be omitted); --mix fixes
+    styleblocks to another latent during the edit; --blend edits and renders in a blended network: a photo is
+    projected into the base network A (--network), then edited and rendered in the blend.
     """
+    from ..constraints import constraint_rows, latent_l2_weight
     from ..fileio import make_run_dir
     from ..inversion.edit import EditConfig, edit
-    from ..latents import parse_blocks
     from ..progress import ProgressBar
     from ..render import save_png, side_by_side
     from ..runs import save_run
 
-    if latents is not None:
-        if prompt is not None:
-            raise UsageError("give either a photo or --latents FILE, not both (usage: clipstyle edit --latents "
-                             "FILE \"PROMPT\")")
-        prompt, start_path = photo_or_latents, latents
-    else:
-        if prompt is None:
-            raise UsageError("missing PROMPT: clipstyle edit PHOTO_OR_LATENTS \"PROMPT\"")
-        start_path = Path(photo_or_latents)
-    if not prompt.strip():
-        raise UsageError("the prompt is empty: say what the edit should do, e.g. \"a smiling face\"")
+    rec = None
+    if recipe is not None:
+        from ..recipes import get_recipe
+
+        rec = get_recipe(recipe)
+    start_path, prompt = _edit_inputs(photo_or_latents, prompt, latents, rec)
+    source_text = source if source is not None else (rec.source if rec is not None else "a face")
+    check_blend_spec(blend)
     dev = resolve_device(device)
     is_latent = latents is not None or start_path.suffix.lower() == ".npz"
     projection = None
     if is_latent:
-        meta = read_meta(start_path)
-        G = load_network(network, meta, dev, quiet)
-        ws0, noise, c_file, _ = start_from_latents(start_path, G, dev)
-        c = c_file if c_file is not None and class_idx is None else class_vector(G.c_dim, class_idx, ws0.shape[0], dev)
+        base = load_network(network, read_meta(start_path), dev, quiet)
+        ws0, noise, c_file, _ = start_from_latents(start_path, base, dev)
+        c = c_file if c_file is not None and class_idx is None else class_vector(base.c_dim, class_idx,
+                                                                                 ws0.shape[0], dev)
     else:
         from ..images import load_image_array
 
@@ -364,38 +433,69 @@ def edit_command(
         perceptual_model = load_perceptual(perceptual, lpips_weights, dev, quiet)
         pcfg = projection_config(project_steps, project_lr, project_space, perceptual_model, mse, noise_reg, seed,
                                  save_every)
-        G = load_network(network, None, dev, quiet)
-        c = class_vector(G.c_dim, class_idx, 1, dev)
-        projection = run_projection(G, load_target(start_path, G, crop, align, dev), pcfg, perceptual_model, c, quiet)
+        base = load_network(network, None, dev, quiet)
+        c = class_vector(base.c_dim, class_idx, 1, dev)
+    free, mixed = constraint_rows(base, blocks, mix or [], rec, dev, c[:1])
+    G = with_blend(base, blend, dev, quiet)  # every user error is reported before the (slow) projection
+    if not is_latent:  # project into A; edit and render in the blend
+        projection = run_projection(base, load_target(start_path, base, crop, align, dev), pcfg, perceptual_model,
+                                    c, quiet)
         ws0, noise = projection.ws.to(dev), projection.noise
-    free = parse_blocks(blocks, G.num_ws, G.block_groups())
+    directional = strength if strength is not None else (rec.strength if rec is not None else 1.0)
+    l2_weight = latent_l2_weight(l2, rec, G.num_ws, G.w_dim, default=0.008)
     guide, cut, num_cutouts = build_guide(clip_model, clip_pretrained, dev, cutouts)
-    cfg = EditConfig(source_text=source, steps=steps, lr=lr, l2=l2, keep=keep, free_rows=free,
-                     save_every=save_every, seed=seed)
+    cfg = EditConfig(source_text=source_text, steps=steps, lr=lr, directional=directional, l2=l2_weight, keep=keep,
+                     free_rows=free, save_every=save_every, seed=seed)
     with ProgressBar("editing", steps, enabled=not quiet) as bar:
-        result = edit(G, ws0, prompt, guide, cut, cfg, noise=noise, callbacks=[bar])
+        result = edit(G, ws0, prompt, guide, cut, cfg, noise=noise, mix=mixed, callbacks=[bar])
 
-    run_dir = make_run_dir(outdir, prompt)
+    run_dir = make_run_dir(outdir, prompt if rec is None or prompt != rec.target else rec.name)
     before_u8, after_u8 = uint8_image(result.before), uint8_image(result.after)
     settings = {"command": "edit", "input": str(start_path), "input_kind": "latents" if is_latent else "photo",
-                "prompt": prompt, "source": source, "network": network, "clip_model": clip_model,
-                "clip_pretrained": clip_pretrained, "steps": steps, "lr": lr, "blocks": list(free), "l2": l2,
-                "keep": keep, "cutouts": num_cutouts, "class": class_idx, "seed": seed, "save_every": save_every,
-                "device": dev}
+                "prompt": prompt, "source": source_text, "recipe": rec.name if rec is not None else None,
+                "network": network, "clip_model": clip_model, "clip_pretrained": clip_pretrained, "steps": steps,
+                "lr": lr, "blocks": list(result.free_rows), "strength": directional, "l2": l2_weight, "keep": keep,
+                "mix": list(mix or []), "mixed_rows": sorted(mixed), "blend": blend, "cutouts": num_cutouts,
+                "class": class_idx, "seed": seed, "save_every": save_every, "device": dev}
     extra: dict[str, Any] = {}
     if projection is not None:
         settings.update({"project_steps": project_steps, "project_lr": project_lr, "project_space": project_space,
                          "perceptual": perceptual, "mse": projection.config.mse, "noise_reg": noise_reg,
-                         "crop": crop, "align": align})
+                         "crop": crop, "align": align, "projected_into": base.describe().get("source")})
         extra["projection_metrics"] = projection.metrics
         save_png(run_dir / "target.png", uint8_image(projection.target))
     paths = save_run(run_dir, result.run, settings, G.describe(), extra_json=extra, c=c if G.c_dim > 0 else None,
                      result_image=after_u8, gif_frames=side_by_side_frames(before_u8, result.run.frames))
     save_noise(paths["latents"], dict(noise))
+    record_base_network(paths["latents"], base, blend)
     save_png(run_dir / "before_after.png", side_by_side(before_u8, after_u8))
     if result.run.interrupted:
         typer.echo(f"interrupted after {result.run.steps_done} steps; kept the best result so far", err=True)
     typer.echo(str(run_dir))
+
+
+def _edit_inputs(photo_or_latents: str | None, prompt: str | None, latents: Path | None,
+                 rec: Any) -> tuple[Path, str]:
+    """``(start path, prompt)`` from the positional arguments, ``--latents`` and the recipe (whose target text
+    is the prompt when none, or an empty one, is given). UsageError: a missing input or prompt, or both a
+    photo and --latents."""
+    given = [a for a in (photo_or_latents, prompt) if a is not None]
+    if latents is not None:
+        if len(given) > 1:
+            raise UsageError("give either a photo or --latents FILE, not both (usage: clipstyle edit --latents "
+                             "FILE \"PROMPT\")")
+        start_path, text = latents, (given[0] if given else None)
+    else:
+        if not given:
+            raise UsageError("missing PHOTO_OR_LATENTS: clipstyle edit PHOTO \"PROMPT\" (or --latents FILE)")
+        start_path, text = Path(given[0]), (given[1] if len(given) > 1 else None)
+    if (text is None or not text.strip()) and rec is not None:
+        return start_path, rec.target
+    if text is None:
+        raise UsageError("missing PROMPT: clipstyle edit PHOTO_OR_LATENTS \"PROMPT\" (or --recipe NAME)")
+    if not text.strip():
+        raise UsageError("the prompt is empty: say what the edit should do, e.g. \"a smiling face\"")
+    return start_path, text
 
 
 def register(app: typer.Typer) -> None:

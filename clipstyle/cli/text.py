@@ -128,19 +128,10 @@ def _load_network(network: str, blend: str | None, dev: str, quiet: bool):
 
 def _constraints(G, rec, blocks: str | None, mix: list[str], class_idx: int | None, batch: int, dev: str):
     """Free rows (``--blocks``, else the recipe's), mixed rows (``--mix``) and labels ``[batch, c_dim]``."""
-    from ..constraints import merge_mixes, parse_mix
-    from ..latents import parse_blocks
+    from ..constraints import constraint_rows
 
-    if blocks is None and rec is not None:
-        from ..recipes import recipe_rows
-
-        free = recipe_rows(rec, G.num_ws, G.block_groups())
-    else:
-        free = parse_blocks(blocks, G.num_ws, G.block_groups())
     c = class_vector(G.c_dim, class_idx, batch, dev)
-    mixed = merge_mixes([parse_mix(spec, G, dev, c[:1]) for spec in mix])
-    if not set(free) - set(mixed):
-        raise UsageError("every styleblock chosen by --blocks is fixed by --mix: nothing left to optimize")
+    free, mixed = constraint_rows(G, blocks, mix, rec, dev, c[:1])
     return free, mixed, c
 
 
@@ -149,7 +140,7 @@ def _optimize_prompt(G, guide, prompt: str, rec, base_settings: dict, *, free, m
     """One optimization of the main command (one prompt, one batch); returns its run folder."""
     import torch
 
-    from ..constraints import batch_starts
+    from ..constraints import apply_mix, batch_starts, latent_l2_weight
     from ..fileio import make_run_dir
     from ..guidance import CombinedLoss, CutoutConfig, Cutouts, DirectionalLoss, LatentL2, build_prompt_loss
     from ..latents import Latent, start_ws
@@ -172,16 +163,9 @@ def _optimize_prompt(G, guide, prompt: str, rec, base_settings: dict, *, free, m
         terms = build_prompt_loss(guide, prompt, cut, image_prompt=str(image_prompt) if image_prompt else None)
     if rec is not None:
         with torch.no_grad():
-            start_ws_mixed = ws0.clone()
-            for row, value in mixed.items():
-                start_ws_mixed[:, row] = value
-            x0 = G.synthesis(start_ws_mixed, noise_mode="const")
+            x0 = G.synthesis(apply_mix(ws0, mixed), noise_mode="const")
         terms.append((DirectionalLoss(guide, rec.source, rec.target, x0, cut), rec.strength))
-    l2_weight = l2 if l2 is not None else 0.0
-    if l2 is None and rec is not None:
-        from ..recipes import keep_weight
-
-        l2_weight = keep_weight(rec, G.num_ws, G.w_dim)
+    l2_weight = latent_l2_weight(l2, rec, G.num_ws, G.w_dim)
     if l2_weight > 0:
         terms.append((LatentL2(ws0), l2_weight))
     loss = CombinedLoss(terms)

@@ -11,7 +11,14 @@ The objective is StyleCLIP's latent optimization (Patashnik et al. 2021, §4):
   ArcFace identity loss).
 
 Rows outside ``free_rows`` stay bit-identical to w_s. Each piece (loss terms, latent, synthesis) is built
-by a small function so commands can add terms (recipes), row mixing or blended generators.
+by a small function so commands can add terms (recipes), row mixing or blended generators:
+
+* **mixing** (``edit(..., mix={row: w})``): the mixed rows are replaced in the start first, so w_s, x_s
+  (the "before" image the directional and keep terms compare with) and the L2 anchor all include them,
+  and they stay bit-identical to the other latent during the whole edit;
+* **blending**: pass the blended generator as ``G``. A photo is projected into the base network A (the
+  blend's mapping and ``w_avg`` are A's, so the latent means the same in both) and then edited and
+  rendered in the blend; the projection's noise maps are used for every layer of the blend.
 """
 
 from __future__ import annotations
@@ -66,8 +73,9 @@ class EditConfig:
 
 @dataclass(frozen=True)
 class EditResult:
-    """Outcome of :func:`edit` (CPU float32): ``ws [N, num_ws, w_dim]`` (the edit), ``start_ws`` (w_s),
-    ``before``/``after`` images ``[N, C, H, W]`` in ~[-1, 1], ``free_rows``, and the optimization ``run``."""
+    """Outcome of :func:`edit` (CPU float32): ``ws [N, num_ws, w_dim]`` (the edit), ``start_ws`` (w_s, with
+    the mixed rows in), ``before``/``after`` images ``[N, C, H, W]`` in ~[-1, 1], ``free_rows`` (mixed rows
+    excluded), and the optimization ``run``."""
 
     ws: Tensor
     start_ws: Tensor
@@ -118,37 +126,42 @@ def edit_terms(guide: Any, prompt: str, before: Tensor, start_ws: Tensor, config
 
 
 def edit(G: Any, start_ws: Tensor, prompt: str, guide: Any, cutouts: Any, config: EditConfig = EditConfig(), *,
-         noise: Mapping[str, Tensor] | None = None, extra_terms: Sequence[tuple[Any, float]] = (),
-         callbacks: Sequence[Callback] = ()) -> EditResult:
+         noise: Mapping[str, Tensor] | None = None, mix: Mapping[int, Tensor] | None = None,
+         extra_terms: Sequence[tuple[Any, float]] = (), callbacks: Sequence[Callback] = ()) -> EditResult:
     """Edit the image of ``start_ws`` towards ``prompt``.
 
     Args:
-        G: the generator (not modified).
-        start_ws: w_s ``[N, num_ws, w_dim]`` float32 (a projection or any latent).
+        G: the generator (not modified); a blended generator edits and renders in the blend.
+        start_ws: ``[N, num_ws, w_dim]`` float32 (a projection or any latent); w_s is this with the ``mix``
+            rows replaced.
         prompt: the target text (the direction goes from ``config.source_text`` to it).
         guide: a :class:`~clipstyle.guidance.CLIPGuide`; cutouts: a :class:`~clipstyle.guidance.Cutouts`.
         config: see :class:`EditConfig`.
         noise: StyleGAN2 noise maps of the projection (``{name: [res, res]}``), used for every synthesis.
+        mix: ``{row: [w_dim] or [N, w_dim] tensor}`` rows fixed, bit-exactly, to another latent (style
+            mixing; :func:`clipstyle.constraints.parse_mix`); a mixed row is never free.
         extra_terms: more ``(term, weight)`` pairs added to the loss.
         callbacks: per-step callbacks (see :func:`clipstyle.optimize.run`).
 
     Returns:
-        :class:`EditResult`; rows outside ``config.free_rows`` of ``ws`` equal ``start_ws`` bit for bit.
+        :class:`EditResult`; rows outside ``config.free_rows`` of ``ws`` equal w_s (``EditResult.start_ws``)
+        bit for bit, so mixed rows equal ``mix``.
 
     Raises:
         GuidanceError: empty prompt, no loss term with a non-zero weight, same source and target text.
-        latents.BlockSpecError / ValueError: bad rows or shapes.
+        latents.BlockSpecError / ValueError: bad rows or shapes, every free row mixed.
     """
     from ..guidance import CombinedLoss
 
     device = G.w_avg.device
     G.check_ws(start_ws)
-    start_ws = start_ws.detach().to(device, torch.float32)
+    latent = edit_latent(start_ws.detach().to(device, torch.float32), config.free_rows,
+                         mix=dict(mix) if mix else None).to(device)
+    start_ws = latent.fixed.detach().clone()  # w_s: the start with the mixed rows in (bit-exact)
     synth = edit_synthesis(G, noise)
     before = render(synth, start_ws)
     gen = torch.Generator().manual_seed(int(config.seed))  # cutout geometry (drawn on the CPU)
     loss = CombinedLoss([*edit_terms(guide, prompt, before, start_ws, config, cutouts, generator=gen), *extra_terms])
-    latent = edit_latent(start_ws, config.free_rows).to(device)
     schedule = Schedule(lr=config.lr, steps=config.steps, rampup=config.rampup, rampdown=config.rampdown)
     result = run(synth, latent, loss, schedule, noise_mode="const", save_every=config.save_every,
                  callbacks=callbacks)

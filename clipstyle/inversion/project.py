@@ -15,6 +15,10 @@ StyleGAN", §5 and Appendix D), with W+ as in Image2StyleGAN (Abdal et al. 2019)
 * Adam (β = 0.9, 0.999) with the lr ramped up linearly over the first 5% of the steps and down with a
   cosine over the last 25% (:class:`clipstyle.optimize.Schedule`); 1000 steps, peak lr 0.1.
 
+Constraints: ``mix`` fixes rows of ``ws`` to another latent (style mixing, bit-exact; those rows get no
+w-noise either), and a blended generator (:func:`~clipstyle.generator.blend.blend_generators`) projects
+into the blend like any other network.
+
 LPIPS compares images downsampled to at most 256² (as the paper does for 1024² faces).
 """
 
@@ -98,7 +102,7 @@ class ProjectionResult:
     """Outcome of :func:`project` (all tensors float32 on the CPU).
 
     Attributes:
-        ws: ``[N, num_ws, w_dim]`` the projection (rows all equal in W space).
+        ws: ``[N, num_ws, w_dim]`` the projection (in W space every row not fixed by ``mix`` is equal).
         noise: the optimized noise maps ``{name relative to G.synthesis: [res, res]}`` (``{}`` when none
             were optimized); synthesise with them through
             :class:`~clipstyle.inversion.noise.SynthesisWithNoise` to reproduce ``image``.
@@ -171,7 +175,7 @@ def prepare_target(image: Tensor, G: Any) -> Tensor:
 
 def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
             perceptual: Callable[[Tensor, Tensor], Tensor] | None = None, c: Tensor | None = None,
-            callbacks: Sequence[Callback] = ()) -> ProjectionResult:
+            mix: dict[int, Tensor] | None = None, callbacks: Sequence[Callback] = ()) -> ProjectionResult:
     """Find the latent (and noise) whose image matches ``target``.
 
     Args:
@@ -182,14 +186,18 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
             turns the perceptual term off.
         c: class labels ``[1 or N, c_dim]`` for conditional networks (one-hot); used for the w statistics
             (the start is the class mean) — required when ``G.c_dim > 0``.
+        mix: ``{row: [w_dim] tensor}`` rows fixed, bit-exactly, to another latent during the whole
+            projection (see :func:`clipstyle.constraints.parse_mix`); the other rows are projected (in W
+            space they share one w). The w-noise ramp perturbs only the projected rows.
         callbacks: called after each step (see :func:`clipstyle.optimize.run`).
 
     Returns:
-        :class:`ProjectionResult`. Ctrl-C stops early and keeps the best latent so far.
+        :class:`ProjectionResult` (mixed rows of ``ws`` equal ``mix`` bit for bit). Ctrl-C stops early and
+        keeps the best latent so far.
 
     Raises:
         ValueError: a target of the wrong shape, no loss term left (no perceptual model and ``mse == 0``),
-            or a conditional network without ``c``.
+            a conditional network without ``c``, or every row mixed (nothing left to project).
         FloatingPointError: the loss became NaN/inf.
     """
     device = G.w_avg.device
@@ -203,7 +211,8 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
 
     w_mean, w_std = w_statistics(G, config.w_avg_samples, config.seed, c)
     start = w_mean[None, None].repeat(n, G.num_ws, 1)
-    latent = Latent(start, space=config.space).to(device)
+    latent = Latent(start, space=config.space, mix=mix).to(device)
+    row_mask = latent.mask[None, :, None].to(torch.float32) if mix else None  # w-noise on projected rows only
 
     noise: dict[str, Tensor] = {}
     if config.optimize_noise:
@@ -219,7 +228,8 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
         if std <= 0:
             return None
         shape = [ws.shape[0], 1 if config.space == "w" else ws.shape[1], ws.shape[2]]
-        return torch.randn(shape, generator=gen, device=ws.device, dtype=ws.dtype) * std
+        delta = torch.randn(shape, generator=gen, device=ws.device, dtype=ws.dtype) * std
+        return delta if row_mask is None else delta * row_mask.to(ws)
 
     synth = SynthesisWithNoise(G, noise, w_noise)
     target_small = downsample_for_lpips(target, config.lpips_max_size) if use_perceptual else None
