@@ -52,7 +52,10 @@ def test_config_read_from_snapshot(sg3):
     assert G.kind == "stylegan3" and G.config.kind == "stylegan3" and G.source.format == "nvidia-stylegan3"
     assert (G.z_dim, G.w_dim, G.c_dim, G.num_ws, G.img_resolution, G.img_channels) == (64, 64, 0, 16, 64, 3)
     assert G.num_params() == PARAMS[name]
-    assert G.block_resolutions() == [16] * 5 + [32] * 4 + [64] * 7
+    assert G.sampling_rates() == [16] * 5 + [32] * 4 + [64] * 7
+    # Rows grouped by the detail they carry (2 × cutoff): real coarse/middle/fine groups, like StyleGAN2.
+    assert G.block_resolutions() == [4, 4, 5, 6, 8, 10, 13, 16, 20, 25, 32, 40, 51, 64, 64, 64]
+    assert G.block_groups() == ["coarse"] * 5 + ["middle"] * 6 + ["fine"] * 5
     assert len(G.block_resolutions()) == G.num_ws
     assert not any(p.requires_grad for p in G.parameters())
     assert G.w_avg.shape == (64,)

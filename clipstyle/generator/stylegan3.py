@@ -414,8 +414,9 @@ class StyleGAN3Generator(Generator):
     * ``synthesis(ws, noise_mode)`` → image ``[N, img_channels, R, R]``, nominally in [-1, 1] (not
       clipped), in the parameters' dtype (float32 unless converted, e.g. ``.double()``); row 0 of ``ws``
       drives the Fourier input, row ``i`` layer ``L{i-1}``, the last row the toRGB layer.
-    * ``block_resolutions()``: per ws row, the sampling rate of what it drives (the input's, then each
-      layer's output rate), e.g. ``[16]*5 + [32]*4 + [64]*7`` at 64².
+    * ``block_resolutions()``: per ws row, the resolution of the detail it controls (2 × its layer's output
+      cutoff; the input's bandwidth for row 0), e.g. ``[4, 4, 5, 6, 8, 10, 13, 16, 20, 25, 32, 40, 51, 64, 64, 64]``
+      at 64²; ``sampling_rates()`` gives the rates the layers run at (``[16]*5 + [32]*4 + [64]*7``).
 
     Build one from scratch with ``StyleGAN3Generator(StyleGAN3Config.design(...))`` (random weights) or
     read a snapshot with :func:`clipstyle.generator.nvidia_sg3.stylegan3_from_nvidia`.
@@ -436,6 +437,18 @@ class StyleGAN3Generator(Generator):
             activation=cfg.mapping_activation, lr_multiplier=cfg.mapping_lr_multiplier))
 
     def block_resolutions(self) -> list[int]:
+        """Per ws row, the resolution of the detail it controls: ``2 · cutoff`` of its layer's output.
+
+        A StyleGAN3 layer's signal is band-limited to its cutoff frequency ``f_c`` (paper §3.2, Fig. 4),
+        so it carries the detail of a ``2·f_c``-pixel image even where it is sampled more densely
+        (every layer of a 1024² model runs at ≥ 16² samples). Row 0 is the input's bandwidth. This
+        gives StyleGAN3 the same coarse (≤ 8²) / middle / fine (≥ 64²) groups as StyleGAN2.
+        :meth:`sampling_rates` gives the rates the layers run at.
+        """
+        cutoffs = [self.config.input_bandwidth] + [l.out_cutoff for l in self.config.layers]
+        return [int(round(2 * f)) for f in cutoffs]
+
+    def sampling_rates(self) -> list[int]:
         """Per ws row: the input's sampling rate (row 0), then each layer's output sampling rate."""
         rates = [self.config.input_sampling_rate] + [l.out_sampling_rate for l in self.config.layers]
         return [int(round(r)) for r in rates]
