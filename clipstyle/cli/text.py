@@ -27,7 +27,7 @@ def text_command(
     clip_pretrained: ClipPretrainedOpt = "openai",
     steps: Annotated[int, typer.Option(help="Optimization steps.", min=1)] = 300,
     lr: Annotated[float, typer.Option(help="Peak Adam learning rate (ramped up over the first 5% of steps, cosine "
-                                      "ramp-down over the last 25%).")] = 0.05,
+                                      "ramp-down over the last 25%).")] = 0.1,
     seed: Annotated[Optional[int], typer.Option(help="Start from the image of this seed (same z as NVIDIA's "
                                                 "gen_images.py) instead of the average latent w_avg.")] = None,
     truncation: Annotated[float, typer.Option(help="Truncation psi for the seed's start latent (1 = none).")] = 1.0,
