@@ -13,20 +13,12 @@ from PIL import Image
 from clipstyle.cli import main
 
 from ._fixtures import fixture_path
+from ._cli import TINY_CLIP, run_cli
 
-TINY_CLIP = str(Path(__file__).parent / "data" / "tiny_clip.json")
+
 PROMPT = "blond kid with green eyes"
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """Run ``clipstyle ARGS`` in-process; returns (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def base_args(tmp_path: Path, network: Path, steps: int = 30) -> list[str]:

@@ -19,6 +19,7 @@ from PIL import Image
 from clipstyle.cli import main
 
 from ._fixtures import fixture_path
+from ._cli import run_cli
 
 TINY_CLIP = str(Path(__file__).parent / "data" / "tiny_clip.json")
 CLIP_ARGS = ["--clip-model", TINY_CLIP, "--clip-pretrained", "none"]
@@ -27,15 +28,6 @@ FIXTURES = {"sg2": "sg2_skip_64.pkl", "sg3": "sg3_t_64.pkl"}
 
 # --------------------------------------------------------------------------- helpers (shared)
 
-def run_cli(args: list, capsys) -> tuple[int, str, str]:
-    """Run ``clipstyle ARGS`` in-process → (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(code: int, err: str, expected: int = 2, needle: str | None = None) -> None:

@@ -19,6 +19,7 @@ from clipstyle.inversion import EditConfig, edit
 from clipstyle.latents import load_latents, save_latents, start_ws
 
 from ._fixtures import FIXTURES
+from ._cli import run_cli
 
 TINY_CLIP = str(Path(__file__).parent / "data" / "tiny_clip.json")
 
@@ -31,14 +32,6 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def run_cli(args, capsys):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def clip_args(*extra):

@@ -14,6 +14,7 @@ from clipstyle.inversion import invert_mapping, mapping_residual
 from clipstyle.latents import load_latents, save_latents
 
 from ._fixtures import fixture_path
+from ._cli import run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -151,14 +152,6 @@ def net_and_latents(tmp_path):
     return G, net, lat, z
 
 
-def run_cli(args, capsys):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_invert_z_cli_writes_a_new_file(net_and_latents, capsys):

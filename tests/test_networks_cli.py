@@ -13,7 +13,7 @@ from PIL import Image
 from clipstyle.generator import read_generator_file
 
 from ._fixtures import fixture_path
-from .test_cli_main import TINY_CLIP, run_cli
+from ._cli import TINY_CLIP, run_cli
 
 # fixture file → (num_ws, resolution, kind, per-row resolutions)
 FIXTURES = {

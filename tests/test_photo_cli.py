@@ -19,6 +19,7 @@ from clipstyle.inversion.lpips import CHANNELS, build_vgg16_features
 from clipstyle.latents import load_latents
 
 from ._fixtures import FIXTURES
+from ._cli import run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -51,14 +52,6 @@ def lpips_dir(tmp_path_factory):
     return folder
 
 
-def run_cli(args, capsys):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def project_args(photo, net, outdir, *extra):
