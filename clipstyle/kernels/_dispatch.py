@@ -3,7 +3,8 @@
 Every op in :mod:`clipstyle.kernels` takes ``impl="auto" | "ref" | "cuda"``. The environment
 variable ``CLIPSTYLE_KERNELS`` (same values) overrides the argument, so a whole run can be pinned
 to the reference without touching code. ``auto`` picks CUDA only when the tensor lives on a CUDA
-device *and* the extension builds; otherwise the reference, with one warning per op and reason.
+device *and* the extension builds; otherwise the reference, with one warning per op and reason
+per process (a CPU tensor is not a reason: the reference is the CPU implementation).
 """
 
 from __future__ import annotations
@@ -16,6 +17,20 @@ import torch
 
 Impl = Literal["auto", "ref", "cuda"]
 IMPLS = ("auto", "ref", "cuda")
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(op: str, reason: str) -> None:
+    """Warn that ``op`` falls back to the reference, once per (op, reason) and process."""
+    if (op, reason) in _warned:
+        return
+    _warned.add((op, reason))
+    warnings.warn(f"{op}: {reason}; using the PyTorch reference", RuntimeWarning, stacklevel=4)
+
+
+def reset_warnings() -> None:
+    """Forget which fallbacks were already reported (for tests)."""
+    _warned.clear()
 
 
 def requested_impl(impl: str) -> str:
@@ -55,12 +70,12 @@ def choose(op: str, impl: str, x: torch.Tensor, cuda_loader: Callable[[], object
     if cuda_loader is None:
         if choice == "cuda":
             raise RuntimeError(f"{op}: no CUDA implementation is available")
-        warnings.warn(f"{op}: no CUDA implementation, using the PyTorch reference", stacklevel=3)
+        _warn_once(op, "no CUDA implementation")
         return None
     try:
         return cuda_loader()
     except Exception as exc:  # build failures are reported, then we fall back
         if choice == "cuda":
             raise RuntimeError(f"{op}: CUDA extension unavailable: {exc}") from exc
-        warnings.warn(f"{op}: CUDA extension unavailable ({exc}); using the PyTorch reference", stacklevel=3)
+        _warn_once(op, f"CUDA extension unavailable ({exc})")
         return None
