@@ -8,6 +8,7 @@ first ``rampup`` fraction of the steps, cosine ramp-down over the last ``rampdow
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -89,9 +90,27 @@ def to_uint8_frames(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of the autocast context for ``precision`` (a no-op for fp32).
+
+    Raises:
+        ValueError: an unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
 def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule, *, noise_mode: str = "const",
         save_every: int = 0, callbacks: Sequence[Callback] = (), betas: tuple[float, float] = (0.9, 0.999),
-        extra_params: Sequence[torch.nn.Parameter] = (), after_step: Callable[[], None] | None = None) -> OptimizeResult:
+        extra_params: Sequence[torch.nn.Parameter] = (), after_step: Callable[[], None] | None = None,
+        precision: str = "fp32") -> OptimizeResult:
     """Optimize ``latent`` so that ``loss_fn(G.synthesis(latent.ws()), ws)`` falls.
 
     Args:
@@ -104,12 +123,15 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
         callbacks: called after every step with a :class:`StepInfo` and the step's images.
         extra_params: more tensors to optimize with the same Adam (e.g. noise buffers in projection).
         after_step: called after each optimizer step (e.g. to renormalize noise buffers).
+        precision: ``fp32`` (default), or ``bf16``/``fp16`` to run the generator's forward under
+            ``torch.autocast`` (meant for GPUs; the latent, the optimizer and the loss stay float32).
 
     Returns:
         :class:`OptimizeResult`. Ctrl-C (``KeyboardInterrupt``) ends the loop early and returns the best
         result so far with ``interrupted=True``.
     """
     G.requires_grad_(False)
+    autocast = _autocast(precision, latent.param.device)
     opt = torch.optim.Adam([latent.param, *extra_params], lr=schedule.lr, betas=betas)
     history: list[dict[str, float]] = []
     frames: list[np.ndarray] = []
@@ -125,7 +147,9 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
             for group in opt.param_groups:
                 group["lr"] = lr
             ws = latent.ws()
-            images = G.synthesis(ws, noise_mode=noise_mode)
+            with autocast():
+                images = G.synthesis(ws, noise_mode=noise_mode)
+            images = images.float()
             loss, terms = loss_fn(images, ws)
             value = float(loss.detach())
             if not math.isfinite(value):

@@ -54,6 +54,8 @@ def text_command(
     save_every: Annotated[int, typer.Option(help="Keep a GIF frame every N steps.", min=1)] = 10,
     outdir: Annotated[Path, typer.Option(help="Folder under which a new run folder is created.")] = Path("out"),
     device: DeviceOpt = "auto",
+    precision: Annotated[str, typer.Option(help="Generator forward precision: fp32, or bf16/fp16 autocast (faster on "
+                                           "GPUs; the latent and the loss stay float32).")] = "fp32",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Draw PROMPT: optimize the generator's W+ latent so CLIP sees the prompt in the image.
@@ -77,6 +79,10 @@ def text_command(
     if image_prompt is not None and not image_prompt.is_file():
         raise UsageError(f"no such image: {image_prompt}")
     dev = resolve_device(device)
+    from ..optimize import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     rec = None
     if recipe is not None:
         from ..recipes import get_recipe
@@ -88,7 +94,7 @@ def text_command(
     settings = {"command": "text", "network": network, "clip_model": clip_model, "clip_pretrained": clip_pretrained,
                 "steps": steps, "lr": lr, "seed": seed, "truncation": truncation, "class": class_idx,
                 "image_prompt": str(image_prompt) if image_prompt else None, "save_every": save_every,
-                "device": dev, "noise_mode": "const", "mix": list(mix or []), "blend": blend,
+                "device": dev, "precision": precision, "noise_mode": "const", "mix": list(mix or []), "blend": blend,
                 "recipe": rec.name if rec else None, "batch": batch,
                 "prompts_file": str(prompts) if prompts is not None else None}
     for text in prompt_list:
@@ -177,7 +183,8 @@ def _optimize_prompt(G, guide, prompt: str, rec, base_settings: dict, *, free, m
     settings = {**s, "prompt": prompt, "blocks": list(latent.free_rows), "cutouts": num_cutouts, "l2": l2_weight,
                 "mixed_rows": sorted(mixed)}
     with ProgressBar("optimizing", s["steps"], enabled=not quiet) as bar:
-        result = run(G, latent, loss, schedule, save_every=s["save_every"], callbacks=[bar])
+        result = run(G, latent, loss, schedule, save_every=s["save_every"], callbacks=[bar],
+                     precision=s["precision"])
     save_run(run_dir, result, settings, G.describe(), z=z, c=c)
     if n > 1:
         for i, img in enumerate(result.frames[-1]):
