@@ -16,6 +16,7 @@ def build_app() -> typer.Typer:
     """The Typer application with every command group registered."""
     app = typer.Typer(
         name="clipstyle", add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+        rich_markup_mode="markdown",
         help="Text-guided image generation and editing with CLIP and StyleGAN2/StyleGAN3. "
              "'clipstyle \"PROMPT\"' draws a prompt; the commands below do the rest.",
         context_settings={"help_option_names": ["-h", "--help"]},
