@@ -18,7 +18,7 @@ from clipstyle.generator.base import MappingConfig, MappingNetwork
 from clipstyle.generator.blend import blend_generators, blend_weights, check_blendable, synthesis_resolutions
 from clipstyle.generator.native import save_native
 
-from .test_creative_cli import (CLIP_ARGS, assert_one_line_error, load, network_path, one_thread,  # noqa: F401
+from .test_creative_cli import (CLIP_ARGS, assert_one_line_error, load, network_path,  # noqa: F401
                                 run_cli, run_dir_of, scaled_copy)
 
 

@@ -19,8 +19,6 @@ from ._cli import TINY_CLIP, run_cli
 PROMPT = "blond kid with green eyes"
 
 
-
-
 def base_args(tmp_path: Path, network: Path, steps: int = 30) -> list[str]:
     return ["--network", network, "--clip-model", TINY_CLIP, "--clip-pretrained", "none", "--steps", str(steps),
             "--outdir", tmp_path / "out", "--device", "cpu", "--quiet", "--cutouts", "8"]

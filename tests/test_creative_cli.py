@@ -1,7 +1,7 @@
 """Every creative command from the CLI (``clipstyle.cli.main``) on the StyleGAN2 fixture and, when
 ``clipstyle.generator.stylegan3`` is available, the StyleGAN3 fixture; user mistakes → exit 2, one line.
 
-The helpers at the top (``run_cli``, ``network_path``, ``scaled_copy``, ``one_thread``) are also
+The helpers at the top (``run_cli``, ``network_path``, ``scaled_copy``) are also
 imported by the other creative test modules.
 """
 
@@ -27,7 +27,6 @@ FIXTURES = {"sg2": "sg2_skip_64.pkl", "sg3": "sg3_t_64.pkl"}
 
 
 # --------------------------------------------------------------------------- helpers (shared)
-
 
 
 def assert_one_line_error(code: int, err: str, expected: int = 2, needle: str | None = None) -> None:
@@ -84,15 +83,6 @@ def save_scaled_copy(kind: str, folder: Path) -> Path:
 
 def run_dir_of(out: str) -> Path:
     return Path(out.strip().splitlines()[-1])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Single-threaded torch: these tiny networks are faster that way on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- every command, both families

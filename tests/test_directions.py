@@ -11,7 +11,7 @@ from clipstyle.directions import (DirectionError, apply_direction, collect_laten
 from clipstyle.latents import save_latents
 
 from .test_creative_cli import (CLIP_ARGS, TINY_CLIP, assert_one_line_error, load, network_path,  # noqa: F401
-                                one_thread, run_cli, run_dir_of)
+                                run_cli, run_dir_of)
 
 
 def separable(n: int, dim: int, margin: float, seed: int):

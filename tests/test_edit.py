@@ -24,16 +24,6 @@ from ._cli import run_cli
 TINY_CLIP = str(Path(__file__).parent / "data" / "tiny_clip.json")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
-
 def clip_args(*extra):
     return ["--clip-model", TINY_CLIP, "--clip-pretrained", "none", "--device", "cpu", "-q", *extra]
 

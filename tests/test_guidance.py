@@ -23,16 +23,6 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """The tiny model's ops are far too small for intra-op threads; on a loaded 2-core machine
-    the thread hand-offs cost 10-20x. Restored after this module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def guide() -> CLIPGuide:
     return CLIPGuide(TINY, pretrained=None)

@@ -12,7 +12,7 @@ import torch
 from clipstyle.interpolate import frame_count, interpolate_path, lerp, path_positions, slerp
 from clipstyle.latents import save_latents
 
-from .test_creative_cli import assert_one_line_error, load, network_path, one_thread, run_cli, run_dir_of  # noqa: F401
+from .test_creative_cli import assert_one_line_error, load, network_path, run_cli, run_dir_of  # noqa: F401
 
 
 def test_slerp_endpoints_and_norm():

@@ -17,14 +17,6 @@ from ._fixtures import fixture_path
 from ._cli import run_cli
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_sg2(c_dim: int = 0, layers: int = 4, hidden: int | None = None, seed: int = 0) -> StyleGAN2Generator:
     torch.manual_seed(seed)
     G = StyleGAN2Generator(StyleGAN2Config(z_dim=32, w_dim=32, c_dim=c_dim, img_resolution=16, img_channels=3,
@@ -150,8 +142,6 @@ def net_and_latents(tmp_path):
     lat.parent.mkdir()
     save_latents(lat, ws, meta={"network": str(net)})
     return G, net, lat, z
-
-
 
 
 def test_invert_z_cli_writes_a_new_file(net_and_latents, capsys):

@@ -12,7 +12,7 @@ from clipstyle.constraints import SpecError, merge_mixes, parse_mix, parse_sourc
 from clipstyle.latents import BlockSpecError, LatentFileError, save_latents
 from clipstyle.styleblocks import mix_styles
 
-from .test_creative_cli import CLIP_ARGS, load, network_path, one_thread, run_cli, run_dir_of  # noqa: F401
+from .test_creative_cli import CLIP_ARGS, load, network_path, run_cli, run_dir_of  # noqa: F401
 
 
 def seed_ws(G, seed: int, psi: float = 1.0) -> torch.Tensor:

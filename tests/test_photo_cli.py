@@ -22,14 +22,6 @@ from ._fixtures import FIXTURES
 from ._cli import run_cli
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tiny_net(tmp_path_factory):
     torch.manual_seed(0)
@@ -50,8 +42,6 @@ def lpips_dir(tmp_path_factory):
                folder / "vgg16-397923af.pth")
     torch.save({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(CHANNELS)}, folder / "vgg.pth")
     return folder
-
-
 
 
 def project_args(photo, net, outdir, *extra):

@@ -21,15 +21,6 @@ from ._fixtures import fixture_path
 from .test_creative_cli import CLIP_ARGS, assert_one_line_error, run_cli, run_dir_of, scaled_copy
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Single-threaded torch: the tiny networks are faster that way on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def net() -> Path:
     return fixture_path("sg2_skip_64.pkl")

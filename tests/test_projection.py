@@ -23,15 +23,6 @@ from clipstyle.latents import start_ws
 from ._fixtures import FIXTURES
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run much faster on one thread (and do not fight other processes for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_sg2(c_dim: int = 0, use_noise: bool = True, seed: int = 0) -> StyleGAN2Generator:
     """A random 32² StyleGAN2 (noise strengths non-zero, w_avg set to the mapped mean)."""
     torch.manual_seed(seed)

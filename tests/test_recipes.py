@@ -13,7 +13,7 @@ from clipstyle.generator.base import group_of_resolution
 from clipstyle.recipes import (RecipeError, depth_groups, get_recipe, keep_weight, list_recipes, load_templates,
                                parse_recipe_file, parse_recipe_text, recipe_rows)
 
-from .test_creative_cli import CLIP_ARGS, load, network_path, one_thread, run_cli, run_dir_of  # noqa: F401
+from .test_creative_cli import CLIP_ARGS, load, network_path, run_cli, run_dir_of  # noqa: F401
 
 REQUIRED = ["smile", "age", "beard", "glasses", "blond_hair", "bald", "makeup", "surprised", "angry", "pose_left",
             "pose_right", "painting", "sketch", "marble_statue", "pixar"]

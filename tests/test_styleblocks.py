@@ -12,7 +12,7 @@ from PIL import Image
 from clipstyle.render import to_uint8
 from clipstyle.styleblocks import factors, parse_range, scale_row, styleblock_frames
 
-from .test_creative_cli import load, network_path, one_thread, run_cli, run_dir_of  # noqa: F401
+from .test_creative_cli import load, network_path, run_cli, run_dir_of  # noqa: F401
 
 
 @pytest.mark.parametrize("spec,expected", [("0:1", (0.0, 1.0)), ("-2:2", (-2.0, 2.0)), ("1.5:-0.5", (1.5, -0.5)),
