@@ -49,7 +49,11 @@ def build_generator(name: str):
 
     torch.manual_seed(0)
     if name.startswith("sg2-"):
-        from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator, channels_for
+        from clipstyle.generator.stylegan2 import (
+            StyleGAN2Config,
+            StyleGAN2Generator,
+            channels_for,
+        )
 
         res = int(name.split("-")[1])
         cfg = StyleGAN2Config(z_dim=512, w_dim=512, c_dim=0, img_resolution=res, img_channels=3,
@@ -76,9 +80,9 @@ def _peak_bytes(device) -> int:
 
 def child(args: argparse.Namespace) -> dict:
     """Run one (config, mode) in this process and return its measurements."""
-    import torch
-
     import contextlib
+
+    import torch
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -12,14 +12,26 @@ import pytest
 import torch
 from torch import nn
 
-from clipstyle.constraints import SpecError, blend_from_spec, parse_blend_spec
 from clipstyle.generator import CheckpointError, Generator
 from clipstyle.generator.base import MappingConfig, MappingNetwork
-from clipstyle.generator.blend import blend_generators, blend_weights, check_blendable, synthesis_resolutions
-from clipstyle.generator.native import save_native
+from clipstyle.generator.blend import (
+    blend_generators,
+    blend_weights,
+    check_blendable,
+    synthesis_resolutions,
+)
+from clipstyle.generator.formats.native import save_native
+from clipstyle.latents.constraints import SpecError, blend_from_spec, parse_blend_spec
 
-from .test_creative_cli import (CLIP_ARGS, assert_one_line_error, load, network_path,  # noqa: F401
-                                run_cli, run_dir_of, scaled_copy)
+from .test_creative_cli import (  # noqa: F401
+    CLIP_ARGS,
+    assert_one_line_error,
+    load,
+    network_path,
+    run_cli,
+    run_dir_of,
+    scaled_copy,
+)
 
 
 def snapshot(G) -> dict[str, torch.Tensor]:

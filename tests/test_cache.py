@@ -1,4 +1,4 @@
-"""Download cache (clipstyle.cache) and pretrained aliases (clipstyle.generator.registry). Offline only."""
+"""Download cache (clipstyle.io.cache) and pretrained aliases (clipstyle.generator.registry). Offline only."""
 
 from __future__ import annotations
 
@@ -12,9 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from clipstyle import cache
-from clipstyle.cache import DownloadError, cached_path_for, fetch
-from clipstyle.generator.registry import PRETRAINED, Pretrained, get_pretrained, list_pretrained, resolve_network
+from clipstyle.generator.registry import (
+    PRETRAINED,
+    Pretrained,
+    get_pretrained,
+    list_pretrained,
+    resolve_network,
+)
+from clipstyle.io import cache
+from clipstyle.io.cache import DownloadError, cached_path_for, fetch
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB + a few bytes: several chunks
 

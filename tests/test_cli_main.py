@@ -12,9 +12,8 @@ from PIL import Image
 
 from clipstyle.cli import main
 
-from ._fixtures import fixture_path
 from ._cli import TINY_CLIP, run_cli
-
+from ._fixtures import fixture_path
 
 PROMPT = "blond kid with green eyes"
 
@@ -143,7 +142,7 @@ def test_user_mistakes_get_one_line_and_exit_code(tmp_path, capsys, args, code, 
 
 def test_offline_alias_gives_the_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CLIPSTYLE_CACHE", str(tmp_path / "cache"))
-    import clipstyle.cache as cache
+    import clipstyle.io.cache as cache
 
     def offline(*a, **k):
         raise cache.urllib.error.URLError(OSError(101, "Network is unreachable"))

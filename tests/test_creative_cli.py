@@ -18,8 +18,8 @@ from PIL import Image
 
 from clipstyle.cli import main
 
-from ._fixtures import fixture_path
 from ._cli import run_cli
+from ._fixtures import fixture_path
 
 TINY_CLIP = str(Path(__file__).parent / "data" / "tiny_clip.json")
 CLIP_ARGS = ["--clip-model", TINY_CLIP, "--clip-pretrained", "none"]
@@ -76,7 +76,7 @@ def scaled_copy(G, factor: float = 1.1):
 
 
 def save_scaled_copy(kind: str, folder: Path) -> Path:
-    from clipstyle.generator.native import save_native
+    from clipstyle.generator.formats.native import save_native
 
     return save_native(scaled_copy(load(kind)), folder / f"{kind}_b.safetensors")
 
@@ -211,7 +211,7 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys, args, needle):
 
 
 def test_blend_of_different_architectures_is_a_one_line_error(tmp_path, capsys):
-    from clipstyle.generator.native import save_native
+    from clipstyle.generator.formats.native import save_native
     from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
     G = load("sg2")
@@ -248,8 +248,8 @@ def test_commands_are_listed(capsys):
 
 
 def test_batch_starts():
-    from clipstyle.constraints import JITTER_PSI, batch_starts
     from clipstyle.latents import start_ws
+    from clipstyle.latents.constraints import JITTER_PSI, batch_starts
 
     G = load("sg2")
     ws, z = batch_starts(G, 3, seed=5, truncation_psi=0.7)

@@ -6,12 +6,26 @@ import numpy as np
 import pytest
 import torch
 
-from clipstyle.directions import (DirectionError, apply_direction, collect_latents, direction_from_text,
-                                  learn_direction, load_direction, normalize_direction)
 from clipstyle.latents import save_latents
+from clipstyle.latents.directions import (
+    DirectionError,
+    apply_direction,
+    collect_latents,
+    direction_from_text,
+    learn_direction,
+    load_direction,
+    normalize_direction,
+)
 
-from .test_creative_cli import (CLIP_ARGS, TINY_CLIP, assert_one_line_error, load, network_path,  # noqa: F401
-                                run_cli, run_dir_of)
+from .test_creative_cli import (  # noqa: F401
+    CLIP_ARGS,
+    TINY_CLIP,
+    assert_one_line_error,
+    load,
+    network_path,
+    run_cli,
+    run_dir_of,
+)
 
 
 def separable(n: int, dim: int, margin: float, seed: int):

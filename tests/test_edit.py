@@ -12,14 +12,14 @@ from PIL import Image
 
 from clipstyle.cli import main
 from clipstyle.generator import read_generator_file
-from clipstyle.generator.native import save_native
+from clipstyle.generator.formats.native import save_native
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from clipstyle.guidance import CLIPGuide, CutoutConfig, Cutouts, GuidanceError, PixelMSE
 from clipstyle.inversion import EditConfig, edit
 from clipstyle.latents import load_latents, save_latents, start_ws
 
-from ._fixtures import FIXTURES
 from ._cli import run_cli
+from ._fixtures import FIXTURES
 
 TINY_CLIP = str(Path(__file__).parent / "data" / "tiny_clip.json")
 

@@ -14,8 +14,21 @@ import torch.nn.functional as F
 from PIL import Image
 
 from clipstyle.guidance import (
-    CLIPGuide, CombinedLoss, CutoutConfig, Cutouts, DirectionalLoss, GuidanceError, ImagePromptLoss, KeepIdentity,
-    LatentL2, PixelMSE, TextLoss, WeightedPrompt, build_prompt_loss, load_image_prompt, parse_prompts,
+    CLIPGuide,
+    CombinedLoss,
+    CutoutConfig,
+    Cutouts,
+    DirectionalLoss,
+    GuidanceError,
+    ImagePromptLoss,
+    KeepIdentity,
+    LatentL2,
+    PixelMSE,
+    TextLoss,
+    WeightedPrompt,
+    build_prompt_loss,
+    load_image_prompt,
+    parse_prompts,
 )
 
 TINY = str(Path(__file__).parent / "data" / "tiny_clip.json")

@@ -1,4 +1,4 @@
-"""Loading user images (clipstyle.images): modes, orientation, 16-bit, errors, tensor conversion."""
+"""Loading user images (clipstyle.io.images): modes, orientation, 16-bit, errors, tensor conversion."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from clipstyle.images import ImageError, image_to_tensor, load_image, load_image_array, load_image_tensor
+from clipstyle.io.images import (
+    ImageError,
+    image_to_tensor,
+    load_image,
+    load_image_array,
+    load_image_tensor,
+)
 
 
 def _save(tmp_path, img: Image.Image, name: str, **kwargs):

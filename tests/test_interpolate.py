@@ -9,10 +9,22 @@ import numpy as np
 import pytest
 import torch
 
-from clipstyle.interpolate import frame_count, interpolate_path, lerp, path_positions, slerp
 from clipstyle.latents import save_latents
+from clipstyle.latents.interpolate import (
+    frame_count,
+    interpolate_path,
+    lerp,
+    path_positions,
+    slerp,
+)
 
-from .test_creative_cli import assert_one_line_error, load, network_path, run_cli, run_dir_of  # noqa: F401
+from .test_creative_cli import (  # noqa: F401
+    assert_one_line_error,
+    load,
+    network_path,
+    run_cli,
+    run_dir_of,
+)
 
 
 def test_slerp_endpoints_and_norm():
@@ -109,7 +121,7 @@ def test_cli_w_and_z_spaces(tmp_path, capsys):
 
 
 def test_cli_mp4(tmp_path, capsys):
-    from clipstyle.render import video_available
+    from clipstyle.render.files import video_available
 
     net = network_path("sg2")
     code, out, err = run_cli(["interpolate", "1", "2", "--frames", 2, "--mp4", "--network", net, "--device", "cpu",

@@ -8,13 +8,13 @@ import torch
 
 from clipstyle.cli import main
 from clipstyle.generator import read_generator_file
-from clipstyle.generator.native import save_native
+from clipstyle.generator.formats.native import save_native
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from clipstyle.inversion import invert_mapping, mapping_residual
 from clipstyle.latents import load_latents, save_latents
 
-from ._fixtures import fixture_path
 from ._cli import run_cli
+from ._fixtures import fixture_path
 
 
 def tiny_sg2(c_dim: int = 0, layers: int = 4, hidden: int | None = None, seed: int = 0) -> StyleGAN2Generator:
@@ -171,7 +171,7 @@ def test_invert_z_cli_wplus_and_errors(net_and_latents, tmp_path, capsys, monkey
     import socket
     import urllib.error
 
-    import clipstyle.cache as cache
+    import clipstyle.io.cache as cache
 
     def offline(url, timeout):
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))

@@ -17,8 +17,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipstyle.kernels import bias_act, downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
-from clipstyle.kernels import _build, _dispatch
+from clipstyle.kernels import (
+    _build,
+    _dispatch,
+    bias_act,
+    downsample2d,
+    filter2d,
+    setup_filter,
+    upfirdn2d,
+    upsample2d,
+)
 
 ba_ref = importlib.import_module("clipstyle.kernels.bias_act.ref")
 up_ref = importlib.import_module("clipstyle.kernels.upfirdn2d.ref")

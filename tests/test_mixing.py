@@ -8,9 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from clipstyle.constraints import SpecError, merge_mixes, parse_mix, parse_source, parse_sources
 from clipstyle.latents import BlockSpecError, LatentFileError, save_latents
-from clipstyle.styleblocks import mix_styles
+from clipstyle.latents.constraints import (
+    SpecError,
+    merge_mixes,
+    parse_mix,
+    parse_source,
+    parse_sources,
+)
+from clipstyle.latents.styleblocks import mix_styles
 
 from .test_creative_cli import CLIP_ARGS, load, network_path, run_cli, run_dir_of  # noqa: F401
 

@@ -11,7 +11,12 @@ import pytest
 import torch
 
 from clipstyle.generator import CheckpointError, read_generator_file
-from clipstyle.generator.native import config_from_json, load_native, read_native_metadata, save_native
+from clipstyle.generator.formats.native import (
+    config_from_json,
+    load_native,
+    read_native_metadata,
+    save_native,
+)
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 from ._fixtures import fixture_path
@@ -22,7 +27,7 @@ SOURCES = ["sg2_skip_64.pkl", "rosinality_64.pt", "rosinality_train_32.pt", "tf_
 
 def _has_sg3() -> bool:
     return all(importlib.util.find_spec(m) is not None
-               for m in ("clipstyle.generator.stylegan3", "clipstyle.generator.nvidia_sg3"))
+               for m in ("clipstyle.generator.stylegan3", "clipstyle.generator.formats.nvidia_sg3"))
 
 
 @pytest.mark.parametrize("name", SOURCES)

@@ -12,8 +12,8 @@ from PIL import Image
 
 from clipstyle.generator import read_generator_file
 
-from ._fixtures import fixture_path
 from ._cli import TINY_CLIP, run_cli
+from ._fixtures import fixture_path
 
 # fixture file → (num_ws, resolution, kind, per-row resolutions)
 FIXTURES = {

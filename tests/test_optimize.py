@@ -7,9 +7,13 @@ import math
 import pytest
 import torch
 
-from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator, channels_for
+from clipstyle.generator.stylegan2 import (
+    StyleGAN2Config,
+    StyleGAN2Generator,
+    channels_for,
+)
 from clipstyle.latents import Latent
-from clipstyle.optimize import Schedule, run
+from clipstyle.optimize.loop import Schedule, run
 
 
 @pytest.fixture(scope="module")

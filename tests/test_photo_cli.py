@@ -13,13 +13,13 @@ import torch
 from PIL import Image
 
 from clipstyle.cli import main
-from clipstyle.generator.native import save_native
+from clipstyle.generator.formats.native import save_native
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from clipstyle.inversion.lpips import CHANNELS, build_vgg16_features
 from clipstyle.latents import load_latents
 
-from ._fixtures import FIXTURES
 from ._cli import run_cli
+from ._fixtures import FIXTURES
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_bad_options_fail_cleanly(tmp_path, tiny_net, capsys, extra, needle):
 
 
 def test_lpips_offline_message(tmp_path, tiny_net, capsys, monkeypatch):
-    import clipstyle.cache as cache
+    import clipstyle.io.cache as cache
 
     def offline(url, timeout):
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))

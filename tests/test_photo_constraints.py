@@ -11,14 +11,20 @@ import pytest
 import torch
 from PIL import Image
 
-from clipstyle.constraints import parse_mix
 from clipstyle.generator.blend import blend_generators
+from clipstyle.guidance.recipes import get_recipe, keep_weight, recipe_rows
 from clipstyle.latents import load_latents, save_latents, start_ws
-from clipstyle.recipes import get_recipe, keep_weight, recipe_rows
-from clipstyle.render import to_uint8
+from clipstyle.latents.constraints import parse_mix
+from clipstyle.render.files import to_uint8
 
 from ._fixtures import fixture_path
-from .test_creative_cli import CLIP_ARGS, assert_one_line_error, run_cli, run_dir_of, scaled_copy
+from .test_creative_cli import (
+    CLIP_ARGS,
+    assert_one_line_error,
+    run_cli,
+    run_dir_of,
+    scaled_copy,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +42,7 @@ def G(net):
 @pytest.fixture(scope="module")
 def files(G, tmp_path_factory):
     """A start latent (seed 1, no noise maps), a photo, and B = the fixture with synthesis weights ×1.1."""
-    from clipstyle.generator.native import save_native
+    from clipstyle.generator.formats.native import save_native
 
     folder = tmp_path_factory.mktemp("inputs")
     ws0, _ = start_ws(G, seed=1)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from clipstyle.generator import read_generator_file
-from clipstyle.optimize import _autocast
+from clipstyle.optimize.loop import _autocast
 
 from ._cli import TINY_CLIP, run_cli
 from ._fixtures import fixture_path

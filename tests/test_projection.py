@@ -11,13 +11,25 @@ import numpy as np
 import pytest
 import torch
 
-from clipstyle.cache import DownloadError
 from clipstyle.generator import read_generator_file
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-from clipstyle.inversion.lpips import (CHANNELS, LPIPS_VGG_URL, VGG16_URL, LPIPSWeightsError,
-                                       build_vgg16_features, downsample_for_lpips, load_lpips)
-from clipstyle.inversion.noise import SynthesisWithNoise, noise_buffers, noise_regularization, normalize_noise_
+from clipstyle.inversion.lpips import (
+    CHANNELS,
+    LPIPS_VGG_URL,
+    VGG16_URL,
+    LPIPSWeightsError,
+    build_vgg16_features,
+    downsample_for_lpips,
+    load_lpips,
+)
+from clipstyle.inversion.noise import (
+    SynthesisWithNoise,
+    noise_buffers,
+    noise_regularization,
+    normalize_noise_,
+)
 from clipstyle.inversion.project import ProjectConfig, project, w_statistics
+from clipstyle.io.cache import DownloadError
 from clipstyle.latents import start_ws
 
 from ._fixtures import FIXTURES
@@ -210,7 +222,7 @@ def test_lpips_offline_download_error(tmp_path, monkeypatch):
     assert "\n" not in msg and "--lpips-weights" in msg and "--perceptual none" in msg
 
     # The published URLs, with the network unreachable.
-    import clipstyle.cache as cache
+    import clipstyle.io.cache as cache
 
     def offline(url, timeout):
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))

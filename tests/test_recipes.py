@@ -10,8 +10,17 @@ import numpy as np
 import pytest
 
 from clipstyle.generator.base import group_of_resolution
-from clipstyle.recipes import (RecipeError, depth_groups, get_recipe, keep_weight, list_recipes, load_templates,
-                               parse_recipe_file, parse_recipe_text, recipe_rows)
+from clipstyle.guidance.recipes import (
+    RecipeError,
+    depth_groups,
+    get_recipe,
+    keep_weight,
+    list_recipes,
+    load_templates,
+    parse_recipe_file,
+    parse_recipe_text,
+    recipe_rows,
+)
 
 from .test_creative_cli import CLIP_ARGS, load, network_path, run_cli, run_dir_of  # noqa: F401
 

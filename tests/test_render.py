@@ -1,4 +1,4 @@
-"""Image/GIF/MP4 writing and grids (clipstyle.render) and atomic file writing (clipstyle.fileio)."""
+"""Image/GIF/MP4 writing and grids (clipstyle.render.files) and atomic file writing (clipstyle.io.files)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-from clipstyle import fileio, render
-from clipstyle.fileio import (
+from clipstyle.io import files as fileio
+from clipstyle.io.files import (
     OutputExistsError,
     atomic_save_npz,
     atomic_write_bytes,
@@ -24,7 +24,16 @@ from clipstyle.fileio import (
     refuse_overwrite,
     slugify,
 )
-from clipstyle.render import RenderError, make_grid, save_gif, save_mp4, save_png, side_by_side, to_uint8
+from clipstyle.render import files as render
+from clipstyle.render.files import (
+    RenderError,
+    make_grid,
+    save_gif,
+    save_mp4,
+    save_png,
+    side_by_side,
+    to_uint8,
+)
 
 
 def _hidden_files(folder: Path) -> list[str]:

@@ -11,7 +11,11 @@ import pytest
 import torch
 
 from clipstyle.generator import CheckpointError, UnsafePickleError, read_generator_file
-from clipstyle.generator.rosinality import generator_from_rosinality, load_rosinality_checkpoint, mean_latent
+from clipstyle.generator.formats.rosinality import (
+    generator_from_rosinality,
+    load_rosinality_checkpoint,
+    mean_latent,
+)
 
 from ._fixtures import fixture_path, reference
 

@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from clipstyle.generator import CheckpointError, CorruptPickleError, UnsafePickleError, read_generator_file
-from clipstyle.generator.safe_pickle import PersistentObject, safe_load_pickle
+from clipstyle.generator import (
+    CheckpointError,
+    CorruptPickleError,
+    UnsafePickleError,
+    read_generator_file,
+)
+from clipstyle.generator.formats.safe_pickle import PersistentObject, safe_load_pickle
 
 from ._fixtures import fixture_path
 

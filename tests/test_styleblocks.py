@@ -9,8 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from clipstyle.render import to_uint8
-from clipstyle.styleblocks import factors, parse_range, scale_row, styleblock_frames
+from clipstyle.latents.styleblocks import (
+    factors,
+    parse_range,
+    scale_row,
+    styleblock_frames,
+)
+from clipstyle.render.files import to_uint8
 
 from .test_creative_cli import load, network_path, run_cli, run_dir_of  # noqa: F401
 

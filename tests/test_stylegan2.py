@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from clipstyle.generator import read_generator_file
-from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator, channels_for
+from clipstyle.generator.stylegan2 import (
+    StyleGAN2Config,
+    StyleGAN2Generator,
+    channels_for,
+)
 
 from ._fixtures import fixture_path, reference
 

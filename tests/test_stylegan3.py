@@ -12,10 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from clipstyle.generator.formats.safe_pickle import safe_load_pickle
 from clipstyle.generator.loader import read_generator_file
-from clipstyle.generator.safe_pickle import safe_load_pickle
-from clipstyle.generator.stylegan3 import (StyleGAN3Config, StyleGAN3Generator, design_lowpass_filter,
-                                           modulated_conv2d)
+from clipstyle.generator.stylegan3 import (
+    StyleGAN3Config,
+    StyleGAN3Generator,
+    design_lowpass_filter,
+    modulated_conv2d,
+)
 from clipstyle.kernels.bias_act import bias_act
 from clipstyle.kernels.filtered_lrelu import filtered_lrelu
 from clipstyle.kernels.upfirdn2d import upfirdn2d
@@ -143,7 +147,11 @@ def test_noise_mode_is_validated_and_ignored(sg3):
 
 def test_config_json_and_safetensors_round_trip(sg3, tmp_path):
     _, G, ref = sg3
-    from clipstyle.generator.native import config_from_json, load_native, save_native
+    from clipstyle.generator.formats.native import (
+        config_from_json,
+        load_native,
+        save_native,
+    )
 
     data = json.loads(json.dumps(dataclasses.asdict(G.config)))
     assert config_from_json(StyleGAN3Config, data) == G.config

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from clipstyle.generator import CheckpointError, UnsafePickleError, read_generator_file
-from clipstyle.generator.safe_pickle import TFNetworkStandIn, safe_load_pickle
+from clipstyle.generator.formats.safe_pickle import TFNetworkStandIn, safe_load_pickle
+from clipstyle.generator.formats.tensorflow import generator_from_tf
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-from clipstyle.generator.tensorflow import generator_from_tf
 
 from ._fixtures import fixture_path, reference
 

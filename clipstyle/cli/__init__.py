@@ -7,7 +7,7 @@ import sys
 import typer
 import typer.main
 
-from .text import text_command
+from clipstyle.cli.text import text_command
 
 DEFAULT_COMMAND = "text"
 
@@ -22,7 +22,7 @@ def build_app() -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.command(DEFAULT_COMMAND)(text_command)
-    from . import creative, kernels, networks, photo
+    from clipstyle.cli import creative, kernels, networks, photo
 
     for group in (networks, photo, creative, kernels):
         group.register(app)

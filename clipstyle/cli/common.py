@@ -32,11 +32,11 @@ def _classes(spec: list[tuple[str, str]]) -> tuple[type, ...]:
 
 # Errors that mean "the user asked for something that can't be": usage (2) or runtime (1).
 _USAGE = [("clipstyle.latents", "BlockSpecError"), ("clipstyle.latents", "LatentFileError"),
-          ("clipstyle.guidance", "GuidanceError"), ("clipstyle.images", "ImageError"),
-          ("clipstyle.fileio", "OutputExistsError")]
-_RUNTIME = [("clipstyle.cache", "DownloadError"), ("clipstyle.generator.nvidia", "CheckpointError"),
-            ("clipstyle.generator.safe_pickle", "UnsafePickleError"),
-            ("clipstyle.generator.safe_pickle", "CorruptPickleError"), ("clipstyle.render", "RenderError")]
+          ("clipstyle.guidance", "GuidanceError"), ("clipstyle.io.images", "ImageError"),
+          ("clipstyle.io.files", "OutputExistsError")]
+_RUNTIME = [("clipstyle.io.cache", "DownloadError"), ("clipstyle.generator.formats.common", "CheckpointError"),
+            ("clipstyle.generator.formats.safe_pickle", "UnsafePickleError"),
+            ("clipstyle.generator.formats.safe_pickle", "CorruptPickleError"), ("clipstyle.render.files", "RenderError")]
 
 
 def fail(message: str, code: int = EXIT_RUNTIME) -> typer.Exit:

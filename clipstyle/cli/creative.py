@@ -1,7 +1,7 @@
 """Creative commands: ``styleblocks``, ``mix``, ``blend``, ``render``, ``interpolate``, ``direction …``, ``recipes``.
 
 Latent sources everywhere are seeds (``42``, ``42@0.7``, ``0-3``) or latent ``.npz`` files
-(``face.npz``, ``face.npz#1``); see :mod:`clipstyle.constraints`.
+(``face.npz``, ``face.npz#1``); see :mod:`clipstyle.latents.constraints`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, class_vector, handle_errors, resolve_device
-from .text import DeviceOpt, NetworkOpt
+from clipstyle.cli.common import UsageError, class_vector, handle_errors, resolve_device
+from clipstyle.cli.text import DeviceOpt, NetworkOpt
 
 TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seed latents (1 = none).")]
 ClassOpt = Annotated[Optional[int], typer.Option("--class", help="Class label for conditional networks.")]
@@ -30,8 +30,8 @@ def _noise(noise_mode: str) -> str:
 
 
 def _network(network: str, dev: str, blend: str | None = None, quiet: bool = False):
-    from ..constraints import blend_from_spec
-    from ..generator import load_generator
+    from clipstyle.generator import load_generator
+    from clipstyle.latents.constraints import blend_from_spec
 
     G = load_generator(network, device=dev, progress=not quiet)
     return blend_from_spec(G, blend, dev, progress=not quiet) if blend else G
@@ -49,8 +49,8 @@ def _unique(labels: list[str]) -> list[str]:
 
 
 def _finish(run_dir: Path, settings: dict, G) -> None:
-    from ..fileio import atomic_write_json
-    from ..runs import versions
+    from clipstyle.io.files import atomic_write_json
+    from clipstyle.pipelines.runfolder import versions
 
     atomic_write_json(run_dir / "run.json", {"settings": settings, "network": G.describe(), "versions": versions()})
     typer.echo(str(run_dir))
@@ -68,11 +68,11 @@ def styleblocks_command(
     noise_mode: NoiseOpt = "const", fps: FpsOpt = 10.0, outdir: OutdirOpt = Path("out"), device: DeviceOpt = "auto",
 ) -> None:
     """Scale one styleblock (row of ws) at a time: a GIF per block and a contact sheet (rows = blocks, columns = factors)."""
-    from ..constraints import parse_source
-    from ..fileio import make_run_dir
-    from ..latents import parse_blocks, save_latents
-    from ..render import make_grid, save_gif, save_png
-    from ..styleblocks import factors, parse_range, styleblock_frames
+    from clipstyle.io.files import make_run_dir
+    from clipstyle.latents import parse_blocks, save_latents
+    from clipstyle.latents.constraints import parse_source
+    from clipstyle.latents.styleblocks import factors, parse_range, styleblock_frames
+    from clipstyle.render.files import make_grid, save_gif, save_png
 
     if (seed is None) == (latents is None):
         raise UsageError("give exactly one of --seed S or --latents FILE")
@@ -111,11 +111,11 @@ def mix_command(
     import numpy as np
     import torch
 
-    from ..constraints import parse_sources
-    from ..fileio import make_run_dir
-    from ..latents import parse_blocks, save_latents
-    from ..render import make_grid, save_png
-    from ..styleblocks import mix_styles, render_ws
+    from clipstyle.io.files import make_run_dir
+    from clipstyle.latents import parse_blocks, save_latents
+    from clipstyle.latents.constraints import parse_sources
+    from clipstyle.latents.styleblocks import mix_styles, render_ws
+    from clipstyle.render.files import make_grid, save_png
 
     dev = resolve_device(device)
     G = _network(network, dev)
@@ -155,10 +155,10 @@ def blend_command(
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
     """Network blending (Pinkney & Adler 2020, 'toonify'): write a generator mixing A's low and B's high resolutions."""
-    from ..fileio import refuse_overwrite
-    from ..generator import load_generator
-    from ..generator.blend import blend_generators
-    from ..generator.native import save_native
+    from clipstyle.generator import load_generator
+    from clipstyle.generator.blend import blend_generators
+    from clipstyle.generator.formats.native import save_native
+    from clipstyle.io.files import refuse_overwrite
 
     refuse_overwrite(out, overwrite)
     if not out.parent.is_dir():
@@ -181,10 +181,10 @@ def render_command(
     """Render a latent file (e.g. a projection) to PNG, optionally in a blended network (photo → painting)."""
     import torch
 
-    from ..constraints import parse_sources
-    from ..fileio import refuse_overwrite
-    from ..render import make_grid, save_png
-    from ..styleblocks import render_ws
+    from clipstyle.io.files import refuse_overwrite
+    from clipstyle.latents.constraints import parse_sources
+    from clipstyle.latents.styleblocks import render_ws
+    from clipstyle.render.files import make_grid, save_png
 
     if out is None:
         p = Path(latents.split("#")[0])
@@ -214,12 +214,17 @@ def interpolate_command(
     """Interpolate between latents → interpolation.gif (+ .mp4), latents.npz with every frame's ws."""
     import torch
 
-    from ..constraints import parse_sources
-    from ..fileio import make_run_dir
-    from ..interpolate import MODES, frame_count, interpolate_path
-    from ..latents import save_latents
-    from ..render import VIDEO_INSTALL_HINT, save_gif, save_mp4, video_available
-    from ..styleblocks import render_ws
+    from clipstyle.io.files import make_run_dir
+    from clipstyle.latents import save_latents
+    from clipstyle.latents.constraints import parse_sources
+    from clipstyle.latents.interpolate import MODES, frame_count, interpolate_path
+    from clipstyle.latents.styleblocks import render_ws
+    from clipstyle.render.files import (
+        VIDEO_INSTALL_HINT,
+        save_gif,
+        save_mp4,
+        video_available,
+    )
 
     if mode not in MODES:
         raise UsageError(f"--mode must be lerp or slerp, got {mode!r}")
@@ -274,12 +279,12 @@ def direction_apply_command(
     noise_mode: NoiseOpt = "const", fps: FpsOpt = 10.0, outdir: OutdirOpt = Path("out"), device: DeviceOpt = "auto",
 ) -> None:
     """Walk a latent along a direction → direction.gif, strip.png, latents.npz."""
-    from ..constraints import parse_source
-    from ..directions import apply_direction, load_direction
-    from ..fileio import make_run_dir
-    from ..latents import parse_blocks, save_latents
-    from ..render import make_grid, save_gif, save_png
-    from ..styleblocks import factors, parse_range, render_ws
+    from clipstyle.io.files import make_run_dir
+    from clipstyle.latents import parse_blocks, save_latents
+    from clipstyle.latents.constraints import parse_source
+    from clipstyle.latents.directions import apply_direction, load_direction
+    from clipstyle.latents.styleblocks import factors, parse_range, render_ws
+    from clipstyle.render.files import make_grid, save_gif, save_png
 
     lo, hi = parse_range(strength, "--strength")
     values = factors(lo, hi, frames)
@@ -316,8 +321,12 @@ def direction_learn_command(
 
     import numpy as np
 
-    from ..directions import collect_latents, learn_direction, normalize_direction
-    from ..fileio import atomic_write_bytes, refuse_overwrite
+    from clipstyle.io.files import atomic_write_bytes, refuse_overwrite
+    from clipstyle.latents.directions import (
+        collect_latents,
+        learn_direction,
+        normalize_direction,
+    )
 
     refuse_overwrite(out, overwrite)
     pos, _, shape_p = collect_latents(positive, space=space)
@@ -362,14 +371,14 @@ def direction_from_text_command(
     import numpy as np
     import torch
 
-    from ..directions import direction_from_text
-    from ..fileio import atomic_write_bytes, refuse_overwrite
-    from ..guidance import CLIPGuide, CutoutConfig, Cutouts
-    from ..latents import parse_blocks, seed_z
-    from ..optimize import StepInfo
-    from ..progress import ProgressBar
-    from ..recipes import load_templates
-    from .networks import parse_seeds
+    from clipstyle.cli.networks import parse_seeds
+    from clipstyle.guidance import CLIPGuide, CutoutConfig, Cutouts
+    from clipstyle.guidance.recipes import load_templates
+    from clipstyle.io.files import atomic_write_bytes, refuse_overwrite
+    from clipstyle.latents import parse_blocks, seed_z
+    from clipstyle.latents.directions import direction_from_text
+    from clipstyle.optimize.loop import StepInfo
+    from clipstyle.optimize.progress import ProgressBar
 
     refuse_overwrite(out, overwrite)
     seed_list = parse_seeds(seeds)
@@ -406,7 +415,7 @@ def recipes_command(
     from rich.console import Console
     from rich.table import Table
 
-    from ..recipes import list_recipes
+    from clipstyle.guidance.recipes import list_recipes
 
     items = list_recipes()
     if as_json:

@@ -32,7 +32,7 @@ def _cases(op: str, device: Any) -> list[tuple[Callable[..., Any], tuple, dict, 
     """(function, args, kwargs, indices of the args to differentiate) of a few small calls."""
     import torch
 
-    from ..kernels import setup_filter
+    from clipstyle.kernels import setup_filter
 
     g = torch.Generator().manual_seed(0)
 
@@ -40,19 +40,19 @@ def _cases(op: str, device: Any) -> list[tuple[Callable[..., Any], tuple, dict, 
         return torch.randn(*shape, generator=g).to(device)
 
     if op == "bias_act":
-        from ..kernels import bias_act
+        from clipstyle.kernels import bias_act
 
         return [(bias_act, (rnd(2, 5, 6, 7), rnd(5)), dict(act=a, clamp=c), (0, 1)) for a in ("lrelu", "tanh", "swish")
                 for c in (None, 0.5)]
     if op == "upfirdn2d":
-        from ..kernels import upfirdn2d
+        from clipstyle.kernels import upfirdn2d
 
         f4, f12 = setup_filter([1, 3, 3, 1]).to(device), setup_filter(torch.hann_window(12) + 0.1).to(device)
         return [(upfirdn2d, (rnd(2, 3, 9, 8), f4), dict(up=2, padding=(2, 1, 2, 1), gain=4), (0,)),
                 (upfirdn2d, (rnd(2, 3, 9, 8), f12), dict(down=2, padding=(5, 4, 5, 3)), (0,)),
                 (upfirdn2d, (rnd(1, 2, 5, 6), f4), dict(up=(3, 1), down=(1, 2), padding=(-1, 2, 3, -1),
                                                         flip_filter=True), (0,))]
-    from ..kernels.filtered_lrelu import filtered_lrelu
+    from clipstyle.kernels.filtered_lrelu import filtered_lrelu
 
     fu, fd = (torch.hann_window(12) + 0.1).to(device), (torch.hann_window(8) + 0.1).to(device)
     fu, fd = fu / fu.sum(), fd / fd.sum()
@@ -93,7 +93,7 @@ def _reference_selftest(op: str) -> str:
         args = (x, f, (2, 3), (3, 2), (2, -1, 3, 4), False, 2.0)
         a, r = mod.upfirdn2d_ref(*args), mod.upfirdn2d_naive(*args)
     else:
-        from ..kernels import bias_act, upfirdn2d
+        from clipstyle.kernels import bias_act, upfirdn2d
 
         fu = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64) / 8
         a = mod.filtered_lrelu_ref(x, fu, fu, b, 2, 2, (2, 1, 2, 1), 2 ** 0.5, 0.2, 0.6, False)
@@ -109,7 +109,7 @@ def check_report(compile_without_device: bool = False) -> list[dict[str, str]]:
     """One row per op: ``op``, ``reference``, ``cuda_device``, ``extension``, ``parity``, ``note``."""
     import torch
 
-    from ..kernels._build import cuda_toolkit_problem
+    from clipstyle.kernels._build import cuda_toolkit_problem
 
     has_device = torch.cuda.is_available()
     device_text = torch.cuda.get_device_name(0) if has_device else "none"

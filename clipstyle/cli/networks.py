@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, class_vector, handle_errors, resolve_device
-from .text import DeviceOpt, NetworkOpt
+from clipstyle.cli.common import UsageError, class_vector, handle_errors, resolve_device
+from clipstyle.cli.text import DeviceOpt, NetworkOpt
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -41,7 +41,7 @@ def info_command(network: Annotated[str, typer.Argument(help="Alias, checkpoint 
     from rich.console import Console
     from rich.table import Table
 
-    from ..generator import load_generator
+    from clipstyle.generator import load_generator
 
     G = load_generator(network)
     d = G.describe()
@@ -69,7 +69,7 @@ def networks_command() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..generator.registry import PRETRAINED
+    from clipstyle.generator.registry import PRETRAINED
 
     table = Table("alias", "family", "resolution", "description")
     for p in PRETRAINED.values():
@@ -82,8 +82,8 @@ def convert_command(src: Annotated[str, typer.Argument(help="Network to convert 
                     out: Annotated[Path, typer.Argument(help="Output .safetensors file (not overwritten unless --overwrite).")],
                     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False) -> None:
     """Convert any supported checkpoint into clipstyle's own safetensors format (fast, safe, bit-exact)."""
-    from ..generator import load_generator
-    from ..generator.native import save_native
+    from clipstyle.generator import load_generator
+    from clipstyle.generator.formats.native import save_native
 
     if out.exists() and not overwrite:
         raise UsageError(f"{out} exists; pass --overwrite or choose another path")
@@ -106,12 +106,12 @@ def generate_command(
     """Render images for seeds (like NVIDIA's gen_images.py): seedNNNN.png + seedNNNN.npz each."""
     import torch
 
-    from ..fileio import atomic_write_json, make_run_dir
-    from ..generator import load_generator
-    from ..latents import save_latents, start_ws
-    from ..optimize import to_uint8_frames
-    from ..render import make_grid, save_png
-    from ..runs import versions
+    from clipstyle.generator import load_generator
+    from clipstyle.io.files import atomic_write_json, make_run_dir
+    from clipstyle.latents import save_latents, start_ws
+    from clipstyle.optimize.loop import to_uint8_frames
+    from clipstyle.pipelines.runfolder import versions
+    from clipstyle.render.files import make_grid, save_png
 
     if noise_mode not in ("const", "random", "none"):
         raise UsageError(f"--noise-mode must be const, random or none, got {noise_mode!r}")

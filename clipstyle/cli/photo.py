@@ -2,7 +2,7 @@
 
 Each command is assembled from small helpers (load the network, the target, the perceptual model, the start
 latent, the CLIP guide; save the run). The constraints of the main command work here too, through the same
-helpers (:mod:`clipstyle.constraints`, :mod:`clipstyle.recipes`):
+helpers (:mod:`clipstyle.latents.constraints`, :mod:`clipstyle.guidance.recipes`):
 
 * ``--mix SOURCE:BLOCKS`` (``project``, ``edit``): those rows are fixed, bit-exactly, to the other latent
   during the projection / the edit;
@@ -12,7 +12,7 @@ helpers (:mod:`clipstyle.constraints`, :mod:`clipstyle.recipes`):
   and records the blend in its meta: pass the same ``--blend`` to edit or render it again;
 * ``--recipe NAME`` (``edit``): the recipe's target text is the PROMPT when none is given, its source text
   the ``--source``, its blocks the ``--blocks``, its strength the ``--strength`` and its keep weight the
-  ``--l2`` (:func:`clipstyle.recipes.keep_weight`); options given explicitly win.
+  ``--l2`` (:func:`clipstyle.guidance.recipes.keep_weight`); options given explicitly win.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import UsageError, class_vector, handle_errors, resolve_device
-from .text import ClipModelOpt, ClipPretrainedOpt, DeviceOpt
+from clipstyle.cli.common import UsageError, class_vector, handle_errors, resolve_device
+from clipstyle.cli.text import ClipModelOpt, ClipPretrainedOpt, DeviceOpt
 
 # -- options shared by `project` and `edit` (projection settings) -------------------------------------------------
 OptNetwork = Annotated[Optional[str], typer.Option(
@@ -55,7 +55,7 @@ OptMix = Annotated[Optional[list[str]], typer.Option(help="Style mixing constrai
 # -- small building blocks ----------------------------------------------------------------------------------------
 def load_network(network: str | None, latents_meta: dict[str, Any] | None, dev: str, quiet: bool) -> Any:
     """The generator: ``--network``, else the one recorded in a latent file's meta, else ``ffhq``."""
-    from ..generator import load_generator
+    from clipstyle.generator import load_generator
 
     source = network or (latents_meta or {}).get("network") or "ffhq"
     return load_generator(str(source), device=dev, progress=not quiet)
@@ -67,7 +67,7 @@ def read_meta(path: Path) -> dict[str, Any]:
 
     import numpy as np
 
-    from ..latents import LatentFileError
+    from clipstyle.latents import LatentFileError
 
     if not path.is_file():
         raise LatentFileError(f"no such latent file: {path}")
@@ -85,11 +85,11 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 def load_target(photo: Path, G: Any, crop: bool, align: bool, dev: str) -> Any:
     """The photo as a target ``[1, C, R, R]`` in [-1, 1] on ``dev`` (EXIF, alpha, gray, 16-bit: see images.py)."""
-    from ..images import image_to_tensor, load_image, load_image_array
-    from ..inversion.project import prepare_target
+    from clipstyle.inversion.project import prepare_target
+    from clipstyle.io.images import image_to_tensor, load_image, load_image_array
 
     if align:
-        from ..inversion.align import align_face
+        from clipstyle.inversion.align import align_face
 
         img = align_face(load_image(photo), G.img_resolution, device=dev)
         tensor = image_to_tensor(img, G.img_resolution, crop=True)
@@ -107,14 +107,14 @@ def load_perceptual(kind: str, weights: str | None, dev: str, quiet: bool) -> An
         return None
     if kind != "lpips":
         raise UsageError(f"--perceptual must be lpips or none, got {kind!r}")
-    from ..inversion.lpips import load_lpips
+    from clipstyle.inversion.lpips import load_lpips
 
     return load_lpips(weights, device=dev, progress=not quiet)
 
 
 def projection_config(steps: int, lr: float, space: str, perceptual: Any, mse: float | None, noise_reg: float,
                       seed: int, save_every: int) -> Any:
-    from ..inversion.project import ProjectConfig
+    from clipstyle.inversion.project import ProjectConfig
 
     space = space.strip().lower()
     if space not in ("w", "w+"):
@@ -128,8 +128,8 @@ def projection_config(steps: int, lr: float, space: str, perceptual: Any, mse: f
 
 def run_projection(G: Any, target: Any, cfg: Any, perceptual: Any, c: Any, quiet: bool,
                    mix: dict[int, Any] | None = None) -> Any:
-    from ..inversion.project import project
-    from ..progress import ProgressBar
+    from clipstyle.inversion.project import project
+    from clipstyle.optimize.progress import ProgressBar
 
     with ProgressBar("projecting", cfg.steps, enabled=not quiet) as bar:
         return project(G, target, cfg, perceptual=perceptual, c=c if G.c_dim > 0 else None, mix=mix or None,
@@ -139,7 +139,7 @@ def run_projection(G: Any, target: Any, cfg: Any, perceptual: Any, c: Any, quiet
 def check_blend_spec(blend: str | None) -> None:
     """Fail on a malformed ``--blend`` before anything slow is loaded (SpecError)."""
     if blend is not None:
-        from ..constraints import parse_blend_spec
+        from clipstyle.latents.constraints import parse_blend_spec
 
         parse_blend_spec(blend)
 
@@ -148,7 +148,7 @@ def with_blend(G: Any, blend: str | None, dev: str, quiet: bool) -> Any:
     """``G`` itself, or the blend ``NETWORK@RES[:SMOOTH]`` of ``G`` with another network (G unchanged)."""
     if not blend:
         return G
-    from ..constraints import blend_from_spec
+    from clipstyle.latents.constraints import blend_from_spec
 
     return blend_from_spec(G, blend, dev, progress=not quiet)
 
@@ -158,7 +158,7 @@ def record_base_network(path: Path, base: Any, blend: str | None) -> None:
     records the blend spec, so 'clipstyle edit --latents FILE' loads A (add the same --blend to edit in it)."""
     if not blend:
         return
-    from ..inversion.files import add_arrays
+    from clipstyle.inversion.files import add_arrays
 
     add_arrays(path, {}, {"network": base.describe().get("source"), "blend": blend})
 
@@ -167,8 +167,8 @@ def save_noise(path: Path, noise: dict[str, Any]) -> None:
     """Add the optimized noise maps (``noise_0``…, names in ``meta['noise']``) to a saved latent file."""
     if not noise:
         return
-    from ..inversion.files import add_arrays
-    from ..inversion.noise import noise_arrays
+    from clipstyle.inversion.files import add_arrays
+    from clipstyle.inversion.noise import noise_arrays
 
     arrays, names = noise_arrays(noise)
     add_arrays(path, arrays, {"noise": names})
@@ -176,15 +176,15 @@ def save_noise(path: Path, noise: dict[str, Any]) -> None:
 
 def side_by_side_frames(left: Any, frames: Any) -> list[Any]:
     """GIF frames: the fixed image ``left`` (uint8 [H, W, C]) beside each frame batch ([N, H, W, C])."""
-    from ..render import side_by_side
-    from ..runs import grid_of
+    from clipstyle.pipelines.runfolder import grid_of
+    from clipstyle.render.files import side_by_side
 
     return [side_by_side(left, grid_of(f)) for f in frames]
 
 
 def uint8_image(x: Any) -> Any:
-    from ..render import to_uint8
-    from ..runs import grid_of
+    from clipstyle.pipelines.runfolder import grid_of
+    from clipstyle.render.files import to_uint8
 
     return grid_of(to_uint8(x))
 
@@ -193,8 +193,8 @@ def start_from_latents(path: Path, G: Any, dev: str) -> tuple[Any, dict[str, Any
     """``(ws [N, num_ws, w_dim], noise maps, c or None, meta)`` from a latent file (ours or NVIDIA's)."""
     import torch
 
-    from ..latents import load_latents
-    from ..inversion.noise import read_noise
+    from clipstyle.inversion.noise import read_noise
+    from clipstyle.latents import load_latents
 
     lf = load_latents(path, num_ws=G.num_ws, w_dim=G.w_dim)
     noise = read_noise(path, G, lf.meta.get("noise"))
@@ -203,7 +203,7 @@ def start_from_latents(path: Path, G: Any, dev: str) -> tuple[Any, dict[str, Any
 
 
 def build_guide(clip_model: str, clip_pretrained: str, dev: str, cutouts: int | None) -> tuple[Any, Any, int]:
-    from ..guidance import CLIPGuide, CutoutConfig, Cutouts
+    from clipstyle.guidance import CLIPGuide, CutoutConfig, Cutouts
 
     num = cutouts if cutouts is not None else (32 if dev.startswith("cuda") else 8)
     guide = CLIPGuide(clip_model, None if clip_pretrained.strip().lower() == "none" else clip_pretrained, device=dev)
@@ -245,12 +245,11 @@ def project_command(
     --mix fixes styleblocks to another latent during the projection; --blend projects into a blended network
     (latents.npz then names --network and records the blend: give the same --blend to edit).
     """
-    from ..fileio import make_run_dir
-    from ..images import load_image_array
-    from ..render import save_png
-    from ..runs import save_run
-
-    from ..constraints import constraint_rows
+    from clipstyle.io.files import make_run_dir
+    from clipstyle.io.images import load_image_array
+    from clipstyle.latents.constraints import constraint_rows
+    from clipstyle.pipelines.runfolder import save_run
+    from clipstyle.render.files import save_png
 
     dev = resolve_device(device)
     load_image_array(photo)  # a missing or broken photo fails before any network is loaded
@@ -308,10 +307,10 @@ def invert_z_command(
     """
     import numpy as np
 
-    from ..fileio import refuse_overwrite
-    from ..inversion.files import add_arrays
-    from ..inversion.mapping_inverse import invert_mapping
-    from ..latents import save_latents
+    from clipstyle.inversion.files import add_arrays
+    from clipstyle.inversion.mapping_inverse import invert_mapping
+    from clipstyle.io.files import refuse_overwrite
+    from clipstyle.latents import save_latents
 
     dev = resolve_device(device)
     meta = read_meta(latents)
@@ -403,16 +402,16 @@ def edit_command(
     styleblocks to another latent during the edit; --blend edits and renders in a blended network: a photo is
     projected into the base network A (--network), then edited and rendered in the blend.
     """
-    from ..constraints import constraint_rows, latent_l2_weight
-    from ..fileio import make_run_dir
-    from ..inversion.edit import EditConfig, edit
-    from ..progress import ProgressBar
-    from ..render import save_png, side_by_side
-    from ..runs import save_run
+    from clipstyle.inversion.edit import EditConfig, edit
+    from clipstyle.io.files import make_run_dir
+    from clipstyle.latents.constraints import constraint_rows, latent_l2_weight
+    from clipstyle.optimize.progress import ProgressBar
+    from clipstyle.pipelines.runfolder import save_run
+    from clipstyle.render.files import save_png, side_by_side
 
     rec = None
     if recipe is not None:
-        from ..recipes import get_recipe
+        from clipstyle.guidance.recipes import get_recipe
 
         rec = get_recipe(recipe)
     start_path, prompt = _edit_inputs(photo_or_latents, prompt, latents, rec)
@@ -427,7 +426,7 @@ def edit_command(
         c = c_file if c_file is not None and class_idx is None else class_vector(base.c_dim, class_idx,
                                                                                  ws0.shape[0], dev)
     else:
-        from ..images import load_image_array
+        from clipstyle.io.images import load_image_array
 
         load_image_array(start_path)
         perceptual_model = load_perceptual(perceptual, lpips_weights, dev, quiet)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, class_vector, handle_errors, resolve_device
+from clipstyle.cli.common import UsageError, class_vector, handle_errors, resolve_device
 
 NetworkOpt = Annotated[str, typer.Option("--network", "-n", help="Generator: an alias (ffhq, metfaces, sg3-ffhq-r…; see "
                                          "'clipstyle networks'), a checkpoint path, or a file:// / https:// URL.")]
@@ -66,7 +66,7 @@ def text_command(
     blended network). --recipe NAME applies a curated edit ('clipstyle recipes'); --batch N optimizes N
     starts at once; --prompts FILE runs one prompt per line, each in its own folder.
     """
-    from ..guidance import CLIPGuide
+    from clipstyle.guidance import CLIPGuide
 
     if prompts is not None:
         if prompt.strip():
@@ -79,13 +79,13 @@ def text_command(
     if image_prompt is not None and not image_prompt.is_file():
         raise UsageError(f"no such image: {image_prompt}")
     dev = resolve_device(device)
-    from ..optimize import PRECISIONS
+    from clipstyle.optimize.loop import PRECISIONS
 
     if precision not in PRECISIONS:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     rec = None
     if recipe is not None:
-        from ..recipes import get_recipe
+        from clipstyle.guidance.recipes import get_recipe
 
         rec = get_recipe(recipe)
     G = _load_network(network, blend, dev, quiet)
@@ -122,11 +122,11 @@ def read_prompts_file(path: Path) -> list[str]:
 
 
 def _load_network(network: str, blend: str | None, dev: str, quiet: bool):
-    from ..generator import load_generator
+    from clipstyle.generator import load_generator
 
     G = load_generator(network, device=dev, progress=not quiet)
     if blend:
-        from ..constraints import blend_from_spec
+        from clipstyle.latents.constraints import blend_from_spec
 
         G = blend_from_spec(G, blend, dev, progress=not quiet)
     return G
@@ -134,7 +134,7 @@ def _load_network(network: str, blend: str | None, dev: str, quiet: bool):
 
 def _constraints(G, rec, blocks: str | None, mix: list[str], class_idx: int | None, batch: int, dev: str):
     """Free rows (``--blocks``, else the recipe's), mixed rows (``--mix``) and labels ``[batch, c_dim]``."""
-    from ..constraints import constraint_rows
+    from clipstyle.latents.constraints import constraint_rows
 
     c = class_vector(G.c_dim, class_idx, batch, dev)
     free, mixed = constraint_rows(G, blocks, mix, rec, dev, c[:1])
@@ -146,14 +146,21 @@ def _optimize_prompt(G, guide, prompt: str, rec, base_settings: dict, *, free, m
     """One optimization of the main command (one prompt, one batch); returns its run folder."""
     import torch
 
-    from ..constraints import apply_mix, batch_starts, latent_l2_weight
-    from ..fileio import make_run_dir
-    from ..guidance import CombinedLoss, CutoutConfig, Cutouts, DirectionalLoss, LatentL2, build_prompt_loss
-    from ..latents import Latent, start_ws
-    from ..optimize import Schedule, run
-    from ..progress import ProgressBar
-    from ..render import save_png
-    from ..runs import save_run
+    from clipstyle.guidance import (
+        CombinedLoss,
+        CutoutConfig,
+        Cutouts,
+        DirectionalLoss,
+        LatentL2,
+        build_prompt_loss,
+    )
+    from clipstyle.io.files import make_run_dir
+    from clipstyle.latents import Latent, start_ws
+    from clipstyle.latents.constraints import apply_mix, batch_starts, latent_l2_weight
+    from clipstyle.optimize.loop import Schedule, run
+    from clipstyle.optimize.progress import ProgressBar
+    from clipstyle.pipelines.runfolder import save_run
+    from clipstyle.render.files import save_png
 
     s = base_settings
     dev, seed, n = s["device"], s["seed"], s["batch"]

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..kernels import bias_act
+from clipstyle.kernels import bias_act
 
 NOISE_MODES = ("const", "random", "none")
 GROUPS = ("coarse", "middle", "fine")

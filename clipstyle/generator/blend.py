@@ -37,8 +37,8 @@ from typing import Any
 
 import torch
 
-from .base import Generator, SourceInfo
-from .nvidia import CheckpointError
+from clipstyle.generator.base import Generator, SourceInfo
+from clipstyle.generator.formats.common import CheckpointError
 
 __all__ = ["blend_generators", "blend_weights", "synthesis_resolutions", "check_blendable", "INPUT_RESOLUTION"]
 

@@ -22,9 +22,15 @@ from typing import Any
 
 import torch
 
-from .base import Generator, SourceInfo
-from .nvidia import CheckpointError, generator_from_nvidia
-from .safe_pickle import CorruptPickleError, TFNetworkStandIn, UnsafePickleError, safe_load_pickle
+from clipstyle.generator.base import Generator, SourceInfo
+from clipstyle.generator.formats.common import CheckpointError
+from clipstyle.generator.formats.nvidia import generator_from_nvidia
+from clipstyle.generator.formats.safe_pickle import (
+    CorruptPickleError,
+    TFNetworkStandIn,
+    UnsafePickleError,
+    safe_load_pickle,
+)
 
 SUPPORTED = (
     "clipstyle .safetensors, NVIDIA stylegan2-ada-pytorch/stylegan3 .pkl, "
@@ -76,11 +82,14 @@ def _read_generator_file(path: Path) -> Generator:
         head = f.read(16)
     kind = sniff_format(head)
     if kind == "safetensors":
-        from .native import load_native
+        from clipstyle.generator.formats.native import load_native
 
         G, fmt = load_native(path), "clipstyle-safetensors"
     elif kind == "zip":
-        from .rosinality import generator_from_rosinality, load_rosinality_checkpoint
+        from clipstyle.generator.formats.rosinality import (
+            generator_from_rosinality,
+            load_rosinality_checkpoint,
+        )
 
         ckpt = load_rosinality_checkpoint(path)
         G, fmt = generator_from_rosinality(ckpt), "rosinality"
@@ -92,7 +101,10 @@ def _read_generator_file(path: Path) -> Generator:
             except (UnsafePickleError, CorruptPickleError):
                 is_legacy = False
             if is_legacy:
-                from .rosinality import generator_from_rosinality, load_rosinality_checkpoint
+                from clipstyle.generator.formats.rosinality import (
+                    generator_from_rosinality,
+                    load_rosinality_checkpoint,
+                )
 
                 ckpt = load_rosinality_checkpoint(path)
                 G, fmt = generator_from_rosinality(ckpt), "rosinality"
@@ -100,11 +112,11 @@ def _read_generator_file(path: Path) -> Generator:
                 return G
         obj = safe_load_pickle(data)
         if isinstance(obj, tuple) and obj and all(isinstance(o, TFNetworkStandIn) for o in obj):
-            from .tensorflow import generator_from_tf
+            from clipstyle.generator.formats.tensorflow import generator_from_tf
 
             G, fmt = generator_from_tf(obj), "tensorflow-stylegan2"
         elif isinstance(obj, TFNetworkStandIn):
-            from .tensorflow import generator_from_tf
+            from clipstyle.generator.formats.tensorflow import generator_from_tf
 
             G, fmt = generator_from_tf(obj), "tensorflow-stylegan2"
         else:
@@ -136,12 +148,12 @@ def load_generator(source: str | Path, device: str | torch.device = "cpu", *, ca
         parameter; float32; ``G.source`` records where it came from.
 
     Raises:
-        clipstyle.cache.DownloadError: offline or a dead URL (the message names the URL and ``--network PATH``).
+        clipstyle.io.cache.DownloadError: offline or a dead URL (the message names the URL and ``--network PATH``).
         CheckpointError / UnsafePickleError: see :func:`read_generator_file`.
         ValueError: an unknown alias that is not a file either.
     """
-    from ..cache import fetch
-    from .registry import resolve_network
+    from clipstyle.generator.registry import resolve_network
+    from clipstyle.io.cache import fetch
 
     source = str(source)
     location, display = resolve_network(source)

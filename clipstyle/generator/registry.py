@@ -1,7 +1,7 @@
 """Pretrained network aliases: short names for the authors' published StyleGAN2-ADA / StyleGAN3 pickles.
 
 ``clipstyle --network ffhq`` and ``--network sg3-afhqv2-r`` look the alias up here; the URL is
-then downloaded once by :func:`clipstyle.cache.fetch`. URLs, ``file://`` URLs and local paths
+then downloaded once by :func:`clipstyle.io.cache.fetch`. URLs, ``file://`` URLs and local paths
 pass through :func:`resolve_network` untouched.
 
 Alias scheme:
@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import is_url
+from clipstyle.io.cache import is_url
 
 __all__ = ["PRETRAINED", "Pretrained", "get_pretrained", "list_pretrained", "resolve_network"]
 
@@ -123,13 +123,13 @@ def resolve_network(source: str) -> tuple[str, str]:
        an alias always wins over a same-named file in the current folder (write ``./ffhq`` for the file);
     3. an existing path, or anything that looks like a path (has a separator, ``~`` or an
        extension), passes through: ``(source, source)`` — whether it exists is checked later by
-       :func:`clipstyle.cache.fetch`.
+       :func:`clipstyle.io.cache.fetch`.
 
     Args:
         source: what the user typed.
 
     Returns:
-        ``(url_or_path, display)``: the first goes to :func:`clipstyle.cache.fetch`, the second is
+        ``(url_or_path, display)``: the first goes to :func:`clipstyle.io.cache.fetch`, the second is
         a short name for logs and ``run.json``.
 
     Raises:

@@ -12,13 +12,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
-from ..kernels import bias_act, setup_filter, upfirdn2d, upsample2d
-from ..kernels.bias_act import activation as activation_spec
-from ..kernels.upfirdn2d import filter_size
-from .base import FullyConnectedLayer, Generator, MappingConfig, MappingNetwork
+from clipstyle.generator.base import (
+    FullyConnectedLayer,
+    Generator,
+    MappingConfig,
+    MappingNetwork,
+)
+from clipstyle.kernels import bias_act, setup_filter, upfirdn2d, upsample2d
+from clipstyle.kernels.bias_act import activation as activation_spec
+from clipstyle.kernels.upfirdn2d import filter_size
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 

@@ -24,8 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ..kernels.filtered_lrelu import filtered_lrelu
-from .base import NOISE_MODES, FullyConnectedLayer, Generator, MappingConfig, MappingNetwork
+from clipstyle.generator.base import (
+    NOISE_MODES,
+    FullyConnectedLayer,
+    Generator,
+    MappingConfig,
+    MappingNetwork,
+)
+from clipstyle.kernels.filtered_lrelu import filtered_lrelu
 
 __all__ = ["SG3LayerConfig", "StyleGAN3Config", "StyleGAN3Generator", "design_lowpass_filter"]
 
@@ -419,7 +425,7 @@ class StyleGAN3Generator(Generator):
       at 64²; ``sampling_rates()`` gives the rates the layers run at (``[16]*5 + [32]*4 + [64]*7``).
 
     Build one from scratch with ``StyleGAN3Generator(StyleGAN3Config.design(...))`` (random weights) or
-    read a snapshot with :func:`clipstyle.generator.nvidia_sg3.stylegan3_from_nvidia`.
+    read a snapshot with :func:`clipstyle.generator.formats.nvidia_sg3.stylegan3_from_nvidia`.
     """
 
     kind = "stylegan3"

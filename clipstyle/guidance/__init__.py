@@ -4,9 +4,9 @@ Independent of the generator: everything here works on image tensors [N, 3, H, W
 W+ latents [N, num_ws, w_dim]. ``open_clip`` is imported only when a :class:`CLIPGuide` is built.
 """
 
-from .clip import CLIPGuide, GuidanceError
-from .cutouts import CutoutBox, CutoutConfig, CutoutPlan, Cutouts
-from .losses import (
+from clipstyle.guidance.clip import CLIPGuide, GuidanceError
+from clipstyle.guidance.cutouts import CutoutBox, CutoutConfig, CutoutPlan, Cutouts
+from clipstyle.guidance.losses import (
     CombinedLoss,
     DirectionalLoss,
     ImagePromptLoss,
@@ -17,7 +17,7 @@ from .losses import (
     build_prompt_loss,
     load_image_prompt,
 )
-from .prompts import WeightedPrompt, parse_prompts
+from clipstyle.guidance.prompts import WeightedPrompt, parse_prompts
 
 __all__ = [
     "CLIPGuide",

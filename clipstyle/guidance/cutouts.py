@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .clip import GuidanceError, _check_images
+from clipstyle.guidance.clip import GuidanceError, _check_images
 
 __all__ = ["CutoutConfig", "CutoutBox", "CutoutPlan", "Cutouts"]
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .clip import CLIPGuide, GuidanceError, _check_images
-from .cutouts import Cutouts
-from .prompts import WeightedPrompt, parse_prompts
+from clipstyle.guidance.clip import CLIPGuide, GuidanceError, _check_images
+from clipstyle.guidance.cutouts import Cutouts
+from clipstyle.guidance.prompts import WeightedPrompt, parse_prompts
 
 __all__ = [
     "TextLoss",

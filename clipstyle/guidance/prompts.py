@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .clip import GuidanceError
+from clipstyle.guidance.clip import GuidanceError
 
 __all__ = ["WeightedPrompt", "parse_prompts"]
 

@@ -6,10 +6,20 @@
 * :class:`LPIPS` / :func:`load_lpips` — the perceptual distance of Zhang et al. 2018 on VGG16.
 """
 
-from .edit import EditConfig, EditResult, edit
-from .lpips import LPIPS, LPIPSWeightsError, load_lpips
-from .mapping_inverse import MappingInversion, invert_mapping, mapping_residual
-from .project import ProjectConfig, ProjectionResult, project, psnr, w_statistics
+from clipstyle.inversion.edit import EditConfig, EditResult, edit
+from clipstyle.inversion.lpips import LPIPS, LPIPSWeightsError, load_lpips
+from clipstyle.inversion.mapping_inverse import (
+           MappingInversion,
+           invert_mapping,
+           mapping_residual,
+)
+from clipstyle.inversion.project import (
+           ProjectConfig,
+           ProjectionResult,
+           project,
+           psnr,
+           w_statistics,
+)
 
 __all__ = ["ProjectConfig", "ProjectionResult", "project", "psnr", "w_statistics", "MappingInversion",
            "invert_mapping", "mapping_residual", "LPIPS", "LPIPSWeightsError", "load_lpips", "EditConfig",

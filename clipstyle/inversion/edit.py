@@ -29,9 +29,9 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..latents import Latent
-from ..optimize import Callback, OptimizeResult, Schedule, run
-from .noise import SynthesisWithNoise
+from clipstyle.inversion.noise import SynthesisWithNoise
+from clipstyle.latents import Latent
+from clipstyle.optimize.loop import Callback, OptimizeResult, Schedule, run
 
 __all__ = ["EditConfig", "EditResult", "edit", "edit_terms", "edit_latent", "edit_synthesis", "render"]
 
@@ -42,7 +42,7 @@ class EditConfig:
 
     Attributes:
         source_text: the text describing the unedited photo (direction start).
-        steps, lr, rampup, rampdown: Adam schedule (:class:`clipstyle.optimize.Schedule`).
+        steps, lr, rampup, rampdown: Adam schedule (:class:`clipstyle.optimize.loop.Schedule`).
         directional: weight of the directional CLIP loss.
         l2: weight of ``‖w − w_s‖²`` (summed over rows and dims; StyleCLIP uses 0.008 for 18×512).
         keep: weight of the CLIP keep-the-look term.
@@ -110,7 +110,12 @@ def edit_terms(guide: Any, prompt: str, before: Tensor, start_ws: Tensor, config
     Raises:
         GuidanceError: an empty prompt, or a prompt whose embedding equals the source text's.
     """
-    from ..guidance import DirectionalLoss, GuidanceError, KeepIdentity, LatentL2
+    from clipstyle.guidance import (
+        DirectionalLoss,
+        GuidanceError,
+        KeepIdentity,
+        LatentL2,
+    )
 
     if not prompt.strip():
         raise GuidanceError("the prompt is empty: say what the edit should do, e.g. \"a smiling face\"")
@@ -139,9 +144,9 @@ def edit(G: Any, start_ws: Tensor, prompt: str, guide: Any, cutouts: Any, config
         config: see :class:`EditConfig`.
         noise: StyleGAN2 noise maps of the projection (``{name: [res, res]}``), used for every synthesis.
         mix: ``{row: [w_dim] or [N, w_dim] tensor}`` rows fixed, bit-exactly, to another latent (style
-            mixing; :func:`clipstyle.constraints.parse_mix`); a mixed row is never free.
+            mixing; :func:`clipstyle.latents.constraints.parse_mix`); a mixed row is never free.
         extra_terms: more ``(term, weight)`` pairs added to the loss.
-        callbacks: per-step callbacks (see :func:`clipstyle.optimize.run`).
+        callbacks: per-step callbacks (see :func:`clipstyle.optimize.loop.run`).
 
     Returns:
         :class:`EditResult`; rows outside ``config.free_rows`` of ``ws`` equal w_s (``EditResult.start_ws``)
@@ -151,7 +156,7 @@ def edit(G: Any, start_ws: Tensor, prompt: str, guide: Any, cutouts: Any, config
         GuidanceError: empty prompt, no loss term with a non-zero weight, same source and target text.
         latents.BlockSpecError / ValueError: bad rows or shapes, every free row mixed.
     """
-    from ..guidance import CombinedLoss
+    from clipstyle.guidance import CombinedLoss
 
     device = G.w_avg.device
     G.check_ws(start_ws)

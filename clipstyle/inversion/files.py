@@ -25,7 +25,7 @@ def add_arrays(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapping
     Raises:
         ValueError: an array is named ``ws``, ``w`` or ``meta``.
     """
-    from ..fileio import atomic_save_npz
+    from clipstyle.io.files import atomic_save_npz
 
     reserved = {"ws", "w", "meta"} & set(arrays)
     if reserved:

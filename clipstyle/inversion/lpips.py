@@ -14,8 +14,8 @@ Weights are two plain state dicts, both read with ``torch.load(weights_only=True
 * the VGG16 ImageNet backbone of torchvision (``features.*`` keys; :data:`VGG16_URL`);
 * the LPIPS v0.1 linear layers for VGG (``lin{l}.model.1.weight`` keys; :data:`LPIPS_VGG_URL`).
 
-:func:`load_lpips` fetches them once into the cache (:func:`clipstyle.cache.fetch`) or takes local
-files; offline, the :class:`~clipstyle.cache.DownloadError` tells the user to pass
+:func:`load_lpips` fetches them once into the cache (:func:`clipstyle.io.cache.fetch`) or takes local
+files; offline, the :class:`~clipstyle.io.cache.DownloadError` tells the user to pass
 ``--lpips-weights`` or ``--perceptual none``.
 """
 
@@ -190,7 +190,7 @@ def resolve_lpips_weights(spec: str | os.PathLike[str] | Sequence[str | os.PathL
         spec: ``None`` = download ``urls`` once into the cache (sub-folder ``lpips``); a folder holding
             ``vgg16*.pth`` and ``vgg.pth`` (or ``*lpips*.pth``); a comma-separated string or a sequence of
             the two files (any order: they are told apart by their contents).
-        cache_dir, progress: passed to :func:`clipstyle.cache.fetch`.
+        cache_dir, progress: passed to :func:`clipstyle.io.cache.fetch`.
         urls: (VGG16 backbone, LPIPS linear) sources used when ``spec`` is None (a test can pass
             ``file://`` URLs).
 
@@ -198,10 +198,10 @@ def resolve_lpips_weights(spec: str | os.PathLike[str] | Sequence[str | os.PathL
         The file paths (unclassified).
 
     Raises:
-        clipstyle.cache.DownloadError: a download failed (offline…); the message ends in :data:`LPIPS_HINT`.
+        clipstyle.io.cache.DownloadError: a download failed (offline…); the message ends in :data:`LPIPS_HINT`.
         LPIPSWeightsError: a folder without the expected files, or a listed file that does not exist.
     """
-    from ..cache import fetch
+    from clipstyle.io.cache import fetch
 
     if spec is None:
         return [fetch(url, cache_dir=cache_dir, progress=progress, hint=LPIPS_HINT, subdir="lpips") for url in urls]
@@ -233,7 +233,7 @@ def load_lpips(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] |
     """Build :class:`LPIPS` from downloaded or local weights (see :func:`resolve_lpips_weights`).
 
     Raises:
-        clipstyle.cache.DownloadError: offline or a dead URL (message names the URL, ``--lpips-weights``
+        clipstyle.io.cache.DownloadError: offline or a dead URL (message names the URL, ``--lpips-weights``
             and ``--perceptual none``).
         LPIPSWeightsError: missing/unreadable/mismatched files.
     """

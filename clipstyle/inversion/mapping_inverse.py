@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..generator.base import normalize_2nd_moment
+from clipstyle.generator.base import normalize_2nd_moment
 
 __all__ = ["MappingInversion", "invert_mapping", "mapping_residual"]
 
@@ -85,7 +85,7 @@ def _effective(fc: Any) -> tuple[Tensor, Tensor | None]:
 
 
 def _inverse_activation(y: Tensor, act: str) -> Tensor:
-    from ..kernels.bias_act import activation
+    from clipstyle.kernels.bias_act import activation
 
     if act == "linear":
         return y
@@ -158,7 +158,7 @@ def _jacobian(m64: Any, z: Tensor, c: Tensor | None) -> Tensor:
     """``d mapping(z) / dz`` per item, ``[M, w_dim, z_dim]`` (float64), by the chain rule through the layers:
     ``J = Π_i diag(φ'(a_i)) A_i · A_0[:, :z_dim] · dN/dz`` with ``N(z) = z·m^{-1/2}``, ``m = mean(z²) + 1e-8``,
     ``dN/dz = m^{-1/2} (I − z zᵀ / (z_dim·m))``."""
-    from ..kernels.bias_act import activation
+    from clipstyle.kernels.bias_act import activation
 
     d = z.shape[1]
     msq = z.square().mean(dim=1, keepdim=True) + 1e-8                      # [M, 1]

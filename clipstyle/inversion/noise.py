@@ -71,7 +71,7 @@ def normalize_noise_(maps: Iterable[Tensor]) -> None:
 
 
 class SynthesisWithNoise:
-    """Stand-in for a generator in :func:`clipstyle.optimize.run`: ``G.synthesis`` with substituted noise
+    """Stand-in for a generator in :func:`clipstyle.optimize.loop.run`: ``G.synthesis`` with substituted noise
     maps and, optionally, a perturbation of ``ws`` before synthesis (projection's w-noise ramp).
 
     Args:

@@ -13,7 +13,7 @@ StyleGAN", §5 and Appendix D), with W+ as in Image2StyleGAN (Abdal et al. 2019)
   ``σ_w · initial_noise_factor · max(0, 1 − t / noise_ramp_length)²`` (t = step/steps) is added to w
   before synthesis — it makes the optimizer explore before it settles;
 * Adam (β = 0.9, 0.999) with the lr ramped up linearly over the first 5% of the steps and down with a
-  cosine over the last 25% (:class:`clipstyle.optimize.Schedule`); 1000 steps, peak lr 0.1.
+  cosine over the last 25% (:class:`clipstyle.optimize.loop.Schedule`); 1000 steps, peak lr 0.1.
 
 Constraints: ``mix`` fixes rows of ``ws`` to another latent (style mixing, bit-exact; those rows get no
 w-noise either), and a blended generator (:func:`~clipstyle.generator.blend.blend_generators`) projects
@@ -31,10 +31,15 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..latents import Latent
-from ..optimize import Callback, OptimizeResult, Schedule, run
-from .lpips import downsample_for_lpips
-from .noise import SynthesisWithNoise, noise_buffers, noise_regularization, normalize_noise_
+from clipstyle.inversion.lpips import downsample_for_lpips
+from clipstyle.inversion.noise import (
+    SynthesisWithNoise,
+    noise_buffers,
+    noise_regularization,
+    normalize_noise_,
+)
+from clipstyle.latents import Latent
+from clipstyle.optimize.loop import Callback, OptimizeResult, Schedule, run
 
 __all__ = ["ProjectConfig", "ProjectionResult", "project", "w_statistics", "psnr", "prepare_target"]
 
@@ -111,7 +116,7 @@ class ProjectionResult:
         metrics: ``mse`` (mean squared error of the raw images, [-1, 1] units), ``psnr`` (dB, peak-to-peak 2,
             both images clamped to [-1, 1] as when saved), ``lpips`` (when a perceptual model was used).
         w_mean: ``[w_dim]`` the start μ_w; w_std: σ_w.
-        run: the :class:`~clipstyle.optimize.OptimizeResult` (history, frames, timings, interruption).
+        run: the :class:`~clipstyle.optimize.loop.OptimizeResult` (history, frames, timings, interruption).
     """
 
     ws: Tensor
@@ -187,9 +192,9 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
         c: class labels ``[1 or N, c_dim]`` for conditional networks (one-hot); used for the w statistics
             (the start is the class mean) — required when ``G.c_dim > 0``.
         mix: ``{row: [w_dim] tensor}`` rows fixed, bit-exactly, to another latent during the whole
-            projection (see :func:`clipstyle.constraints.parse_mix`); the other rows are projected (in W
+            projection (see :func:`clipstyle.latents.constraints.parse_mix`); the other rows are projected (in W
             space they share one w). The w-noise ramp perturbs only the projected rows.
-        callbacks: called after each step (see :func:`clipstyle.optimize.run`).
+        callbacks: called after each step (see :func:`clipstyle.optimize.loop.run`).
 
     Returns:
         :class:`ProjectionResult` (mixed rows of ``ws`` equal ``mix`` bit for bit). Ctrl-C stops early and
@@ -277,7 +282,7 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
             else:
                 metrics["lpips"] = float(perceptual(small, target_small).mean())
     if result.frames:  # the loop's last frame may carry w-noise when interrupted: replace it
-        from ..optimize import to_uint8_frames
+        from clipstyle.optimize.loop import to_uint8_frames
 
         result = replace(result, frames=result.frames[:-1] + (to_uint8_frames(image),))
     return ProjectionResult(ws=result.ws.cpu(), noise={k: v.cpu() for k, v in final_noise.items()},

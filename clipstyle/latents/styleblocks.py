@@ -92,7 +92,7 @@ def scale_row(ws: torch.Tensor, row: int, values: Sequence[float], center: torch
 @torch.no_grad()
 def render_ws(G: torch.nn.Module, ws: torch.Tensor, noise_mode: str = "const", batch_size: int = 8) -> np.ndarray:
     """Synthesize ``ws`` ``[F, num_ws, w_dim]`` in chunks → uint8 ``[F, H, W, C]`` (see render.to_uint8)."""
-    from .render import to_uint8
+    from clipstyle.render.files import to_uint8
 
     device = G.w_avg.device
     chunks = [to_uint8(G.synthesis(ws[i : i + batch_size].to(device), noise_mode=noise_mode))

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .latents import load_latents, parse_blocks, seed_z
+from clipstyle.latents import load_latents, parse_blocks, seed_z
 
 __all__ = ["SpecError", "LatentSource", "parse_source", "parse_sources", "parse_mix", "merge_mixes", "apply_mix",
            "constraint_rows", "latent_l2_weight", "BlendSpec", "parse_blend_spec", "blend_from_spec",
@@ -222,7 +222,7 @@ def constraint_rows(G: Any, blocks: str | None, mix: list[str] | tuple[str, ...]
         G: the generator (``num_ws``, ``block_groups()``, ``mapping`` for seed sources).
         blocks: ``--blocks`` (``None`` = the recipe's blocks, else every row).
         mix: the ``--mix SOURCE:BLOCKS`` specs (later ones win on shared rows).
-        recipe: a :class:`~clipstyle.recipes.Recipe` or ``None``.
+        recipe: a :class:`~clipstyle.guidance.recipes.Recipe` or ``None``.
         device: device of the mixed rows.
         c: label ``[1, c_dim]`` for conditional networks (seed sources).
 
@@ -235,7 +235,7 @@ def constraint_rows(G: Any, blocks: str | None, mix: list[str] | tuple[str, ...]
         BlockSpecError / LatentFileError: see :func:`parse_mix`.
     """
     if blocks is None and recipe is not None:
-        from .recipes import recipe_rows
+        from clipstyle.guidance.recipes import recipe_rows
 
         free = recipe_rows(recipe, G.num_ws, G.block_groups())
     else:
@@ -248,11 +248,11 @@ def constraint_rows(G: Any, blocks: str | None, mix: list[str] | tuple[str, ...]
 
 def latent_l2_weight(l2: float | None, recipe: Any, num_ws: int, w_dim: int, default: float = 0.0) -> float:
     """The :class:`~clipstyle.guidance.LatentL2` weight: ``--l2`` when given, else the recipe's keep weight
-    (:func:`~clipstyle.recipes.keep_weight`), else ``default``."""
+    (:func:`~clipstyle.guidance.recipes.keep_weight`), else ``default``."""
     if l2 is not None:
         return float(l2)
     if recipe is not None:
-        from .recipes import keep_weight
+        from clipstyle.guidance.recipes import keep_weight
 
         return keep_weight(recipe, num_ws, w_dim)
     return float(default)
@@ -295,8 +295,8 @@ def blend_from_spec(G: Any, spec: str, device: Any = "cpu", *, progress: bool = 
         SpecError: bad spec. CheckpointError: architectures differ, or an unreadable network.
         FileNotFoundError / DownloadError: ``NETWORK`` cannot be found.
     """
-    from .generator import load_generator
-    from .generator.blend import blend_generators
+    from clipstyle.generator import load_generator
+    from clipstyle.generator.blend import blend_generators
 
     bs = parse_blend_spec(spec)
     other = load_generator(bs.network, device=device, progress=progress)

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from .base import Generator
-from .nvidia import CheckpointError, load_state_exact
+from clipstyle.generator.base import Generator
+from clipstyle.generator.formats.common import CheckpointError, load_state_exact
 
 FORMAT_VERSION = "1"
 _RESERVED = ("clipstyle_format", "kind", "config", "source", "source_format")
@@ -142,12 +142,15 @@ def config_from_json(cls: type, data: dict[str, Any]) -> Any:
 
 def _classes_for(kind: str) -> tuple[type, type]:
     if kind == "stylegan2":
-        from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
+        from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
         return StyleGAN2Generator, StyleGAN2Config
     if kind == "stylegan3":
         try:
-            from .stylegan3 import StyleGAN3Config, StyleGAN3Generator
+            from clipstyle.generator.stylegan3 import (
+                StyleGAN3Config,
+                StyleGAN3Generator,
+            )
         except ImportError as exc:
             raise CheckpointError(f"this clipstyle cannot build StyleGAN3 networks ({exc})") from None
         return StyleGAN3Generator, StyleGAN3Config

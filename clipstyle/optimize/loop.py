@@ -17,7 +17,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 import torch
 
-from .latents import Latent
+from clipstyle.latents import Latent
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 

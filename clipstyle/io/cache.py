@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .fileio import atomic_write_text, atomic_writer
+from clipstyle.io.files import atomic_write_text, atomic_writer
 
 __all__ = [
     "DEFAULT_HINT",

@@ -1,6 +1,6 @@
 """Reader for NVIDIA's PyTorch network pickles (stylegan2-ada-pytorch and stylegan3 snapshots).
 
-The pickle is read with :mod:`clipstyle.generator.safe_pickle` (nothing from the file runs); the
+The pickle is read with :mod:`clipstyle.generator.formats.safe_pickle` (nothing from the file runs); the
 ``G_ema`` persistent object is then converted into our own generator by reading its constructor
 arguments, its sub-modules' plain attributes and its tensors (the fixtures' README, §3, documents
 that layout).
@@ -12,13 +12,11 @@ from typing import Any
 
 import torch
 
-from .base import Generator
-from .safe_pickle import PersistentObject
-from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is readable but not a network we support (one-line message)."""
+from clipstyle.generator.base import Generator
+from clipstyle.generator.formats.common import CheckpointError, load_state_exact
+from clipstyle.generator.formats.nvidia_sg3 import stylegan3_from_nvidia
+from clipstyle.generator.formats.safe_pickle import PersistentObject
+from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 
 def pick_g_ema(data: Any) -> PersistentObject:
@@ -100,29 +98,6 @@ def stylegan2_from_nvidia(g: PersistentObject) -> StyleGAN2Generator:
     return G
 
 
-def load_state_exact(G: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load ``state`` into ``G`` requiring identical names and shapes; float32 copies.
-
-    Raises:
-        CheckpointError: a missing, unexpected or mis-shaped tensor (names the first few).
-    """
-    own = G.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    bad = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or extra or bad:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:3])}")
-        if extra:
-            parts.append(f"unexpected {', '.join(extra[:3])}")
-        if bad:
-            parts.append(f"wrong shape {', '.join(bad[:3])}")
-        raise CheckpointError("the checkpoint does not fit the generator it describes: " + "; ".join(parts))
-    G.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()})
-    G.eval().requires_grad_(False)
-
-
 def generator_from_nvidia(data: Any) -> Generator:
     """Convert an unpickled NVIDIA snapshot (or its ``G_ema``) into a StyleGAN2 or StyleGAN3 generator.
 
@@ -134,8 +109,6 @@ def generator_from_nvidia(data: Any) -> Generator:
     if not isinstance(synthesis, PersistentObject) or not isinstance(g.modules.get("mapping"), PersistentObject):
         raise CheckpointError(f"the network object ({g.class_name}) has no mapping/synthesis networks")
     if "input" in synthesis.modules:
-        from .nvidia_sg3 import stylegan3_from_nvidia
-
         return stylegan3_from_nvidia(g)
     if "b4" in synthesis.modules:
         return stylegan2_from_nvidia(g)

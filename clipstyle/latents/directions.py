@@ -134,7 +134,7 @@ def collect_latents(paths: Sequence[str | Path], num_ws: int | None = None, w_di
         FileNotFoundError: a path that does not exist. DirectionError: no latents found, shapes differ.
         LatentFileError: an unreadable file.
     """
-    from .latents import load_latents
+    from clipstyle.latents import load_latents
 
     if space not in ("w", "w+"):
         raise DirectionError(f"--space must be w or w+, got {space!r}")
@@ -319,7 +319,7 @@ def direction_from_text(G: Any, guide: Any, source: str, target: str, start_ws: 
     Loss per step (directional CLIP loss, Gal et al. 2021, with the same random cutouts of x and x0):
     ``mean_{n,k} (1 − ΔI·ΔT / max(‖ΔI‖, τ)) + l2·mean_rows ‖d_row‖²`` where
     ``ΔI = E_I(cut_k(G(ws_n + d))) − E_I(cut_k(G(ws_n)))`` and ``ΔT`` = :func:`text_delta`.
-    Adam with the projector lr schedule (:class:`clipstyle.optimize.Schedule`).
+    Adam with the projector lr schedule (:class:`clipstyle.optimize.loop.Schedule`).
 
     Args:
         G: generator (frozen here). guide: :class:`~clipstyle.guidance.CLIPGuide`.
@@ -341,7 +341,7 @@ def direction_from_text(G: Any, guide: Any, source: str, target: str, start_ws: 
         DirectionError: identical texts, or the optimization left ``d`` at zero.
         FloatingPointError: the loss became NaN/inf.
     """
-    from .optimize import Schedule
+    from clipstyle.optimize.loop import Schedule
 
     G.requires_grad_(False)
     device = G.w_avg.device

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import difflib
 import math
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
+
+import tomllib
 
 __all__ = ["Recipe", "RecipeError", "list_recipes", "get_recipe", "parse_recipe_file", "recipe_rows",
            "depth_groups", "keep_weight", "load_templates", "normalize_name"]
@@ -185,7 +186,7 @@ def recipe_rows(blocks: str | Recipe, num_ws: int, groups: Sequence[str] | None 
     Raises:
         BlockSpecError: a malformed item or an index out of range.
     """
-    from .latents import parse_blocks
+    from clipstyle.latents import parse_blocks
 
     spec = blocks.blocks if isinstance(blocks, Recipe) else str(blocks)
     fallback = depth_groups(num_ws)

@@ -2,7 +2,7 @@
 mapped onto our :class:`~clipstyle.generator.stylegan2.StyleGAN2Generator`. No TensorFlow needed.
 
 The pickle (read by :mod:`.safe_pickle`, which turns every ``dnnlib.tflib.network.Network`` into a
-:class:`~clipstyle.generator.safe_pickle.TFNetworkStandIn`) holds a tuple ``(G, D, Gs)``; we use ``Gs``,
+:class:`~clipstyle.generator.formats.safe_pickle.TFNetworkStandIn`) holds a tuple ``(G, D, Gs)``; we use ``Gs``,
 the moving-average generator. Each network's ``__dict__`` has ``version`` (4 for stylegan2, 5 for
 stylegan2-ada TF), ``name``, ``static_kwargs`` (only the keyword arguments that were passed: defaults
 matter), ``components`` (``synthesis``, ``mapping`` sub-networks) and ``variables``: a list of
@@ -44,10 +44,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..kernels import setup_filter
-from .nvidia import CheckpointError, load_state_exact
-from .safe_pickle import TFNetworkStandIn
-from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
+from clipstyle.generator.formats.common import CheckpointError, load_state_exact
+from clipstyle.generator.formats.safe_pickle import TFNetworkStandIn
+from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+from clipstyle.kernels import setup_filter
 
 SUPPORTED_VERSIONS = (4, 5)
 _LEGACY_MARKERS = ("ToRGB_lod", "Grow_lod", "StyleMod", "/Noise/weight", "LabelConcat")
@@ -204,7 +204,7 @@ def generator_from_tf(obj: Any) -> StyleGAN2Generator:
     state["mapping.w_avg"] = _t(avg.reshape(-1)) if avg is not None else torch.zeros([w_dim])
     load_state_exact(G, state)
     if avg is None and c_dim == 0:  # no tracked mean latent: estimate it (seeded, see rosinality.mean_latent)
-        from .rosinality import mean_latent
+        from clipstyle.generator.formats.rosinality import mean_latent
 
         G.mapping.w_avg.copy_(mean_latent(G))  # (conditional nets keep 0: the mean depends on the class)
     return G

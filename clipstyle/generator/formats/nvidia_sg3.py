@@ -13,9 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .nvidia import CheckpointError, load_state_exact
-from .safe_pickle import PersistentObject
-from .stylegan3 import SG3LayerConfig, StyleGAN3Config, StyleGAN3Generator
+from clipstyle.generator.formats.common import CheckpointError, load_state_exact
+from clipstyle.generator.formats.safe_pickle import PersistentObject
+from clipstyle.generator.stylegan3 import (
+    SG3LayerConfig,
+    StyleGAN3Config,
+    StyleGAN3Generator,
+)
 
 __all__ = ["stylegan3_config_from_nvidia", "stylegan3_from_nvidia"]
 

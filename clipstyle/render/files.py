@@ -5,9 +5,9 @@ Conventions (see DESIGN.md): generator images are float ``[N, C, H, W]`` with no
 NVIDIA's ``gen_images.py`` does. Arrays handed to the writers are uint8 ``[H, W, C]`` (or
 ``[H, W]``) with C = 1 (grayscale), 3 (RGB) or 4 (RGBA).
 
-Every file is written atomically through :mod:`clipstyle.fileio`, so an interrupted run never
+Every file is written atomically through :mod:`clipstyle.io.files`, so an interrupted run never
 leaves a truncated image behind. These writers overwrite an existing file at ``path``; callers
-that must not (user-named outputs) check with :func:`clipstyle.fileio.refuse_overwrite` first.
+that must not (user-named outputs) check with :func:`clipstyle.io.files.refuse_overwrite` first.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from .fileio import atomic_temp_path, atomic_write_bytes
+from clipstyle.io.files import atomic_temp_path, atomic_write_bytes
 
 if TYPE_CHECKING:
     import torch

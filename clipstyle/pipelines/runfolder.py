@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .latents import save_latents
-from .optimize import OptimizeResult
+from clipstyle import __version__
+from clipstyle.latents import save_latents
+from clipstyle.optimize.loop import OptimizeResult
 
 
 def versions() -> dict[str, str]:
@@ -32,7 +32,7 @@ def versions() -> dict[str, str]:
 
 def grid_of(batch: np.ndarray) -> np.ndarray:
     """``[N, H, W, C]`` uint8 → one image (a near-square grid for N > 1)."""
-    from .render import make_grid
+    from clipstyle.render.files import make_grid
 
     return batch[0] if batch.shape[0] == 1 else make_grid(batch)
 
@@ -46,8 +46,8 @@ def save_run(run_dir: Path, result: OptimizeResult, settings: dict[str, Any], ne
     ``result_image``/``gif_frames`` override the default (grid of the result batch / the loop's frames).
     Returns the written paths by name.
     """
-    from .fileio import atomic_write_json
-    from .render import save_gif, save_png
+    from clipstyle.io.files import atomic_write_json
+    from clipstyle.render.files import save_gif, save_png
 
     run_dir = Path(run_dir)
     paths = {name: run_dir / file for name, file in

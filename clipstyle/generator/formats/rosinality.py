@@ -50,10 +50,10 @@ from typing import Any, Mapping
 
 import torch
 
-from ..kernels import setup_filter
-from .nvidia import CheckpointError, load_state_exact
-from .safe_pickle import UnsafePickleError
-from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
+from clipstyle.generator.formats.common import CheckpointError, load_state_exact
+from clipstyle.generator.formats.safe_pickle import UnsafePickleError
+from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+from clipstyle.kernels import setup_filter
 
 #: Seed and sample count of the mean latent computed for checkpoints without ``latent_avg``.
 W_AVG_SEED = 0

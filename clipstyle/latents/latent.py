@@ -102,7 +102,7 @@ def save_latents(path: str | Path, ws: torch.Tensor | np.ndarray, z: Any = None,
     ``gen_images.py --projected-w`` reads); optional ``z`` ``[N, z_dim]``, ``c`` ``[N, c_dim]``; ``meta``
     (a JSON string).
     """
-    from .fileio import atomic_save_npz
+    from clipstyle.io.files import atomic_save_npz
 
     arr = ws.detach().cpu().numpy() if torch.is_tensor(ws) else np.asarray(ws)
     if arr.ndim != 3:

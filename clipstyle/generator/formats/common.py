@@ -1,0 +1,32 @@
+"""What every checkpoint reader shares: the error type and the exact state-dict load."""
+
+from __future__ import annotations
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is readable but not a network we support (one-line message)."""
+
+
+def load_state_exact(G: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load ``state`` into ``G`` requiring identical names and shapes; float32 copies.
+
+    Raises:
+        CheckpointError: a missing, unexpected or mis-shaped tensor (names the first few).
+    """
+    own = G.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    bad = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or extra or bad:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra[:3])}")
+        if bad:
+            parts.append(f"wrong shape {', '.join(bad[:3])}")
+        raise CheckpointError("the checkpoint does not fit the generator it describes: " + "; ".join(parts))
+    G.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()})
+    G.eval().requires_grad_(False)

@@ -1,0 +1,1 @@
+"""The one optimization loop (:mod:`clipstyle.optimize.loop`) and its progress display."""
