@@ -97,13 +97,13 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                     r = run.result
                     text = (f"stopped after {r.steps_done} steps; kept the best (loss {r.best_loss:.4f} at step "
                             f"{r.best_step + 1})" if run.interrupted else
-                            f"done: {r.steps_done} steps, best loss {r.best_loss:.4f} → {run_dir}")
+                            f"done: {r.steps_done} steps, best loss {r.best_loss:.4f} → {run_dir.name}")
                     yield run.image, status_html(r.steps_done, n, text), run.image, _files(run_dir)
         except errors as exc:
             raise fail(exc) from None
 
-    def stop(request: gr.Request) -> str:
-        return "stopping…" if stops.stop(_session(request)) else "nothing to stop"
+    def stop(request: gr.Request) -> None:
+        stops.stop(_session(request))  # the running job ends after its current step, keeping the best
 
     def api_text_to_image(prompt: str, steps: float):
         from clipstyle.pipelines.text import text_to_image
@@ -178,7 +178,7 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                 else:
                     run_dir = payload.save(outdir)
                     total = payload.settings["total_frames"]
-                    done_text = f"{total} frames → {run_dir}"
+                    done_text = f"{total} frames → {run_dir.name}"
                     yield (str(run_dir / "interpolation.gif"), status_html(total, total, done_text, "interpolate"),
                            [str(run_dir / "interpolation.gif"), str(run_dir / "latents.npz")])
         except errors as exc:
@@ -216,7 +216,7 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                     yield img, status_html(info.step + 1, info.steps, text, "photo"), gr.skip()
                 else:
                     run_dir = payload.save(outdir)
-                    yield payload.image, status_html(1, 1, f"{action}: done → {run_dir}", "photo"), _files(run_dir)
+                    yield payload.image, status_html(1, 1, f"{action}: done → {run_dir.name}", "photo"), _files(run_dir)
         except errors as exc:
             raise fail(exc) from None
 
@@ -241,8 +241,8 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                         halt = gr.Button("Stop", variant="stop", elem_id="text-stop")
                 with gr.Column():
                     status = gr.HTML(status_html(0, 1, "idle"), elem_id="text-status")
-                    live = gr.Image(label="Preview", type="numpy", elem_id="text-preview", format="png")
-                    result = gr.Image(label="Result", type="pil", elem_id="text-result", format="png")
+                    live = gr.Image(label="Preview", type="numpy", elem_id="text-preview", format="png", height=280)
+                    result = gr.Image(label="Result", type="pil", elem_id="text-result", format="png", height=280)
                     files = gr.File(label="result.png, progress.gif, latents.npz", file_count="multiple",
                                     elem_id="text-files")
             go.click(text_generate, [prompt, steps, seed, blocks, mix_seed, mix_rows], [live, status, result, files],
