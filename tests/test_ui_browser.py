@@ -77,3 +77,38 @@ def test_generate_then_stop_in_chromium(tmp_path):
                 shutil.copyfile(artifacts / "ui-text.png", target)
         finally:
             browser.close()
+
+
+def test_clipstyle_ui_starts_with_one_command(tmp_path):
+    """``clipstyle ui`` on the fixture network serves the page (a real process, stopped afterwards)."""
+    pytest.importorskip("gradio")
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from ._cli import TINY_CLIP
+    from ._fixtures import fixture_path
+    from ._ui import free_port
+
+    port = free_port()
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "clipstyle", "ui", "--port", str(port), "--network",
+                             str(fixture_path("sg2_skip_64.pkl")), "--clip-model", TINY_CLIP, "--clip-pretrained",
+                             "none", "--device", "cpu", "--outdir", str(tmp_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, page = time.monotonic() + 90, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    page = r.read().decode("utf-8", "replace")
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert page is not None, proc.stdout.read() if proc.poll() is not None else "no answer in 90 s"
+        assert "sg2_skip_64" in page and "text_to_image" in page  # the app's config: its network, its endpoints
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
