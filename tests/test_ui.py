@@ -130,3 +130,34 @@ def test_photo_tab_says_when_the_photo_pipelines_are_missing(ui):
         assert "photo-unavailable" in text and "not available" in text
     else:
         assert "/project" in str(demo.get_api_info()) and "/edit" in str(demo.get_api_info())
+
+
+def test_blend_endpoint_with_the_same_network_changes_nothing(ui):
+    from ._fixtures import fixture_path
+
+    client, _ = ui
+    pair = np.asarray(Image.open(client.predict(str(fixture_path("sg2_skip_64.pkl")), "16", 0, 3, api_name="/blend")))
+    assert pair.shape == (64, 128, 3)
+    assert np.array_equal(pair[:, :64], pair[:, 64:])  # A blended with itself is A
+
+
+def test_two_browser_sessions_queue_instead_of_corrupting_each_other(ui):
+    """Two clients (two sessions) at once: each gets exactly the ws it would get alone."""
+    from gradio_client import Client
+
+    client, demo = ui
+    url = client.src
+    other = Client(url, verbose=False)
+
+    def final_ws(outputs):
+        path = next(p for p in outputs[-1][3] if p.endswith("latents.npz"))
+        with np.load(path) as f:
+            return f["ws"]
+
+    a = client.submit("a red face", 8, 1, [], -1, [], api_name="/text_generate")
+    b = other.submit("a blue face", 8, 2, [], -1, [], api_name="/text_generate")
+    both = (final_ws(list(a)), final_ws(list(b)))
+    alone_a = final_ws(list(client.submit("a red face", 8, 1, [], -1, [], api_name="/text_generate")))
+    alone_b = final_ws(list(other.submit("a blue face", 8, 2, [], -1, [], api_name="/text_generate")))
+    assert np.array_equal(both[0], alone_a) and np.array_equal(both[1], alone_b)
+    assert not np.array_equal(alone_a, alone_b)
