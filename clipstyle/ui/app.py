@@ -185,15 +185,16 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
             raise fail(exc) from None
 
     # ----------------------------------------------------------------------------------------- Photo
-    photo = importlib.util.find_spec("clipstyle.pipelines.photo") is not None
+    try:
+        photo = importlib.util.find_spec("clipstyle.pipelines.photo") is not None
+    except (ImportError, ValueError):
+        photo = False
 
     def photo_run(action: str, image_path: str, prompt: str, steps: float, space: str, request: gr.Request):
-        import clipstyle.pipelines.photo as photo_pipelines
-
         if not image_path:
             raise gr.Error("upload a photo first")
         flag = stops.new(_session(request))
-        fn = getattr(photo_pipelines, action)
+        fn = getattr(_photo_module(), action)
         every = max(1, int(config.preview_every))
 
         def job(report):
@@ -201,11 +202,12 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                 if info.step % every == 0 or info.step + 1 == info.steps:
                     report(info, preview(images))
 
-            kwargs = {"network": config.network, "steps": int(steps), "space": space, "G": models.G,
-                      "callback": callback, "stop": flag.is_set, "guide": models.guide if action == "edit" else None,
-                      "clip_model": config.clip_model, "clip_pretrained": config.clip_pretrained}
-            accepted = inspect.signature(fn).parameters
-            kwargs = {k: v for k, v in kwargs.items() if k in accepted and v is not None}
+            offered = {"network": lambda: config.network, "steps": lambda: int(steps), "space": lambda: space,
+                       "G": lambda: models.G, "guide": lambda: models.guide, "callback": lambda: callback,
+                       "stop": lambda: flag.is_set, "clip_model": lambda: config.clip_model,
+                       "clip_pretrained": lambda: config.clip_pretrained}
+            accepted = inspect.signature(fn).parameters  # pass what this pipeline takes (CLIP loads only if asked)
+            kwargs = {k: make() for k, make in offered.items() if k in accepted}
             return fn(image_path, prompt, **kwargs) if action == "edit" else fn(image_path, **kwargs)
 
         try:
@@ -214,9 +216,11 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                     info, img = payload
                     text = f"step {info.step + 1}/{info.steps} · loss {info.loss:.4f}"
                     yield img, status_html(info.step + 1, info.steps, text, "photo"), gr.skip()
-                else:
+                elif hasattr(payload, "save"):  # a Run
                     run_dir = payload.save(outdir)
                     yield payload.image, status_html(1, 1, f"{action}: done → {run_dir.name}", "photo"), _files(run_dir)
+                else:  # align returns the aligned image itself
+                    yield payload, status_html(1, 1, f"{action}: done", "photo"), gr.skip()
         except errors as exc:
             raise fail(exc) from None
 
@@ -262,6 +266,8 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                         photo_steps = gr.Slider(1, 1000, value=200, step=1, label="Steps")
                         photo_space = gr.Radio(["w", "w+"], value="w+", label="Latent space")
                         with gr.Row():
+                            extra = [a for a in ("align", "encode") if hasattr(_photo_module(), a)]
+                            extra_btns = {a: gr.Button(a.capitalize()) for a in extra}
                             proj_btn = gr.Button("Project", variant="primary")
                             edit_btn = gr.Button("Edit", variant="primary")
                             photo_stop = gr.Button("Stop", variant="stop")
@@ -273,6 +279,8 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                 outs = [photo_out, photo_status, photo_files]
                 proj_btn.click(_bind(photo_run, "project"), ins, outs, api_name="project", **heavy)
                 edit_btn.click(_bind(photo_run, "edit"), ins, outs, api_name="edit", **heavy)
+                for action, btn in extra_btns.items():
+                    btn.click(_bind(photo_run, action), ins, outs, api_name=action, **heavy)
                 photo_stop.click(stop, None, None, queue=False, api_visibility="private")
             else:
                 gr.Markdown("Photo projection and editing are **not available** in this installation "
@@ -328,6 +336,12 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
             ip_stop.click(stop, None, None, queue=False, api_visibility="private")
     demo.queue(default_concurrency_limit=1)
     return demo
+
+
+def _photo_module() -> Any:
+    import clipstyle.pipelines.photo as photo_pipelines
+
+    return photo_pipelines
 
 
 def _bind(fn: Any, action: str) -> Any:
