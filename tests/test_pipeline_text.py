@@ -110,3 +110,20 @@ def test_empty_prompt_is_a_guidance_error(models):
     G, guide = models
     with pytest.raises(GuidanceError, match="the prompt is empty"):
         text_to_image("  ", G=G, guide=guide, steps=2)
+
+
+def test_cli_and_api_agree_in_a_blended_network_too(tmp_path, capsys):
+    from clipstyle import text_to_image
+    from clipstyle.latents import load_latents
+
+    net = str(fixture_path("sg2_skip_64.pkl"))
+    other = net  # a blend of the network with itself: the same architecture, the full blend code path
+    code, out, err = run_cli(["a cat", "--network", net, "--blend", f"{other}@16", "--clip-model", TINY_CLIP,
+                              "--clip-pretrained", "none", "--steps", "4", "--seed", "2", "--cutouts", "2",
+                              "--outdir", tmp_path, "--device", "cpu", "--quiet"], capsys)
+    assert code == 0, err
+    run = text_to_image("a cat", network=net, blend=f"{other}@16", clip_model=TINY_CLIP, clip_pretrained="none",
+                        steps=4, seed=2, cutouts=2, device="cpu")
+    assert np.array_equal(run.ws.numpy(), load_latents(Path(out.strip()) / "latents.npz").ws)
+    record = json.loads((Path(out.strip()) / "run.json").read_text())
+    assert record["settings"]["blend"] == f"{other}@16" and record["network"]["format"] == "blend"

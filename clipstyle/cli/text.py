@@ -93,21 +93,19 @@ def text_command(
         from clipstyle.guidance.recipes import get_recipe
 
         rec = get_recipe(recipe)
-    from clipstyle.latents.constraints import constraint_rows, parse_blend_spec
+    from clipstyle.latents.constraints import constraint_rows
 
-    if blend:
-        parse_blend_spec(blend)
-    G = load_network(network, dev, progress=not quiet)  # text_to_image blends it (--blend) per run
+    G = load_network(network, dev, blend, progress=not quiet)  # blended once for every prompt of --prompts
     constraint_rows(G, blocks, mix or [], rec, dev, class_vector(G.c_dim, class_idx, 1, dev))  # before CLIP loads
     guide = CLIPGuide(clip_model, None if clip_pretrained.lower() == "none" else clip_pretrained, device=dev)
     for text in prompt_list:
         with ProgressBar("optimizing", steps, enabled=not quiet) as bar:
             run = text_to_image(text, network=network, clip_model=clip_model, clip_pretrained=clip_pretrained,
                                 steps=steps, lr=lr, seed=seed, truncation=truncation, blocks=blocks, mix=mix or (),
-                                blend=blend, recipe=rec, batch=batch, cutouts=cutouts, l2=l2,
+                                blend=None, recipe=rec, batch=batch, cutouts=cutouts, l2=l2,
                                 image_prompt=image_prompt, class_idx=class_idx, save_every=save_every, device=dev,
                                 precision=precision, callback=bar, G=G, guide=guide, quiet=quiet)
-        run = dataclasses.replace(run, settings={**run.settings,
+        run = dataclasses.replace(run, settings={**run.settings, "blend": blend,
                                                  "prompts_file": str(prompts) if prompts is not None else None})
         typer.echo(str(run.save(outdir)))
         if run.interrupted:
