@@ -30,7 +30,7 @@ def test_text_to_image_endpoint_returns_the_image(ui):
 
 def test_text_generate_streams_progress_then_the_files(ui):
     client, _ = ui
-    job = client.submit("a red face", 6, 3, [2, 3], 7, [0, 1], api_name="/text_generate")
+    job = client.submit("a red face", 6, 3, [2, 3], 7, [0, 1], "", api_name="/text_generate")
     outputs = list(job)
     statuses = [o[1] for o in outputs]
     assert any('value="1" max="6"' in s for s in statuses)  # preview after the first step
@@ -154,10 +154,28 @@ def test_two_browser_sessions_queue_instead_of_corrupting_each_other(ui):
         with np.load(path) as f:
             return f["ws"]
 
-    a = client.submit("a red face", 8, 1, [], -1, [], api_name="/text_generate")
-    b = other.submit("a blue face", 8, 2, [], -1, [], api_name="/text_generate")
+    a = client.submit("a red face", 8, 1, [], -1, [], "", api_name="/text_generate")
+    b = other.submit("a blue face", 8, 2, [], -1, [], "", api_name="/text_generate")
     both = (final_ws(list(a)), final_ws(list(b)))
-    alone_a = final_ws(list(client.submit("a red face", 8, 1, [], -1, [], api_name="/text_generate")))
-    alone_b = final_ws(list(other.submit("a blue face", 8, 2, [], -1, [], api_name="/text_generate")))
+    alone_a = final_ws(list(client.submit("a red face", 8, 1, [], -1, [], "", api_name="/text_generate")))
+    alone_b = final_ws(list(other.submit("a blue face", 8, 2, [], -1, [], "", api_name="/text_generate")))
     assert np.array_equal(both[0], alone_a) and np.array_equal(both[1], alone_b)
     assert not np.array_equal(alone_a, alone_b)
+
+
+def test_text_generate_with_a_recipe_moves_only_its_blocks(ui):
+    from clipstyle.generator import load_generator
+    from clipstyle.guidance.recipes import get_recipe, recipe_rows
+    from clipstyle.latents import start_ws
+
+    from ._fixtures import fixture_path
+
+    client, _ = ui
+    outputs = list(client.submit("", 3, 4, [], -1, [], "smile", api_name="/text_generate"))
+    assert "done: 3 steps" in outputs[-1][1]
+    with np.load(next(p for p in outputs[-1][3] if p.endswith("latents.npz"))) as f:
+        ws = f["ws"]
+    G = load_generator(str(fixture_path("sg2_skip_64.pkl")))
+    rows = recipe_rows(get_recipe("smile"), G.num_ws, G.block_groups())
+    others = [r for r in range(G.num_ws) if r not in rows]
+    assert np.array_equal(ws[0, others], start_ws(G, seed=4)[0][0, others].numpy())

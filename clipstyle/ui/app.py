@@ -7,7 +7,7 @@ Interpolate → :func:`~clipstyle.pipelines.creative.interpolate`, Photo → ``c
 installed). Long actions stream a preview and a ``<progress>`` bar and stop on Stop, keeping the best so far.
 Heavy events share one Gradio concurrency group (``model``, limit 1) and the model lock, so several browser tabs
 queue. Named API endpoints (for ``gradio_client``): ``/text_to_image`` (prompt, steps) → image,
-``/text_generate`` (the Text tab: prompt, steps, seed, blocks, mix seed, mix rows), ``/stop``, ``/styleblocks``, ``/mix``, ``/blend``, ``/interpolate``.
+``/text_generate`` (the Text tab: prompt, steps, seed, blocks, mix seed, mix rows, recipe), ``/stop``, ``/styleblocks``, ``/mix``, ``/blend``, ``/interpolate``.
 """
 
 from __future__ import annotations
@@ -59,13 +59,16 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
     row_labels = [f"{i} {groups[i]}" if i < len(groups) else str(i) for i in range(G.num_ws)]
     row_choices = [(label, i) for i, label in enumerate(row_labels)]  # shown: "3 middle", sent: 3
     errors = user_errors()
+    from clipstyle.guidance.recipes import list_recipes
+
+    recipes = list_recipes()
 
     def fail(exc: BaseException) -> Exception:
         return gr.Error(" ".join(str(exc).split()) or type(exc).__name__)
 
     # ------------------------------------------------------------------------------------------ Text
     def text_generate(prompt: str, steps: float, seed: float, blocks: list, mix_seed: float, mix_rows: list,
-                      request: gr.Request):
+                      recipe: str | None, request: gr.Request):
         from clipstyle.pipelines.text import text_to_image
 
         flag = stops.new(_session(request))
@@ -82,6 +85,7 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
             return text_to_image(prompt, network=config.network, clip_model=config.clip_model,
                                  clip_pretrained=config.clip_pretrained, steps=n, seed=_int_or_none(seed),
                                  blocks=",".join(str(int(r)) for r in blocks) if blocks else None, mix=mix,
+                                 recipe=recipe or None,
                                  save_every=max(1, n // 40), callback=callback, stop=flag.is_set,
                                  G=models.G, guide=models.guide)
 
@@ -240,6 +244,8 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                     with gr.Row():
                         mix_seed = gr.Number(value=-1, precision=0, label="Mixing source seed")
                         mix_rows = gr.CheckboxGroup(row_choices, label="Rows fixed to the source")
+                    recipe = gr.Dropdown([("none", "")] + [(f"{r.name}: {r.description}", r.name) for r in recipes],
+                                         value="", label="Recipe (a curated edit: its directional loss and blocks)")
                     with gr.Row():
                         go = gr.Button("Generate", variant="primary", elem_id="text-generate")
                         halt = gr.Button("Stop", variant="stop", elem_id="text-stop")
@@ -249,7 +255,8 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                     result = gr.Image(label="Result", type="pil", elem_id="text-result", format="png", height=280)
                     files = gr.File(label="result.png, progress.gif, latents.npz", file_count="multiple",
                                     elem_id="text-files")
-            go.click(text_generate, [prompt, steps, seed, blocks, mix_seed, mix_rows], [live, status, result, files],
+            go.click(text_generate, [prompt, steps, seed, blocks, mix_seed, mix_rows, recipe],
+                     [live, status, result, files],
                      api_name="text_generate", show_progress="hidden", **heavy)
             halt.click(stop, None, None, api_name="stop", queue=False)
             api_prompt = gr.Textbox(visible=False)
