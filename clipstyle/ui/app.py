@@ -23,7 +23,9 @@ from clipstyle.ui.runner import Models, StopFlags, UIConfig, preview, status_htm
 
 __all__ = ["build_app", "launch", "user_errors"]
 
-CSS = ".cs-status progress { width: 60%; height: 1.1em; vertical-align: middle; }"
+CSS = (".cs-status progress { width: 60%; height: 1.1em; vertical-align: middle; }\n"
+       # small networks (the 64² test fixture) are shown scaled up, pixels kept sharp
+       ".cs-big img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }")
 
 
 def user_errors() -> tuple[type, ...]:
@@ -231,7 +233,8 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
     # ---------------------------------------------------------------------------------------- layout
     heavy = {"concurrency_limit": 1, "concurrency_id": "model"}
     with gr.Blocks(title="clipstyle") as demo:
-        gr.Markdown(f"## clipstyle\nNetwork **{G.describe().get('source', config.network)}** "
+        source = str(G.describe().get("source") or config.network)
+        gr.Markdown(f"## clipstyle\nNetwork **{Path(source).name if Path(source).exists() else source}** "
                     f"({G.img_resolution}², {G.num_ws} styleblocks) on {models.device}")
         with gr.Tab("Text"):
             with gr.Row():
@@ -251,8 +254,10 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                         halt = gr.Button("Stop", variant="stop", elem_id="text-stop")
                 with gr.Column():
                     status = gr.HTML(status_html(0, 1, "idle"), elem_id="text-status")
-                    live = gr.Image(label="Preview", type="numpy", elem_id="text-preview", format="png", height=280)
-                    result = gr.Image(label="Result", type="pil", elem_id="text-result", format="png", height=280)
+                    live = gr.Image(label="Preview", type="numpy", elem_id="text-preview", format="png", height=280,
+                                    elem_classes="cs-big")
+                    result = gr.Image(label="Result", type="pil", elem_id="text-result", format="png", height=280,
+                                      elem_classes="cs-big")
                     files = gr.File(label="result.png, progress.gif, latents.npz", file_count="multiple",
                                     elem_id="text-files")
             go.click(text_generate, [prompt, steps, seed, blocks, mix_seed, mix_rows, recipe],
