@@ -7,6 +7,7 @@ The public API is loaded on first use::
     G = clipstyle.load_generator("ffhq")            # or a path / file:// / https:// URL
     ws = G.mapping(z, None, truncation_psi=0.7)     # [N, num_ws, w_dim]
     img = G.synthesis(ws, noise_mode="const")       # [N, 3, H, W] in [-1, 1]
+    run = clipstyle.text_to_image("a smiling child", steps=100, seed=42)   # a Run: .image, .ws, .save(outdir)
 """
 
 from __future__ import annotations
