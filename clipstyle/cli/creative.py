@@ -105,7 +105,7 @@ def blend_command(
     refuse_overwrite(out, overwrite)
     if not out.parent.is_dir():
         raise UsageError(f"the folder of --out does not exist: {out.parent}")
-    G = blend(network_a, network_b, at=at, smooth=smooth)
+    G = blend(network_a, network_b, at=at, smooth=smooth, device="cpu")
     save_native(G, out, meta={"blend": {"a": network_a, "b": network_b, "at": at, "smooth": smooth,
                                         "source": G.source.source}})
     typer.echo(str(out))

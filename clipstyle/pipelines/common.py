@@ -62,7 +62,8 @@ def pick_device(device: str, G: Any = None) -> str:
 
 def load_network(network: str, device: str, blend: str | None = None, *, G: Any = None,
                  progress: bool = True) -> Any:
-    """The generator of a run: ``G`` when given (moved to ``device``), else ``load_generator(network)``;
+    """The generator of a run: ``G`` when given (moved to ``device`` in place, as ``nn.Module.to`` does; a no-op
+    when it is there already), else ``load_generator(network)``;
     with ``blend`` (``NETWORK@RES[:SMOOTH]``) the blended network built on it.
 
     Raises:

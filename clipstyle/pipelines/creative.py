@@ -295,10 +295,13 @@ def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float = 1
                images_=np.stack(images), result_image=sheet, extra_images=pngs, extra_latents=files)
 
 
-def blend(network_a: str, network_b: str, *, at: int = 32, smooth: float | None = None, device: str = "cpu",
+def blend(network_a: str, network_b: str, *, at: int = 32, smooth: float | None = None, device: str = "auto",
           G_a: Any = None, G_b: Any = None) -> Any:
     """Network blending (Pinkney & Adler 2020, "toonify"): synthesis layers at resolutions <= ``at`` (and
     mapping, ``w_avg``) from A, the rest from B, the switch spread over ``smooth`` octaves.
+
+    ``device="auto"`` with ``G_a`` given keeps G_a's device (a given model is moved, in place, only when another
+    device is named).
 
     Returns:
         the blended generator on ``device`` (``save_native(G, path)`` writes it).
