@@ -7,6 +7,7 @@ The public API is loaded on first use::
     G = clipstyle.load_generator("ffhq")            # or a path / file:// / https:// URL
     ws = G.mapping(z, None, truncation_psi=0.7)     # [N, num_ws, w_dim]
     img = G.synthesis(ws, noise_mode="const")       # [N, 3, H, W] in [-1, 1]
+    run = clipstyle.text_to_image("a smiling child", steps=100, seed=42)   # a Run: .image, .ws, .save(outdir)
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ _LAZY = {
     "load_latents": ("clipstyle.latents", "load_latents"),
     "save_latents": ("clipstyle.latents", "save_latents"),
     "parse_blocks": ("clipstyle.latents", "parse_blocks"),
+    "text_to_image": ("clipstyle.pipelines.text", "text_to_image"),
+    "Run": ("clipstyle.pipelines.run", "Run"),
 }
 
 __all__ = ["__version__", *_LAZY]
