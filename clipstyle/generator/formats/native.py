@@ -145,6 +145,10 @@ def _classes_for(kind: str) -> tuple[type, type]:
         from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
         return StyleGAN2Generator, StyleGAN2Config
+    if kind == "stylegan1":
+        from clipstyle.generator.stylegan1 import StyleGAN1Config, StyleGAN1Generator
+
+        return StyleGAN1Generator, StyleGAN1Config
     if kind == "stylegan3":
         try:
             from clipstyle.generator.stylegan3 import (
