@@ -42,7 +42,7 @@ OptCrop = Annotated[bool, typer.Option("--crop/--no-crop", help="Center-crop the
                                        "--no-crop squashes the whole photo to a square.")]
 OptAlign = Annotated[bool, typer.Option("--align", help="Crop the face the FFHQ way from facial landmarks (needs "
                                         "pip install clipstyle[align]).")]
-OptClass = Annotated[Optional[int], typer.Option("--class", help="Class label for conditional networks.")]
+OptClass = Annotated[Optional[str], typer.Option("--class", help="Class label(s) for conditional networks: K, K1,K2,… (sum), …@S (scaled) or a .npy vector.")]
 OptOutdir = Annotated[Path, typer.Option(help="Folder under which a new run folder is created.")]
 OptSaveEvery = Annotated[int, typer.Option(help="Keep a GIF frame every N steps.", min=1)]
 OptQuiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
