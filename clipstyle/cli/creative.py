@@ -15,7 +15,7 @@ from clipstyle.cli.common import UsageError, class_vector, handle_errors, resolv
 from clipstyle.cli.text import DeviceOpt, NetworkOpt
 
 TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seed latents (1 = none).")]
-ClassOpt = Annotated[Optional[int], typer.Option("--class", help="Class label for conditional networks.")]
+ClassOpt = Annotated[Optional[str], typer.Option("--class", help="Class label(s) for conditional networks: K, K1,K2,… (sum), …@S (scaled) or a .npy vector.")]
 NoiseOpt = Annotated[str, typer.Option(help="const, random or none (StyleGAN2 noise inputs).")]
 OutdirOpt = Annotated[Path, typer.Option(help="Folder under which a new run folder is created.")]
 BlendOpt = Annotated[Optional[str], typer.Option(help="Render in a blended network NETWORK@RES[:SMOOTH]: synthesis "
@@ -151,21 +151,24 @@ def blend_command(
     at: Annotated[int, typer.Option(help="Cut resolution (power of two): layers at <= AT from A, the rest from B.")] = 32,
     smooth: Annotated[Optional[float], typer.Option(help="Spread the switch to B over this many more octaves above AT.",
                                                     min=0)] = None,
-    out: Annotated[Path, typer.Option(help="Output network (.safetensors, clipstyle format).")] = Path("blended.safetensors"),
+    out: Annotated[Path, typer.Option(help="Output network: .safetensors (clipstyle) or .pt (rosinality, StyleGAN2).")] = Path("blended.safetensors"),
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
     """Network blending (Pinkney & Adler 2020, 'toonify'): write a generator mixing A's low and B's high resolutions."""
     from clipstyle.generator import load_generator
     from clipstyle.generator.blend import blend_generators
-    from clipstyle.generator.formats.native import save_native
+    from clipstyle.generator.formats.writers import output_format, public_source, save_network
     from clipstyle.io.files import refuse_overwrite
 
+    output_format(out)  # refuse an extension we cannot write before loading anything
     refuse_overwrite(out, overwrite)
     if not out.parent.is_dir():
         raise UsageError(f"the folder of --out does not exist: {out.parent}")
     G_a, G_b = load_generator(network_a), load_generator(network_b)
     G = blend_generators(G_a, G_b, at, smooth)
-    save_native(G, out, meta={"blend": {"a": G_a.source.source, "b": G_b.source.source, "at": at, "smooth": smooth}})
+    for note in save_network(G, out, meta={"blend": {"a": public_source(G_a.source.source),
+                                                     "b": public_source(G_b.source.source), "at": at, "smooth": smooth}}):
+        typer.echo(f"note: {note}", err=True)
     typer.echo(str(out))
 
 

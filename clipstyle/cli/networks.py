@@ -57,6 +57,14 @@ def info_command(network: Annotated[str, typer.Argument(help="Alias, checkpoint 
     arch = getattr(G.config, "architecture", None)
     if arch:
         console.print(f"architecture: {arch}")
+    if "w_avg_origin" in d:  # StyleGAN1: what the file held and what we made up
+        console.print(f"w_avg: {d['w_avg_origin']}")
+        console.print(f"noise (noise_mode const): {d['noise_origin']}")
+        console.print(f"instance-norm eps: {d['instance_norm_eps']:g}   fused up-sampling at: "
+                      f"{', '.join(f'{r}²' for r in d['fused_upsampling']) or 'none'}")
+        dt = d["default_truncation"]
+        console.print(f"default truncation (StyleGAN1's, used by 'generate' unless --truncation is given): "
+                      f"psi {dt['psi']} on rows 0-{dt['cutoff'] - 1}")
     table = Table("row", "resolution", "group")
     for r in rows:
         table.add_row(str(r["row"]), f"{r['resolution']}²", r["group"])
@@ -79,26 +87,85 @@ def networks_command() -> None:
 
 @handle_errors
 def convert_command(src: Annotated[str, typer.Argument(help="Network to convert (alias, path or URL; any supported format).")],
-                    out: Annotated[Path, typer.Argument(help="Output .safetensors file (not overwritten unless --overwrite).")],
+                    out: Annotated[Path, typer.Argument(help="Output file: .safetensors (clipstyle) or .pt (rosinality "
+                                                             "{'g_ema', 'latent_avg'}, StyleGAN2 only); not overwritten "
+                                                             "unless --overwrite.")],
                     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False) -> None:
-    """Convert any supported checkpoint into clipstyle's own safetensors format (fast, safe, bit-exact)."""
+    """Convert any supported checkpoint: to clipstyle's safetensors (fast, safe, bit-exact) or, for StyleGAN2, to
+    rosinality's .pt for StyleCLIP / e4e / StyleGAN-NADA. The format follows OUT's extension."""
     from clipstyle.generator import load_generator
-    from clipstyle.generator.formats.native import save_native
+    from clipstyle.generator.formats.writers import (
+        output_format,
+        public_source,
+        save_network,
+    )
 
+    output_format(out)  # refuse an extension we cannot write before loading anything
     if out.exists() and not overwrite:
         raise UsageError(f"{out} exists; pass --overwrite or choose another path")
+    if not out.parent.is_dir():
+        raise UsageError(f"the folder of OUT does not exist: {out.parent}")
     G = load_generator(src)
-    save_native(G, out, meta={"converted_from": G.source.source, "original_format": G.source.format})
+    for note in save_network(G, out, meta={"converted_from": public_source(G.source.source),
+                                           "original_format": G.source.format}):
+        typer.echo(f"note: {note}", err=True)
     typer.echo(str(out))
+
+
+def resolve_truncation(G, psi: float | None, cutoff: int | None) -> tuple[float, int | None, str | None]:
+    """``--truncation`` / ``--truncation-cutoff`` for ``G``: unset options take the network's documented
+    defaults (StyleGAN1: psi 0.7 on rows 0-7, ``G.default_truncation``), else psi 1 and all rows.
+    Returns ``(psi, cutoff, note or None)``; the note says when a StyleGAN1 default was used."""
+    default = getattr(G, "default_truncation", None)
+    if default is None:
+        return (1.0 if psi is None else psi), cutoff, None
+    used = []
+    if psi is None:
+        psi = default[0]
+        used.append(f"psi {psi}")
+    if cutoff is None:
+        cutoff = default[1]
+        used.append(f"rows 0-{cutoff - 1}")
+    note = f"StyleGAN1 network: using its documented default truncation ({', '.join(used)})" if used else None
+    return psi, cutoff, note
+
+
+def input_transform(rotate: float | None, translate: str | None):
+    """StyleGAN3's input transform for ``--rotate DEG --translate X,Y`` (as ``gen_images.py``): the inverse of
+    ``[[cos a, sin a, x], [-sin a, cos a, y], [0, 0, 1]]`` → float32 ``[3, 3]``."""
+    import math
+
+    import torch
+
+    tx = ty = 0.0
+    if translate is not None:
+        try:
+            tx, ty = (float(v) for v in translate.split(","))
+        except ValueError:
+            raise UsageError(f"--translate must be X,Y (e.g. 0.3,0), got {translate!r}") from None
+    a = math.radians(rotate or 0.0)
+    m = torch.tensor([[math.cos(a), math.sin(a), tx], [-math.sin(a), math.cos(a), ty], [0.0, 0.0, 1.0]],
+                     dtype=torch.float64)
+    return torch.linalg.inv(m).to(torch.float32)
 
 
 @handle_errors
 def generate_command(
     network: NetworkOpt = "ffhq",
     seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0-7,12 (same z as NVIDIA's gen_images.py).")] = "0-3",
-    truncation: Annotated[float, typer.Option(help="Truncation psi (1 = none, 0.7 is a common choice).")] = 1.0,
-    class_idx: Annotated[Optional[int], typer.Option("--class", help="Class label for conditional networks.")] = None,
-    noise_mode: Annotated[str, typer.Option(help="const, random or none (StyleGAN2 noise inputs).")] = "const",
+    truncation: Annotated[Optional[float], typer.Option(help="Truncation psi (1 = none). Default 1, or 0.7 for "
+                                                             "StyleGAN1 networks (their documented default).")] = None,
+    truncation_cutoff: Annotated[Optional[int], typer.Option(help="Truncate only rows below this (default: all "
+                                                                  "rows; 8 for StyleGAN1 networks).", min=0)] = None,
+    truncate_to: Annotated[str, typer.Option(help="Centre of truncation: 'global' (the network's w_avg) or 'label' "
+                                                  "(mean w of the --class label, for conditional networks).")] = "global",
+    class_idx: Annotated[Optional[str], typer.Option("--class", help="Class label(s) for conditional networks: K, "
+                                                     "K1,K2,… (sum), …@S (scaled) or a .npy vector.")] = None,
+    label_scale: Annotated[float, typer.Option(help="Multiply the --class label vector by this.")] = 1.0,
+    noise_mode: Annotated[str, typer.Option(help="const, random or none (StyleGAN1/2 noise inputs).")] = "const",
+    rotate: Annotated[Optional[float], typer.Option(help="StyleGAN3: rotate the input by DEG degrees "
+                                                         "(default: the checkpoint's stored transform).")] = None,
+    translate: Annotated[Optional[str], typer.Option(help="StyleGAN3: translate the input by X,Y.")] = None,
     grid: Annotated[bool, typer.Option(help="Also write grid.png with every image.")] = False,
     outdir: Annotated[Path, typer.Option(help="Folder under which a new run folder is created.")] = Path("out"),
     device: DeviceOpt = "auto",
@@ -109,31 +176,54 @@ def generate_command(
     from clipstyle.generator import load_generator
     from clipstyle.io.files import atomic_write_json, make_run_dir
     from clipstyle.latents import save_latents, start_ws
+    from clipstyle.latents.labels import label_w_avg, truncate_ws
     from clipstyle.optimize.loop import to_uint8_frames
     from clipstyle.pipelines.runfolder import versions
     from clipstyle.render.files import make_grid, save_png
 
     if noise_mode not in ("const", "random", "none"):
         raise UsageError(f"--noise-mode must be const, random or none, got {noise_mode!r}")
+    if truncate_to not in ("global", "label"):
+        raise UsageError(f"--truncate-to must be global or label, got {truncate_to!r}")
     seed_list = parse_seeds(seeds)
     dev = resolve_device(device)
     G = load_generator(network, device=dev)
-    c = class_vector(G.c_dim, class_idx, 1, dev)
+    c = class_vector(G.c_dim, class_idx, 1, dev, label_scale)
+    if rotate is not None or translate is not None:
+        inp = getattr(G.synthesis, "input", None)
+        if getattr(inp, "transform", None) is None:
+            raise UsageError("--rotate/--translate need a StyleGAN3 network (its input transform)")
+        inp.transform.copy_(input_transform(rotate, translate).to(inp.transform))
+    psi, cutoff, note = resolve_truncation(G, truncation, truncation_cutoff)
+    if note:
+        typer.echo(f"note: {note}; pass --truncation 1 for none", err=True)
+    center = None
+    if truncate_to == "label":
+        if G.c_dim == 0:
+            raise UsageError("--truncate-to label needs a conditional network")
+        center = label_w_avg(G, c)
     run_dir = make_run_dir(outdir, f"generate-seeds-{seeds}")
     images = []
     with torch.no_grad():
         for s in seed_list:
-            ws, z = start_ws(G, seed=s, truncation_psi=truncation, c=c)
+            if center is None:
+                ws, z = start_ws(G, seed=s, truncation_psi=psi, c=c, truncation_cutoff=cutoff)
+            else:
+                ws, z = start_ws(G, seed=s, truncation_psi=1.0, c=c)
+                ws = truncate_ws(ws, center, psi, cutoff)
             img = to_uint8_frames(G.synthesis(ws, noise_mode=noise_mode))[0]
             save_png(run_dir / f"seed{s:04d}.png", img)
             save_latents(run_dir / f"seed{s:04d}.npz", ws, z=z, c=c,
-                         meta={"seed": s, "truncation_psi": truncation, "network": G.source.source})
+                         meta={"seed": s, "truncation_psi": psi, "truncation_cutoff": cutoff,
+                               "truncate_to": truncate_to, "network": G.source.source})
             images.append(img)
     if grid:
         save_png(run_dir / "grid.png", make_grid(images))
-    atomic_write_json(run_dir / "run.json", {"settings": {"command": "generate", "network": network, "seeds": seed_list,
-                      "truncation": truncation, "class": class_idx, "noise_mode": noise_mode},
-                      "network": G.describe(), "versions": versions()})
+    atomic_write_json(run_dir / "run.json", {"settings": {
+        "command": "generate", "network": network, "seeds": seed_list, "truncation": psi, "truncation_cutoff": cutoff,
+        "truncation_default_used": bool(note), "truncate_to": truncate_to, "class": class_idx,
+        "label_scale": label_scale, "noise_mode": noise_mode, "rotate": rotate, "translate": translate},
+        "network": G.describe(), "versions": versions()})
     typer.echo(str(run_dir))
 
 
