@@ -44,7 +44,8 @@ def rosinality_state(G: torch.nn.Module) -> tuple[dict[str, torch.Tensor], torch
         raise CheckpointError("cannot write a rosinality .pt: " + "; ".join(problems))
     notes = []
     if cfg.conv_clamp is not None:
-        notes.append(f"conv_clamp={cfg.conv_clamp} dropped (rosinality does not clamp)")
+        notes.append(f"conv_clamp={cfg.conv_clamp} dropped (rosinality does not clamp; "
+                     f"images differ where activations exceed it)")
     src = {k: v.detach().to("cpu", torch.float32).clone() for k, v in G.state_dict().items()}
     out: dict[str, torch.Tensor] = {}
     for i in range(cfg.mapping_layers):
