@@ -274,8 +274,12 @@ direction_app = typer.Typer(help="Latent directions: apply one, learn one from l
 @handle_errors
 def direction_apply_command(
     latents: Annotated[str, typer.Argument(help="Latent .npz (item 0, or FILE#i) or a seed.")],
-    direction: Annotated[Path, typer.Argument(help="Direction .npy: [w_dim] or [num_ws, w_dim].")],
+    direction: Annotated[Path, typer.Argument(help="Direction file: .npy/.npz/.pt, [w_dim] or [num_ws, w_dim], "
+                                                   "or a GANSpace PCA file with --component.")],
     strength: Annotated[str, typer.Option(help="Strength range LO:HI (ws + s·direction).")] = "-5:5",
+    component: Annotated[Optional[int], typer.Option(help="GANSpace file: use principal component K.", min=0)] = None,
+    sigma: Annotated[Optional[float], typer.Option(help="GANSpace file: scale the component by S standard "
+                                                        "deviations (default 1).")] = None,
     frames: Annotated[int, typer.Option(help="Number of strengths (GIF frames).", min=1)] = 11,
     blocks: Annotated[Optional[str], typer.Option(help="Only move these styleblocks (default: all).")] = None,
     network: NetworkOpt = "ffhq", truncation: TruncOpt = 1.0, class_idx: ClassOpt = None,
@@ -293,7 +297,7 @@ def direction_apply_command(
     values = factors(lo, hi, frames)
     dev = resolve_device(device)
     G = _network(network, dev)
-    d = load_direction(direction, G.num_ws, G.w_dim)
+    d = load_direction(direction, G.num_ws, G.w_dim, component=component, sigma=sigma)
     rows = parse_blocks(blocks, G.num_ws, G.block_groups())
     (src,) = parse_source(latents, G, dev, truncation, class_vector(G.c_dim, class_idx, 1, dev), allow_many=False)
     ws = apply_direction(src.ws, d, values, rows)
