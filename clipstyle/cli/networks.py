@@ -125,7 +125,8 @@ def resolve_truncation(G, psi: float | None, cutoff: int | None) -> tuple[float,
         used.append(f"psi {psi}")
     if cutoff is None:
         cutoff = default[1]
-        used.append(f"rows 0-{cutoff - 1}")
+        if psi != 1:  # with psi 1 the cutoff changes nothing: not worth a note
+            used.append(f"rows 0-{cutoff - 1}")
     note = f"StyleGAN1 network: using its documented default truncation ({', '.join(used)})" if used else None
     return psi, cutoff, note
 
