@@ -112,25 +112,6 @@ def convert_command(src: Annotated[str, typer.Argument(help="Network to convert 
     typer.echo(str(out))
 
 
-def resolve_truncation(G, psi: float | None, cutoff: int | None) -> tuple[float, int | None, str | None]:
-    """``--truncation`` / ``--truncation-cutoff`` for ``G``: unset options take the network's documented
-    defaults (StyleGAN1: psi 0.7 on rows 0-7, ``G.default_truncation``), else psi 1 and all rows.
-    Returns ``(psi, cutoff, note or None)``; the note says when a StyleGAN1 default was used."""
-    default = getattr(G, "default_truncation", None)
-    if default is None:
-        return (1.0 if psi is None else psi), cutoff, None
-    used = []
-    if psi is None:
-        psi = default[0]
-        used.append(f"psi {psi}")
-    if cutoff is None:
-        cutoff = default[1]
-        if psi != 1:  # with psi 1 the cutoff changes nothing: not worth a note
-            used.append(f"rows 0-{cutoff - 1}")
-    note = f"StyleGAN1 network: using its documented default truncation ({', '.join(used)})" if used else None
-    return psi, cutoff, note
-
-
 def input_transform(rotate: float | None, translate: str | None):
     """StyleGAN3's input transform for ``--rotate DEG --translate X,Y`` (as ``gen_images.py``): the inverse of
     ``[[cos a, sin a, x], [-sin a, cos a, y], [0, 0, 1]]`` → float32 ``[3, 3]``."""
@@ -175,6 +156,7 @@ def generate_command(
     import torch
 
     from clipstyle.generator import load_generator
+    from clipstyle.generator.stylegan1 import resolve_truncation
     from clipstyle.io.files import atomic_write_json, make_run_dir
     from clipstyle.latents import save_latents, start_ws
     from clipstyle.latents.labels import label_w_avg, truncate_ws

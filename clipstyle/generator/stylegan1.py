@@ -44,7 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipstyle.generator.base import FullyConnectedLayer, Generator, normalize_2nd_moment
+from clipstyle.generator.base import (
+    FullyConnectedLayer,
+    Generator,
+    normalize_2nd_moment,
+)
 
 #: StyleGAN1's documented truncation defaults (G_style: truncation_psi=0.7, truncation_cutoff=8).
 DEFAULT_TRUNCATION_PSI = 0.7
@@ -297,6 +301,26 @@ class StyleGAN1Generator(Generator):
                                    if r > 4 and 0 < self.config.fused_min_resolution <= r],
                  default_truncation={"psi": DEFAULT_TRUNCATION_PSI, "cutoff": DEFAULT_TRUNCATION_CUTOFF})
         return d
+
+
+def resolve_truncation(G: Generator, psi: float | None, cutoff: int | None) -> tuple[float, int | None, str | None]:
+    """``--truncation`` / ``--truncation-cutoff`` for ``G``: unset options take the network's documented
+    defaults (StyleGAN1: psi 0.7 on rows 0-7, ``G.default_truncation``), else psi 1 and all rows.
+    Returns ``(psi, cutoff, note or None)``; the note says when a StyleGAN1 default was used (commands print it).
+    For every other family the defaults are psi 1 and all rows: nothing is applied silently."""
+    default = getattr(G, "default_truncation", None)
+    if default is None:
+        return (1.0 if psi is None else psi), cutoff, None
+    used = []
+    if psi is None:
+        psi = default[0]
+        used.append(f"psi {psi}")
+    if cutoff is None:
+        cutoff = default[1]
+        if psi != 1:  # with psi 1 the cutoff changes nothing: not worth a note
+            used.append(f"rows 0-{cutoff - 1}")
+    note = f"StyleGAN1 network: using its documented default truncation ({', '.join(used)})" if used else None
+    return psi, cutoff, note
 
 
 @torch.no_grad()
