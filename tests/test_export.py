@@ -13,8 +13,15 @@ import torch
 from clipstyle.generator import read_generator_file
 from clipstyle.generator.formats.common import CheckpointError
 from clipstyle.generator.formats.native import read_native_metadata
-from clipstyle.generator.formats.rosinality_writer import rosinality_state, save_rosinality
-from clipstyle.generator.formats.writers import UnwritableFormatError, output_format, public_source
+from clipstyle.generator.formats.rosinality_writer import (
+    rosinality_state,
+    save_rosinality,
+)
+from clipstyle.generator.formats.writers import (
+    UnwritableFormatError,
+    output_format,
+    public_source,
+)
 from clipstyle.io.files import atomic_write_bytes
 
 from ._cli import run_cli
@@ -43,9 +50,9 @@ def test_rosinality_export_reads_back_bit_exactly(tmp_path, name):
         (["conv_clamp", "num_fp16_res"] if G.config.conv_clamp is not None else [])
     ta, tb = (torch.tensor(x["resample_filter"], dtype=torch.float64) for x in (a, b))
     assert torch.allclose(ta / ta.sum(), tb / tb.sum(), rtol=0, atol=1e-12)  # only the ratios are used
-    assert notes == ([f"conv_clamp={G.config.conv_clamp} dropped (rosinality does not clamp; "
-                      f"images differ where activations exceed it)"]
-                     if G.config.conv_clamp is not None else [])
+    clamp_note = (f"conv_clamp={G.config.conv_clamp} dropped (rosinality does not clamp; "
+                  f"images differ where activations exceed it)")
+    assert notes == ([clamp_note] if G.config.conv_clamp is not None else [])
     _same(G, H)
     ws = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0)), None, truncation_psi=0.7)
     with torch.no_grad():
@@ -107,7 +114,7 @@ def test_written_networks_have_the_output_mode_and_no_absolute_paths(tmp_path, c
     try:
         src = fixture_path("tf_sg2_skip_64.pkl")
         out = tmp_path / f"net{ext}"
-        code, stdout, err = run_cli(["convert", src, out], capsys)
+        code, _, err = run_cli(["convert", src, out], capsys)
         assert code == 0, err
         ref = atomic_write_bytes(tmp_path / "other.bin", b"x")
         assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(ref.stat().st_mode) == 0o644

@@ -15,10 +15,18 @@ import torch
 
 from clipstyle.generator import read_generator_file
 from clipstyle.generator.formats.common import CheckpointError
-from clipstyle.generator.formats.lernapparat import W_AVG_SAMPLES, generator_from_lernapparat
+from clipstyle.generator.formats.lernapparat import (
+    W_AVG_SAMPLES,
+    generator_from_lernapparat,
+)
 from clipstyle.generator.formats.native import load_native, save_native
 from clipstyle.generator.formats.safe_pickle import UnsafePickleError
-from clipstyle.generator.stylegan1 import StyleGAN1Config, StyleGAN1Generator, channels_for, mean_w
+from clipstyle.generator.stylegan1 import (
+    StyleGAN1Config,
+    StyleGAN1Generator,
+    channels_for,
+    mean_w,
+)
 
 from ._fixtures import fixture_path, reference
 

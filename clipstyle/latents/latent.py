@@ -215,7 +215,7 @@ def _float_array(arr: Any, path: Path, kind: str) -> np.ndarray:
 
 def _latent_array(kind: str, obj: Any, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """(the latent array, the other arrays of the file) from what :func:`read_array_file` returned."""
-    if isinstance(obj, np.ndarray) or isinstance(obj, (list, tuple)):
+    if isinstance(obj, (np.ndarray, list, tuple)):
         if isinstance(obj, (list, tuple)):
             if not obj or not all(isinstance(v, np.ndarray) for v in obj):
                 raise LatentFileError(f"{path} is {kind} holding {describe_content(obj)}, not a latent")
@@ -288,7 +288,7 @@ def read_latent_meta(path: str | Path) -> dict[str, Any]:
     Raises:
         LatentFileError: missing or unreadable file.
     """
-    kind, obj = read_array_file(path, "latent")
+    _, obj = read_array_file(path, "latent")
     raw = obj.get("meta") if isinstance(obj, dict) else None
     try:
         meta = json.loads(str(raw)) if isinstance(raw, np.ndarray) else {}
