@@ -122,8 +122,11 @@ class StyleGAN1Mapping(nn.Module):
         if cfg.c_dim > 0:
             self.label_concat = nn.Parameter(torch.randn([cfg.z_dim, cfg.c_dim]))  # [z_dim, c_dim], no gain
         for i in range(cfg.mapping_layers):
-            layer = FullyConnectedLayer(feats[i], feats[i + 1], lr_multiplier=cfg.mapping_lr_multiplier)
-            layer.weight_gain *= math.sqrt(2)  # StyleGAN1's He gain sits on the weight, not after the activation
+            # StyleGAN1: lrelu(x·W·√2·lrmul/√in + b·lrmul). lrelu is positively homogeneous, so this is exactly
+            # √2·lrelu(x·W·lrmul/√in + b·lrmul/√2): our dense layer with its lrelu gain √2 and the bias gain
+            # divided by √2 (which lets generic code, e.g. the W→Z inversion, treat it like StyleGAN2's).
+            layer = FullyConnectedLayer(feats[i], feats[i + 1], activation="lrelu", lr_multiplier=cfg.mapping_lr_multiplier)
+            layer.bias_gain = cfg.mapping_lr_multiplier / math.sqrt(2)
             setattr(self, f"fc{i}", layer)
         self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
 
@@ -142,7 +145,7 @@ class StyleGAN1Mapping(nn.Module):
             x = torch.cat([x, c.to(x.dtype) @ self.label_concat.to(x.dtype).t()], dim=1)
         x = normalize_2nd_moment(x)
         for i in range(self.cfg.mapping_layers):
-            x = F.leaky_relu(getattr(self, f"fc{i}")(x), _LRELU)
+            x = getattr(self, f"fc{i}")(x)
         ws = x.unsqueeze(1).repeat([1, self.num_ws, 1])
         if truncation_psi != 1:
             w_avg = self.w_avg.to(ws.dtype)
