@@ -240,3 +240,25 @@ def test_direction_apply_with_a_ganspace_component(tmp_path, capsys):
     code, _, err = run_cli(["direction", "apply", "5", path, "-n", net, "--outdir", tmp_path / "o",
                             "--device", "cpu"], capsys)
     assert code == 2 and "pass --component K" in err
+
+
+def test_edit_and_invert_z_read_foreign_latents(tmp_path, capsys):
+    """Needs the one-line wiring in cli/photo.read_meta and inversion/noise.read_noise (separate commit)."""
+    from pathlib import Path
+
+    from ._cli import TINY_CLIP
+
+    net = fixture_path("sg1_tf_64.pkl")
+    npy, pt = tmp_path / "lat.npy", tmp_path / "lat.pt"
+    _write("npy-wp-f16", npy, _values(4))
+    _write("pt-cuda-legacy", pt, _values(4))
+    code, out, err = run_cli(["invert-z", npy, "-n", net, "--out", tmp_path / "z.npz"], capsys)
+    assert code == 0, err
+    with np.load(tmp_path / "z.npz") as f:
+        np.testing.assert_array_equal(f["ws"], _values(4))
+    code, out, err = run_cli(["edit", pt, "a smile", "-n", net, "--clip-model", TINY_CLIP, "--clip-pretrained", "none",
+                              "--steps", "2", "--blocks", "fine", "--outdir", tmp_path, "--device", "cpu", "--quiet"],
+                             capsys)
+    assert code == 0, err
+    with np.load(Path(out.strip().splitlines()[-1]) / "latents.npz") as f:
+        np.testing.assert_array_equal(f["ws"][:, :8], _values(4)[:, :8])  # only the fine rows were edited

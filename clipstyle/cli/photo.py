@@ -62,25 +62,10 @@ def load_network(network: str | None, latents_meta: dict[str, Any] | None, dev: 
 
 
 def read_meta(path: Path) -> dict[str, Any]:
-    """The JSON meta of a latent file (``{}`` when it has none). LatentFileError: missing or not an npz."""
-    import json
+    """The JSON meta of a latent file of any layout (``{}`` when it has none). LatentFileError: missing/unreadable."""
+    from clipstyle.latents.latent import read_latent_meta
 
-    import numpy as np
-
-    from clipstyle.latents import LatentFileError
-
-    if not path.is_file():
-        raise LatentFileError(f"no such latent file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            raw = str(data["meta"]) if "meta" in data.files else "{}"
-    except Exception:  # noqa: BLE001 - any failure means "not a latent file"
-        raise LatentFileError(f"{path} is not a readable .npz latent file") from None
-    try:
-        meta = json.loads(raw)
-    except ValueError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
+    return read_latent_meta(path)
 
 
 def load_target(photo: Path, G: Any, crop: bool, align: bool, dev: str) -> Any:
@@ -418,7 +403,7 @@ def edit_command(
     source_text = source if source is not None else (rec.source if rec is not None else "a face")
     check_blend_spec(blend)
     dev = resolve_device(device)
-    is_latent = latents is not None or start_path.suffix.lower() == ".npz"
+    is_latent = latents is not None or start_path.suffix.lower() in (".npz", ".npy", ".pt", ".pth")
     projection = None
     if is_latent:
         base = load_network(network, read_meta(start_path), dev, quiet)
