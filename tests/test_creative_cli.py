@@ -199,7 +199,7 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys, args, needle):
     net = network_path("sg2")
     d = tmp_path / "d.npy"
     np.save(d, np.ones(64, np.float32))
-    args = [str(d) if a == "D" else str(net) if a == "A" else str(tmp_path / "o.st") if a == "OUT" else a for a in args]
+    args = [str(d) if a == "D" else str(net) if a == "A" else str(tmp_path / "o.safetensors") if a == "OUT" else a for a in args]
     is_main = args[0] in ("x", "--prompts")
     extra = [] if args[0] in ("blend", "direction") and args[1] != "apply" else ["--network", net, "--device", "cpu"]
     if is_main:

@@ -76,18 +76,9 @@ def resolve_device(device: str) -> str:
     return devices.resolve_device(device)
 
 
-def class_vector(c_dim: int, class_idx: int | None, n: int, device: str):
-    """One-hot labels ``[n, c_dim]`` (``[n, 0]`` for unconditional networks)."""
-    import torch
+def class_vector(c_dim: int, class_idx: "int | str | None", n: int, device: str, label_scale: float = 1.0):
+    """Labels ``[n, c_dim]`` from ``--class`` (``[n, 0]`` for unconditional networks): K, K1,K2,… (sum of
+    one-hots), ``@S`` scale, or a ``.npy`` vector; see :func:`clipstyle.latents.labels.parse_labels`."""
+    from clipstyle.latents.labels import label_tensor
 
-    c = torch.zeros([n, c_dim], device=device)
-    if c_dim == 0:
-        if class_idx is not None:
-            raise UsageError("--class was given but this network is unconditional")
-        return c
-    if class_idx is None:
-        raise UsageError(f"this network is conditional: pass --class K (0-{c_dim - 1})")
-    if not 0 <= class_idx < c_dim:
-        raise UsageError(f"--class must be in 0-{c_dim - 1}, got {class_idx}")
-    c[:, class_idx] = 1
-    return c
+    return label_tensor(c_dim, class_idx, n, device, label_scale)

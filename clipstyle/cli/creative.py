@@ -15,7 +15,7 @@ from clipstyle.cli.common import UsageError, handle_errors, resolve_device
 from clipstyle.cli.text import DeviceOpt, NetworkOpt
 
 TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seed latents (1 = none).")]
-ClassOpt = Annotated[Optional[int], typer.Option("--class", help="Class label for conditional networks.")]
+ClassOpt = Annotated[Optional[str], typer.Option("--class", help="Class label(s) for conditional networks: K, K1,K2,… (sum), …@S (scaled) or a .npy vector.")]
 NoiseOpt = Annotated[str, typer.Option(help="const, random or none (StyleGAN2 noise inputs).")]
 OutdirOpt = Annotated[Path, typer.Option(help="Folder under which a new run folder is created.")]
 BlendOpt = Annotated[Optional[str], typer.Option(help="Render in a blended network NETWORK@RES[:SMOOTH]: synthesis "
@@ -94,20 +94,22 @@ def blend_command(
     at: Annotated[int, typer.Option(help="Cut resolution (power of two): layers at <= AT from A, the rest from B.")] = 32,
     smooth: Annotated[Optional[float], typer.Option(help="Spread the switch to B over this many more octaves above AT.",
                                                     min=0)] = None,
-    out: Annotated[Path, typer.Option(help="Output network (.safetensors, clipstyle format).")] = Path("blended.safetensors"),
+    out: Annotated[Path, typer.Option(help="Output network: .safetensors (clipstyle) or .pt (rosinality, StyleGAN2).")] = Path("blended.safetensors"),
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
     """Network blending (Pinkney & Adler 2020, 'toonify'): write a generator mixing A's low and B's high resolutions."""
-    from clipstyle.generator.formats.native import save_native
+    from clipstyle.generator.formats.writers import output_format, public_source, save_network
     from clipstyle.io.files import refuse_overwrite
     from clipstyle.pipelines.creative import blend
 
+    output_format(out)  # refuse an extension we cannot write before loading anything
     refuse_overwrite(out, overwrite)
     if not out.parent.is_dir():
         raise UsageError(f"the folder of --out does not exist: {out.parent}")
     G = blend(network_a, network_b, at=at, smooth=smooth, device="cpu")
-    save_native(G, out, meta={"blend": {"a": network_a, "b": network_b, "at": at, "smooth": smooth,
-                                        "source": G.source.source}})
+    for note in save_network(G, out, meta={"blend": {"a": public_source(network_a), "b": public_source(network_b),
+                                                     "at": at, "smooth": smooth}}):
+        typer.echo(f"note: {note}", err=True)
     typer.echo(str(out))
 
 @handle_errors
@@ -169,8 +171,12 @@ direction_app = typer.Typer(help="Latent directions: apply one, learn one from l
 @handle_errors
 def direction_apply_command(
     latents: Annotated[str, typer.Argument(help="Latent .npz (item 0, or FILE#i) or a seed.")],
-    direction: Annotated[Path, typer.Argument(help="Direction .npy: [w_dim] or [num_ws, w_dim].")],
+    direction: Annotated[Path, typer.Argument(help="Direction file: .npy/.npz/.pt, [w_dim] or [num_ws, w_dim], "
+                                                   "or a GANSpace PCA file with --component.")],
     strength: Annotated[str, typer.Option(help="Strength range LO:HI (ws + s·direction).")] = "-5:5",
+    component: Annotated[Optional[int], typer.Option(help="GANSpace file: use principal component K.", min=0)] = None,
+    sigma: Annotated[Optional[float], typer.Option(help="GANSpace file: scale the component by S standard "
+                                                        "deviations (default 1).")] = None,
     frames: Annotated[int, typer.Option(help="Number of strengths (GIF frames).", min=1)] = 11,
     blocks: Annotated[Optional[str], typer.Option(help="Only move these styleblocks (default: all).")] = None,
     network: FileNetworkOpt = None, file_noise: FileNoiseOpt = True, truncation: TruncOpt = 1.0,
@@ -181,7 +187,7 @@ def direction_apply_command(
     from clipstyle.pipelines.directions import direction_apply
 
     run = direction_apply(latents, direction, strength=strength, frames=frames, blocks=blocks, network=network,
-                          truncation=truncation, class_idx=class_idx, noise_mode=noise_mode, file_noise=file_noise,
+                          component=component, sigma=sigma, truncation=truncation, class_idx=class_idx, noise_mode=noise_mode, file_noise=file_noise,
                           fps=fps, device=resolve_device(device))
     typer.echo(str(run.save(outdir)))
 

@@ -42,7 +42,7 @@ OptCrop = Annotated[bool, typer.Option("--crop/--no-crop", help="Center-crop the
                                        "--no-crop squashes the whole photo to a square.")]
 OptAlign = Annotated[bool, typer.Option("--align", help="Crop the face the FFHQ way from facial landmarks (needs "
                                         "pip install clipstyle[align]).")]
-OptClass = Annotated[Optional[int], typer.Option("--class", help="Class label for conditional networks.")]
+OptClass = Annotated[Optional[str], typer.Option("--class", help="Class label(s) for conditional networks: K, K1,K2,… (sum), …@S (scaled) or a .npy vector.")]
 OptOutdir = Annotated[Path, typer.Option(help="Folder under which a new run folder is created.")]
 OptSaveEvery = Annotated[int, typer.Option(help="Keep a GIF frame every N steps.", min=1)]
 OptQuiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
@@ -62,25 +62,10 @@ def load_network(network: str | None, latents_meta: dict[str, Any] | None, dev: 
 
 
 def read_meta(path: Path) -> dict[str, Any]:
-    """The JSON meta of a latent file (``{}`` when it has none). LatentFileError: missing or not an npz."""
-    import json
+    """The JSON meta of a latent file of any layout (``{}`` when it has none). LatentFileError: missing/unreadable."""
+    from clipstyle.latents.latent import read_latent_meta
 
-    import numpy as np
-
-    from clipstyle.latents import LatentFileError
-
-    if not path.is_file():
-        raise LatentFileError(f"no such latent file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            raw = str(data["meta"]) if "meta" in data.files else "{}"
-    except Exception:  # noqa: BLE001 - any failure means "not a latent file"
-        raise LatentFileError(f"{path} is not a readable .npz latent file") from None
-    try:
-        meta = json.loads(raw)
-    except ValueError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
+    return read_latent_meta(path)
 
 
 def load_target(photo: Path, G: Any, crop: bool, align: bool, dev: str) -> Any:
@@ -418,7 +403,7 @@ def edit_command(
     source_text = source if source is not None else (rec.source if rec is not None else "a face")
     check_blend_spec(blend)
     dev = resolve_device(device)
-    is_latent = latents is not None or start_path.suffix.lower() == ".npz"
+    is_latent = latents is not None or start_path.suffix.lower() in (".npz", ".npy", ".pt", ".pth")
     projection = None
     if is_latent:
         base = load_network(network, read_meta(start_path), dev, quiet)

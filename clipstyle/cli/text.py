@@ -31,7 +31,7 @@ def text_command(
     seed: Annotated[Optional[int], typer.Option(help="Start from the image of this seed (same z as NVIDIA's "
                                                 "gen_images.py) instead of the average latent w_avg.")] = None,
     truncation: Annotated[float, typer.Option(help="Truncation psi for the seed's start latent (1 = none).")] = 1.0,
-    class_idx: Annotated[Optional[int], typer.Option("--class", help="Class label for conditional networks.")] = None,
+    class_idx: Annotated[Optional[str], typer.Option("--class", help="Class label(s) for conditional networks: K, K1,K2,… (sum), …@S (scaled) or a .npy vector.")] = None,
     blocks: Annotated[Optional[str], typer.Option(help="Styleblocks (rows of ws) to optimize, e.g. 0-3,8 or "
                                                   "coarse,middle; the other rows stay exactly at the start.")] = None,
     cutouts: Annotated[Optional[int], typer.Option(help="Random crops per image fed to CLIP in one batch "

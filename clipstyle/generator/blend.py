@@ -47,7 +47,8 @@ INPUT_RESOLUTION = 4
 
 # Config fields that only shape the mapping network (taken from A anyway) or record nothing about
 # the weights' layout; every other field must match between A and B.
-_IGNORED_FIELDS = ("z_dim", "c_dim", "num_fp16_res", "kind")
+_IGNORED_FIELDS = ("z_dim", "c_dim", "num_fp16_res", "kind",
+                  "instance_norm_eps", "w_avg_origin", "noise_origin")  # StyleGAN1: A's numerics, provenance only
 
 _SG2_KEY = re.compile(r"^synthesis\.b(\d+)\.")
 _SG3_LAYER_KEY = re.compile(r"^synthesis\.(L(\d+)_\d+_\d+)\.")
@@ -217,7 +218,9 @@ def blend_generators(G_a: Generator, G_b: Generator, at: int, smooth: float | No
             elif dst.is_floating_point():
                 dst.copy_(torch.lerp(src.to(dst.dtype), dst, alpha))  # α·A + (1 − α)·B
     G.eval().requires_grad_(False)
-    desc = f"blend({G_a.source.source or 'A'}, {G_b.source.source or 'B'}, at={at}" + \
+    from clipstyle.generator.formats.writers import public_source  # no absolute paths in written metadata
+
+    desc = f"blend({public_source(G_a.source.source) or 'A'}, {public_source(G_b.source.source) or 'B'}, at={at}" + \
         (f", smooth={smooth})" if smooth else ")")
     G.source = SourceInfo(desc, G_a.source.path, "blend")
     return G

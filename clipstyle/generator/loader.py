@@ -34,7 +34,8 @@ from clipstyle.generator.formats.safe_pickle import (
 
 SUPPORTED = (
     "clipstyle .safetensors, NVIDIA stylegan2-ada-pytorch/stylegan3 .pkl, "
-    "TensorFlow StyleGAN2 .pkl, rosinality stylegan2-pytorch .pt"
+    "TensorFlow StyleGAN2 .pkl, rosinality stylegan2-pytorch .pt, "
+    "StyleGAN1: NVlabs/stylegan TensorFlow .pkl and lernapparat g_all .pt"
 )
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -92,7 +93,7 @@ def _read_generator_file(path: Path) -> Generator:
         )
 
         ckpt = load_rosinality_checkpoint(path)
-        G, fmt = generator_from_rosinality(ckpt), "rosinality"
+        G, fmt = _torch_dict_generator(ckpt, generator_from_rosinality)
     elif kind == "pickle":
         data = path.read_bytes()
         if data[2:3] == b"\x8a":  # a legacy (pre-zip) torch.save stream starts with the magic long
@@ -107,11 +108,15 @@ def _read_generator_file(path: Path) -> Generator:
                 )
 
                 ckpt = load_rosinality_checkpoint(path)
-                G, fmt = generator_from_rosinality(ckpt), "rosinality"
+                G, fmt = _torch_dict_generator(ckpt, generator_from_rosinality)
                 G.source = SourceInfo(str(path), str(path), fmt)
                 return G
         obj = safe_load_pickle(data)
-        if isinstance(obj, tuple) and obj and all(isinstance(o, TFNetworkStandIn) for o in obj):
+        from clipstyle.generator.formats.tensorflow_sg1 import generator_from_tf_sg1, is_stylegan1_tf
+
+        if is_stylegan1_tf(obj):
+            G, fmt = generator_from_tf_sg1(obj), "tensorflow-stylegan1"
+        elif isinstance(obj, tuple) and obj and all(isinstance(o, TFNetworkStandIn) for o in obj):
             from clipstyle.generator.formats.tensorflow import generator_from_tf
 
             G, fmt = generator_from_tf(obj), "tensorflow-stylegan2"
@@ -130,6 +135,15 @@ def _read_generator_file(path: Path) -> Generator:
                               f"supported: {SUPPORTED}")
     G.source = SourceInfo(str(path), str(path), fmt)
     return G
+
+
+def _torch_dict_generator(ckpt: Any, rosinality: Any) -> tuple[Generator, str]:
+    """A torch ``.pt`` dict: lernapparat's StyleGAN1 ``g_all`` state dict, else rosinality's layouts."""
+    from clipstyle.generator.formats.lernapparat import generator_from_lernapparat, is_lernapparat_state
+
+    if is_lernapparat_state(ckpt):
+        return generator_from_lernapparat(ckpt), "lernapparat-stylegan1"
+    return rosinality(ckpt), "rosinality"
 
 
 def load_generator(source: str | Path, device: str | torch.device = "cpu", *, cache_dir: str | Path | None = None,

@@ -458,3 +458,17 @@ class StyleGAN3Generator(Generator):
         """Per ws row: the input's sampling rate (row 0), then each layer's output sampling rate."""
         rates = [self.config.input_sampling_rate] + [l.out_sampling_rate for l in self.config.layers]
         return [int(round(r)) for r in rates]
+
+
+def input_transform(rotate: float | None, translate: tuple[float, float] | None) -> torch.Tensor:
+    """StyleGAN3's user transform of the input grid for a rotation by ``rotate`` degrees and a translation
+    ``(x, y)`` (in units of the input's extent): the inverse of ``[[cos a, sin a, x], [-sin a, cos a, y],
+    [0, 0, 1]]`` (Karras et al. 2021, §3.1: the input Fourier features are sampled on a transformed grid),
+    float32 ``[3, 3]``, for ``G.synthesis.input.transform``."""
+    import math
+
+    tx, ty = translate if translate is not None else (0.0, 0.0)
+    a = math.radians(rotate or 0.0)
+    m = torch.tensor([[math.cos(a), math.sin(a), tx], [-math.sin(a), math.cos(a), ty], [0.0, 0.0, 1.0]],
+                     dtype=torch.float64)
+    return torch.linalg.inv(m).to(torch.float32)

@@ -127,8 +127,11 @@ def read_noise(path: str | Path, G: Any, names: list[str] | None = None) -> dict
     own = noise_buffers(G)
     if not own:
         return {}
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files if k.startswith(NOISE_KEY) and k[len(NOISE_KEY):].isdigit()}
+    from clipstyle.latents.latent import read_array_file
+
+    _, data = read_array_file(path)  # .npy / torch latents carry no noise maps
+    data = data if isinstance(data, dict) else {}
+    arrays = {k: v for k, v in data.items() if k.startswith(NOISE_KEY) and k[len(NOISE_KEY):].isdigit()}
     if not arrays:
         return {}
     ordered = [arrays[f"{NOISE_KEY}{i}"] for i in range(len(arrays)) if f"{NOISE_KEY}{i}" in arrays]

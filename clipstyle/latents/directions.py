@@ -36,24 +36,77 @@ class DirectionError(ValueError):
     """A direction file or a training set that cannot be used (one-line message)."""
 
 
-def load_direction(path: str | Path, num_ws: int, w_dim: int) -> torch.Tensor:
-    """Read a ``.npy`` direction → float32 ``[num_ws, w_dim]``.
+#: Keys read as the direction in an ``.npz`` or a torch dict, in this order.
+DIRECTION_KEYS = ("direction", "boundary", "d", "dir", "ws", "w", "latent")
+#: GANSpace PCA files: (components, standard deviations) key pairs; e4e's ``ffhq_pca.pt`` and GANSpace's cache.
+GANSPACE_KEYS = (("comp", "std"), ("lat_comp", "lat_stdev"))
 
-    Accepted shapes: ``[w_dim]`` / ``[1, w_dim]`` (a W direction, copied to every row),
-    ``[num_ws, w_dim]``, ``[1, num_ws, w_dim]``. Read with ``allow_pickle=False``.
+
+def _ganspace(obj: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    if not isinstance(obj, dict):
+        return None
+    for ck, sk in GANSPACE_KEYS:
+        if ck in obj and sk in obj and isinstance(obj[ck], np.ndarray) and isinstance(obj[sk], np.ndarray):
+            return obj[ck], obj[sk]
+    return None
+
+
+def load_direction(path: str | Path, num_ws: int, w_dim: int, component: int | None = None,
+                   sigma: float | None = None) -> torch.Tensor:
+    """Read a direction file of any layout in circulation → float32 ``[num_ws, w_dim]``.
+
+    Layouts (recognised by content, no code runs): ``.npy`` (InterFaceGAN boundaries, ours; any float
+    dtype); ``.npz`` or torch dict with one of :data:`DIRECTION_KEYS` or a single array; torch ``.pt``
+    tensors, also saved on a GPU (e4e's ``interfacegan_directions/*.pt``); GANSpace PCA dicts
+    (``comp``/``std``[/``mean``], or ``lat_comp``/``lat_stdev``): component ``K`` times its standard
+    deviation times ``sigma`` (default 1), so strengths count standard deviations along the component; the
+    offset is relative, so the mean is not needed. Shapes: ``[w_dim]`` / ``[1, w_dim]`` (copied to every
+    row), ``[num_ws, w_dim]``, ``[1, num_ws, w_dim]``.
 
     Raises:
-        FileNotFoundError: no such file. DirectionError: not a .npy array, wrong shape, not finite.
+        FileNotFoundError: no such file.
+        DirectionError: not a direction (the message says what the file is and holds), a GANSpace file
+            without ``component`` (or ``component`` for a file that is not one), a component out of range,
+            a shape that does not fit (both shapes in one line), non-finite values.
     """
+    from clipstyle.latents.latent import LatentFileError, describe_content, read_array_file
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such direction file: {path}")
     try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise DirectionError(f"{path} is not a readable .npy array ({type(exc).__name__})") from None
-    if not isinstance(arr, np.ndarray):
-        raise DirectionError(f"{path} is an .npz archive; a direction is a single .npy array")
+        kind, obj = read_array_file(path, "direction")
+    except LatentFileError as exc:
+        raise DirectionError(str(exc)) from None
+    pca = _ganspace(obj)
+    if pca is not None:
+        comp, std = pca
+        comp = comp.reshape(comp.shape[0], -1) if comp.ndim >= 2 else comp
+        std = std.reshape(-1)
+        if component is None:
+            raise DirectionError(f"{path} is a GANSpace PCA file with {comp.shape[0]} components: "
+                                 f"pass --component K (0-{comp.shape[0] - 1}) [--sigma S]")
+        if not 0 <= component < comp.shape[0] or component >= std.shape[0]:
+            raise DirectionError(f"--component must be in 0-{min(comp.shape[0], std.shape[0]) - 1}, got {component}")
+        arr = comp[component].astype(np.float64) * float(std[component]) * (1.0 if sigma is None else float(sigma))
+    else:
+        if component is not None or sigma is not None:
+            raise DirectionError(f"--component/--sigma need a GANSpace PCA file (comp, std); {path} is {kind} "
+                                 f"holding {describe_content(obj)}")
+        arr = obj
+        if isinstance(obj, dict):
+            key = next((k for k in DIRECTION_KEYS if k in obj), None)
+            arrays = [v for v in obj.values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"]
+            if key is not None:
+                arr = obj[key]
+            elif len(arrays) == 1:
+                arr = arrays[0]
+            else:
+                raise DirectionError(f"{path} is {kind} holding {describe_content(obj)}; a direction is one array "
+                                     f"(or one of the keys {', '.join(DIRECTION_KEYS)})")
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f":
+            raise DirectionError(f"{path} is {kind} holding {describe_content(arr)}, not a floating-point direction")
+    got = list(arr.shape)
     arr = np.asarray(arr, dtype=np.float32)
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
@@ -62,8 +115,8 @@ def load_direction(path: str | Path, num_ws: int, w_dim: int) -> torch.Tensor:
     if arr.ndim == 1 and arr.shape[0] == w_dim:
         arr = np.repeat(arr[None], num_ws, axis=0)
     if arr.shape != (num_ws, w_dim):
-        raise DirectionError(f"{path}: a direction must be [{w_dim}] or [{num_ws}, {w_dim}] for this network, "
-                             f"got {list(arr.shape)}")
+        raise DirectionError(f"{path}: the direction has shape {got} but this network needs [{w_dim}] or "
+                             f"[{num_ws}, {w_dim}]")
     if not np.isfinite(arr).all():
         raise DirectionError(f"{path} contains NaN or infinite values")
     return torch.from_numpy(np.ascontiguousarray(arr))

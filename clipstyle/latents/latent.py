@@ -115,45 +115,186 @@ def save_latents(path: str | Path, ws: torch.Tensor | np.ndarray, z: Any = None,
     atomic_save_npz(path, **arrays)
 
 
-def load_latents(path: str | Path, num_ws: int | None = None, w_dim: int | None = None) -> LatentFile:
-    """Read a latent ``.npz`` (ours, or NVIDIA's ``projected_w.npz`` with key ``w``).
+#: Keys read as the latent in an ``.npz`` or a torch dict, in this order (``dlatents``: TF projectors).
+LATENT_KEYS = ("ws", "w", "dlatents", "latents", "latent", "codes")
 
-    ``w`` of shape ``[w_dim]`` or ``[N, w_dim]`` is broadcast to every row when ``num_ws`` is given.
+
+def read_array_file(path: str | Path, what: str = "latent") -> tuple[str, Any]:
+    """Read an array file of any kind users pass around, recognised by content (never by name), running no code.
+
+    * NumPy ``.npy`` (``allow_pickle=False``) → ``("a NumPy .npy array", ndarray)``;
+    * NumPy ``.npz`` → ``("a NumPy .npz archive", {name: ndarray})``;
+    * torch ``.pt`` (zip or legacy container; ``torch.load(map_location='cpu', weights_only=True)``, so
+      tensors saved on a GPU load on a CPU-only machine) → ``("a torch file", tensor | dict | list …)``
+      with tensors turned into float NumPy arrays.
+
+    Args:
+        what: the word for error messages (``"latent"``, ``"direction"``).
 
     Raises:
-        LatentFileError: missing file, not an npz, no ``ws``/``w`` key, or shape mismatch with
-            ``num_ws``/``w_dim``.
+        LatentFileError: missing, unreadable, truncated, or a torch pickle naming a global outside
+            torch's weights-only allow-list (nothing from it ran). The message names what the file is.
     """
     path = Path(path)
     if not path.is_file():
-        raise LatentFileError(f"no such latent file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as exc:
-        raise LatentFileError(f"{path} is not a readable .npz latent file ({type(exc).__name__})") from None
-    key = "ws" if "ws" in arrays else "w" if "w" in arrays else None
-    if key is None:
-        raise LatentFileError(f"{path} has no 'ws' or 'w' array (found: {', '.join(arrays) or 'nothing'})")
-    ws = arrays[key].astype(np.float32)
+        raise LatentFileError(f"no such {what} file: {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:6] == b"\x93NUMPY":
+        try:
+            return "a NumPy .npy array", np.load(path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - any failure: a broken file
+            raise LatentFileError(f"{path} is a NumPy .npy file that cannot be read as a {what} "
+                                  f"({type(exc).__name__}: {_one_line(exc)})") from None
+    torch_file = head[:1] == b"\x80" and head[2:3] == b"\x8a"  # legacy torch.save: pickled magic number first
+    if head[:1] == b"\x80" and not torch_file:
+        raise LatentFileError(f"{path} is a plain Python pickle, not a {what} file (pickles are not read: "
+                              f"they can run code); use .npz, .npy or a torch .pt tensor")
+    if head[:4] == b"PK\x03\x04":
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise LatentFileError(f"{path} is a truncated or corrupt zip archive ({_one_line(exc)})") from None
+        torch_file = any(n.endswith("data.pkl") for n in names)
+        if not torch_file:
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    return "a NumPy .npz archive", {k: data[k] for k in data.files}
+            except Exception as exc:  # noqa: BLE001
+                raise LatentFileError(f"{path} is a zip archive but not a readable .npz "
+                                      f"({type(exc).__name__}: {_one_line(exc)})") from None
+    if torch_file:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - UnpicklingError (unsafe global), RuntimeError (corrupt) …
+            raise LatentFileError(f"{path} is a torch file that cannot be read safely as a {what} "
+                                  f"({type(exc).__name__}: {_one_line(exc)}); nothing from it ran") from None
+        return "a torch file", _tensors_to_numpy(obj)
+    raise LatentFileError(f"{path} is not a readable {what} file: not NumPy, not torch (starts with {head!r}); "
+                          f"use .npz (ws/w/dlatents), .npy or a torch .pt tensor")
+
+
+def _one_line(exc: object, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tensors_to_numpy(obj: Any, depth: int = 0) -> Any:
+    if torch.is_tensor(obj):
+        return obj.detach().to("cpu").numpy() if obj.dtype != torch.bfloat16 else obj.float().numpy()
+    if depth < 3 and isinstance(obj, dict):
+        return {k: _tensors_to_numpy(v, depth + 1) for k, v in obj.items()}
+    if depth < 3 and isinstance(obj, (list, tuple)):
+        return [_tensors_to_numpy(v, depth + 1) for v in obj]
+    return obj
+
+
+def describe_content(obj: Any) -> str:
+    """A few words on what a file held (for error messages): ``a dict with keys a, b`` …"""
+    if isinstance(obj, dict):
+        keys = ", ".join(str(k) for k in list(obj)[:8])
+        return f"a dict with keys {keys or '(none)'}"
+    if isinstance(obj, np.ndarray):
+        return f"an array of shape {list(obj.shape)} ({obj.dtype})"
+    if isinstance(obj, (list, tuple)):
+        return f"a {type(obj).__name__} of {len(obj)} items"
+    return f"a {type(obj).__name__}"
+
+
+def _float_array(arr: Any, path: Path, kind: str) -> np.ndarray:
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f":
+        raise LatentFileError(f"{path} is {kind} holding {describe_content(arr)}, not a floating-point latent")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise LatentFileError(f"{path}: the latent contains NaN or infinite values")
+    return arr
+
+
+def _latent_array(kind: str, obj: Any, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """(the latent array, the other arrays of the file) from what :func:`read_array_file` returned."""
+    if isinstance(obj, (np.ndarray, list, tuple)):
+        if isinstance(obj, (list, tuple)):
+            if not obj or not all(isinstance(v, np.ndarray) for v in obj):
+                raise LatentFileError(f"{path} is {kind} holding {describe_content(obj)}, not a latent")
+            obj = np.stack([v.reshape(v.shape[-2:]) if v.ndim == 3 and v.shape[0] == 1 else v for v in obj])
+        return _float_array(obj, path, kind), {}
+    if isinstance(obj, dict):
+        key = next((k for k in LATENT_KEYS if k in obj), None)
+        if key is not None:
+            return _float_array(obj[key], path, kind), obj
+        values = list(obj.values())  # e.g. {image name: latent}, as some encoders save them
+        if values and all(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in values) and \
+                len({v.shape for v in values}) == 1 and values[0].ndim in (2, 3) and kind == "a torch file":
+            return _latent_array(kind, values, path)[0], {}
+        raise LatentFileError(f"{path} is {kind} holding {describe_content(obj)}; a latent needs one of "
+                              f"{', '.join(LATENT_KEYS)}")
+    raise LatentFileError(f"{path} is {kind} holding {describe_content(obj)}, not a latent")
+
+
+def load_latents(path: str | Path, num_ws: int | None = None, w_dim: int | None = None) -> LatentFile:
+    """Read a latent file of any layout in circulation → ``ws [N, num_ws, w_dim]`` float32.
+
+    Layouts (recognised by content): ``.npz`` with ``ws`` (ours), ``w`` (NVIDIA's ``projected_w.npz``) or
+    ``dlatents`` (TF projectors); ``.npy`` in any float dtype (encoders, woctezuma); torch ``.pt``: a tensor
+    (saved on a GPU or not), a dict with one of :data:`LATENT_KEYS`, or a dict/list of equal-shaped latents
+    (stacked in order). Shapes: ``[N, num_ws, w_dim]``; ``[num_ws, w_dim]`` (one W+ latent); ``[1, w_dim]`` or
+    ``[w_dim]`` (one W latent, copied to every row); ``[N, w_dim]`` (N W latents; 2-D arrays with exactly
+    ``num_ws`` rows count as one W+ latent).
+
+    Raises:
+        LatentFileError: missing/unreadable file, nothing that is a latent (the message says what the file
+            is and holds), or a shape that does not fit ``num_ws``/``w_dim`` (one line with both shapes).
+    """
+    path = Path(path)
+    kind, obj = read_array_file(path, "latent")
+    arr, others = _latent_array(kind, obj, path)
+    need = f"[N, {num_ws if num_ws is not None else 'num_ws'}, {w_dim if w_dim is not None else 'w_dim'}]"
+    got = list(arr.shape)
+    ws = arr
     if ws.ndim == 1:
         ws = ws[None]
     if ws.ndim == 2:
         if num_ws is None:
-            raise LatentFileError(f"{path}: a [N, w_dim] latent needs the network's num_ws")
-        ws = np.repeat(ws[:, None, :], num_ws, axis=1)
-    if ws.ndim != 3:
-        raise LatentFileError(f"{path}: ws must be [N, num_ws, w_dim], got shape {list(ws.shape)}")
-    if (num_ws is not None and ws.shape[1] != num_ws) or (w_dim is not None and ws.shape[2] != w_dim):
-        raise LatentFileError(f"{path}: ws has shape {list(ws.shape)} but this network needs "
-                              f"[N, {num_ws}, {w_dim}]")
+            raise LatentFileError(f"{path}: a {got} latent needs the network's num_ws")
+        if ws.shape[0] == num_ws and ws.shape[0] != 1:
+            ws = ws[None]
+        else:
+            ws = np.repeat(ws[:, None, :], num_ws, axis=1)
+    if ws.ndim == 4 and ws.shape[1] == 1:  # [N, 1, num_ws, w_dim] as some encoders keep a batch axis
+        ws = ws[:, 0]
+    if ws.ndim != 3 or (num_ws is not None and ws.shape[1] != num_ws) or (w_dim is not None and ws.shape[2] != w_dim):
+        raise LatentFileError(f"{path}: the latent has shape {got} but this network needs ws {need} "
+                              f"(or [{w_dim if w_dim is not None else 'w_dim'}] for one w)")
     meta: dict[str, Any] = {}
-    if "meta" in arrays:
+    raw_meta = others.get("meta") if isinstance(others, dict) else None
+    if isinstance(raw_meta, np.ndarray):
         try:
-            meta = json.loads(str(arrays["meta"]))
+            meta = json.loads(str(raw_meta))
         except ValueError:
             meta = {}
-    return LatentFile(ws=ws, z=arrays.get("z"), c=arrays.get("c"), meta=meta)
+    z = others.get("z") if isinstance(others, dict) else None
+    c = others.get("c") if isinstance(others, dict) else None
+    z = z if isinstance(z, np.ndarray) else None
+    c = c if isinstance(c, np.ndarray) else None
+    return LatentFile(ws=np.ascontiguousarray(ws, dtype=np.float32), z=z, c=c, meta=meta if isinstance(meta, dict) else {})
+
+
+def read_latent_meta(path: str | Path) -> dict[str, Any]:
+    """The JSON ``meta`` of a latent file of any layout (``{}`` when it has none: .npy, torch, NVIDIA's).
+
+    Raises:
+        LatentFileError: missing or unreadable file.
+    """
+    _, obj = read_array_file(path, "latent")
+    raw = obj.get("meta") if isinstance(obj, dict) else None
+    try:
+        meta = json.loads(str(raw)) if isinstance(raw, np.ndarray) else {}
+    except ValueError:
+        meta = {}
+    return meta if isinstance(meta, dict) else {}
 
 
 class Latent(nn.Module):

@@ -26,24 +26,18 @@ def check_noise_mode(noise_mode: str) -> str:
     return noise_mode
 
 
-def labels(c_dim: int, class_idx: int | None, n: int, device: Any) -> torch.Tensor:
-    """One-hot labels ``c`` float32 ``[n, c_dim]`` (``[n, 0]`` for unconditional networks).
+def labels(c_dim: int, class_idx: "int | str | None", n: int, device: Any, label_scale: float = 1.0) -> torch.Tensor:
+    """Labels ``c`` float32 ``[n, c_dim]`` from ``--class`` (``[n, 0]`` for unconditional networks): K, several
+    at once K1,K2,… (sum of one-hots), ``@S`` scale, or a ``.npy`` vector
+    (:func:`clipstyle.latents.labels.parse_labels`).
 
     Raises:
-        SpecError: ``class_idx`` given to an unconditional network, missing for a conditional one,
-            or out of ``0 … c_dim-1``.
+        LabelError: ``class_idx`` given to an unconditional network, missing for a conditional one, out of
+            ``0 … c_dim-1``, or malformed.
     """
-    c = torch.zeros([n, c_dim], device=device)
-    if c_dim == 0:
-        if class_idx is not None:
-            raise SpecError("--class was given but this network is unconditional")
-        return c
-    if class_idx is None:
-        raise SpecError(f"this network is conditional: pass --class K (0-{c_dim - 1})")
-    if not 0 <= class_idx < c_dim:
-        raise SpecError(f"--class must be in 0-{c_dim - 1}, got {class_idx}")
-    c[:, class_idx] = 1
-    return c
+    from clipstyle.latents.labels import label_tensor
+
+    return label_tensor(c_dim, class_idx, n, device, label_scale)
 
 
 def pick_device(device: str, G: Any = None) -> str:

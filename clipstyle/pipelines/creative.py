@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from clipstyle.latents.constraints import SpecError
 from clipstyle.pipelines.common import check_noise_mode, labels, load_network, pick_device
 from clipstyle.pipelines.run import Run
 
@@ -254,42 +255,89 @@ def render(latents: str, *, network: str | None = None, blend: str | None = None
                ws_=ws.cpu(), images_=imgs)
 
 
-def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float = 1.0, class_idx: int | None = None,
-             noise_mode: str = "const", grid: bool = False, device: str = "auto", G: Any = None) -> Run:
+def parse_translate(spec: "str | tuple[float, float] | None") -> tuple[float, float] | None:
+    """``--translate X,Y`` → ``(x, y)``. Raises SpecError when malformed."""
+    if spec is None or isinstance(spec, tuple):
+        return spec
+    try:
+        tx, ty = (float(v) for v in str(spec).split(","))
+    except ValueError:
+        raise SpecError(f"--translate must be X,Y (e.g. 0.3,0), got {spec!r}") from None
+    return tx, ty
+
+
+def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float | None = None,
+             truncation_cutoff: int | None = None, truncate_to: str = "global", class_idx: "int | str | None" = None,
+             label_scale: float = 1.0, noise_mode: str = "const", rotate: float | None = None,
+             translate: "str | tuple[float, float] | None" = None, grid: bool = False, device: str = "auto",
+             G: Any = None, note: "Callable[[str], None] | None" = None) -> Run:
     """Render images for seeds like NVIDIA's ``gen_images.py`` (``z = RandomState(seed).randn(1, z_dim)``).
+
+    ``truncation``/``truncation_cutoff`` left unset take the network's documented defaults (StyleGAN1: psi 0.7
+    on rows 0-7, reported through ``note``; every other family: none). ``truncate_to="label"`` truncates a
+    conditional network towards the mean w of its ``--class`` label instead of the global ``w_avg``.
+    ``rotate``/``translate`` set a StyleGAN3 network's input transform (default: the checkpoint's).
 
     Returns:
         :class:`Run` named ``generate-seeds-<seeds>``: ``seedNNNN.png`` + ``seedNNNN.npz`` (ws, z, c) per seed,
         ``grid.png`` with ``grid``; ``ws`` ``[S, num_ws, w_dim]``, ``images`` ``[S, H, W, C]``.
 
     Raises:
-        SpecError: bad seeds, noise mode or class.
+        SpecError: bad seeds, noise mode, truncate_to or translate; rotate/translate on a non-StyleGAN3 network.
+        LabelError: a bad ``--class``.
     """
+    from clipstyle.generator.stylegan1 import resolve_truncation
+    from clipstyle.generator.stylegan3 import input_transform
     from clipstyle.latents import start_ws
+    from clipstyle.latents.labels import label_w_avg, truncate_ws
     from clipstyle.optimize.loop import to_uint8_frames
     from clipstyle.pipelines.common import parse_seeds
     from clipstyle.render.files import make_grid
 
     nm = check_noise_mode(noise_mode)
+    if truncate_to not in ("global", "label"):
+        raise SpecError(f"--truncate-to must be global or label, got {truncate_to!r}")
+    shift = parse_translate(translate)
     seed_list = parse_seeds(seeds)
-    G, dev, c = _setup(network, device, G, class_idx)
+    dev = pick_device(device, G)
+    G = load_network(network, dev, G=G)
+    c = labels(G.c_dim, class_idx, 1, dev, label_scale)
+    if rotate is not None or shift is not None:
+        inp = getattr(G.synthesis, "input", None)
+        if getattr(inp, "transform", None) is None:
+            raise SpecError("--rotate/--translate need a StyleGAN3 network (its input transform)")
+        inp.transform.copy_(input_transform(rotate, shift).to(inp.transform))
+    psi, cutoff, used = resolve_truncation(G, truncation, truncation_cutoff)
+    if used and note is not None:
+        note(used)
+    center = None
+    if truncate_to == "label":
+        if G.c_dim == 0:
+            raise SpecError("--truncate-to label needs a conditional network")
+        center = label_w_avg(G, c)
     pngs, files, all_ws, images, zs = {}, {}, [], [], []
     with torch.no_grad():
         for s in seed_list:
-            ws, z = start_ws(G, seed=s, truncation_psi=truncation, c=c)
+            if center is None:
+                ws, z = start_ws(G, seed=s, truncation_psi=psi, c=c, truncation_cutoff=cutoff)
+            else:
+                ws, z = start_ws(G, seed=s, truncation_psi=1.0, c=c)
+                ws = truncate_ws(ws, center, psi, cutoff)
             img = to_uint8_frames(G.synthesis(ws, noise_mode=nm))[0]
             pngs[f"seed{s:04d}.png"] = img
             files[f"seed{s:04d}.npz"] = {"ws": ws, "z": z, "c": c,
-                                         "meta": {"seed": s, "truncation_psi": truncation,
-                                                  "network": G.source.source}}
+                                         "meta": {"seed": s, "truncation_psi": psi, "truncation_cutoff": cutoff,
+                                                  "truncate_to": truncate_to, "network": G.source.source}}
             images.append(img)
             all_ws.append(ws.cpu())
             zs.append(z.cpu())
     sheet = make_grid(images)
     if grid:
         pngs["grid.png"] = sheet
-    settings = {"command": "generate", "network": network, "seeds": seed_list, "truncation": truncation,
-                "class": class_idx, "noise_mode": noise_mode}
+    settings = {"command": "generate", "network": network, "seeds": seed_list, "truncation": psi,
+                "truncation_cutoff": cutoff, "truncation_default_used": bool(used), "truncate_to": truncate_to,
+                "class": class_idx, "label_scale": label_scale, "noise_mode": noise_mode, "rotate": rotate,
+                "translate": list(shift) if shift else None}
     return Run(name=f"generate-seeds-{seeds}", result=None, settings=settings, network=G.describe(),
                z=torch.cat(zs), c=c.expand(len(seed_list), -1).cpu(), ws_=torch.cat(all_ws),
                images_=np.stack(images), result_image=sheet, extra_images=pngs, extra_latents=files)

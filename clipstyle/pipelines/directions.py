@@ -21,13 +21,14 @@ __all__ = ["direction_apply", "direction_learn", "direction_from_text", "text_di
 
 
 def direction_apply(latents: str, direction: str | Path, *, strength: str = "-5:5", frames: int = 11,
-                    blocks: str | None = None, network: str | None = None, truncation: float = 1.0,
-                    class_idx: int | None = None, noise_mode: str = "const", file_noise: bool = True,
+                    blocks: str | None = None, network: str | None = None, component: int | None = None,
+                    sigma: float | None = None, truncation: float = 1.0, class_idx: "int | str | None" = None, noise_mode: str = "const", file_noise: bool = True,
                     fps: float = 10.0, device: str = "auto", G: Any = None) -> Run:
     """Walk a latent along a direction: ``ws + s·d`` on ``blocks`` for ``frames`` strengths of ``strength``.
 
     A latent file is rendered as it was made unless told otherwise: the network in its meta
     (``network=None``) and its stored StyleGAN2 noise maps (``noise_mode="const"`` and ``file_noise``).
+    ``component``/``sigma`` pick principal component K of a GANSpace file, scaled by S standard deviations.
 
     Returns:
         :class:`Run` named ``direction-<direction>-<source>``: ``direction.gif``, ``strip.png``, ``latents.npz``
@@ -59,7 +60,7 @@ def direction_apply(latents: str, direction: str | Path, *, strength: str = "-5:
     source = network or meta.get("network") or "ffhq"
     dev = pick_device(device, G)
     G = load_network(source, dev, G=G)
-    d = load_direction(direction, G.num_ws, G.w_dim)
+    d = load_direction(direction, G.num_ws, G.w_dim, component=component, sigma=sigma)
     rows = parse_blocks(blocks, G.num_ws, G.block_groups())
     (src,) = parse_source(latents, G, dev, truncation, labels(G.c_dim, class_idx, 1, dev), allow_many=False)
     ws = apply_direction(src.ws, d, values, rows)

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import types
 import typing
 from pathlib import Path
@@ -28,6 +26,7 @@ import torch
 
 from clipstyle.generator.base import Generator
 from clipstyle.generator.formats.common import CheckpointError, load_state_exact
+from clipstyle.generator.formats.writers import public_source
 
 FORMAT_VERSION = "1"
 _RESERVED = ("clipstyle_format", "kind", "config", "source", "source_format")
@@ -57,7 +56,7 @@ def save_native(G: Generator, path: str | Path, meta: dict[str, Any] | None = No
         "clipstyle_format": FORMAT_VERSION,
         "kind": str(G.kind),
         "config": json.dumps(dataclasses.asdict(G.config)),
-        "source": str(getattr(G.source, "source", "") or getattr(G.source, "path", "")),
+        "source": public_source(getattr(G.source, "source", "") or getattr(G.source, "path", "")),
         "source_format": str(getattr(G.source, "format", "")),
     }
     for key, value in (meta or {}).items():
@@ -69,14 +68,12 @@ def save_native(G: Generator, path: str | Path, meta: dict[str, Any] | None = No
         t = t.detach().to("cpu")
         t = t.to(torch.float32) if t.is_floating_point() else t
         tensors[name] = t.contiguous().clone()  # clone: safetensors refuses tensors that share memory
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from clipstyle.io.files import (
+        atomic_temp_path,  # same file mode as every other output (0o666 & ~umask)
+    )
+
+    with atomic_temp_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
     return path
 
 
@@ -145,6 +142,10 @@ def _classes_for(kind: str) -> tuple[type, type]:
         from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
         return StyleGAN2Generator, StyleGAN2Config
+    if kind == "stylegan1":
+        from clipstyle.generator.stylegan1 import StyleGAN1Config, StyleGAN1Generator
+
+        return StyleGAN1Generator, StyleGAN1Config
     if kind == "stylegan3":
         try:
             from clipstyle.generator.stylegan3 import (
