@@ -30,3 +30,19 @@ def load_state_exact(G: torch.nn.Module, state: dict[str, torch.Tensor]) -> None
         raise CheckpointError("the checkpoint does not fit the generator it describes: " + "; ".join(parts))
     G.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()})
     G.eval().requires_grad_(False)
+
+
+def safe_text(value: object, limit: int = 80) -> str:
+    """A file-derived value as one short printable line: control and non-printable characters escaped
+    (``\\x1b`` …), rich markup brackets escaped, cut to ``limit`` characters."""
+    text = value if isinstance(value, str) else repr(value)
+    out = []
+    for ch in text[: limit + 1]:
+        if ch == "[":
+            out.append("\\[")
+        elif ch.isprintable() and ch not in "\u2028\u2029":
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    s = "".join(out)
+    return s if len(text) <= limit else s[:limit] + "…"
