@@ -18,7 +18,8 @@ from typing import Any, Iterable
 
 from clipstyle.generator.formats.common import CheckpointError
 
-__all__ = ["BudgetError", "Limits", "check_budget", "check_shapes", "limits", "nbytes_of_shape"]
+__all__ = ["BudgetError", "Limits", "check_budget", "check_fits_state", "check_shapes", "limits", "min_parameters",
+           "nbytes_of_shape"]
 
 
 class BudgetError(CheckpointError):
@@ -139,3 +140,29 @@ def check_budget(config: Any = None, *, shapes: Iterable[tuple[tuple[int, ...], 
                     bounded(f"a layer's {name}", s, 4 * lim.max_resolution, 1)
     if shapes is not None:
         check_shapes(shapes, what)
+
+
+def min_parameters(config: Any) -> int:
+    """A lower bound on the number of weights a StyleGAN2/3 config needs (its conv kernels alone)."""
+    layers = getattr(config, "layers", None)
+    if layers:
+        return sum(int(l.in_channels) * int(l.out_channels) * int(l.conv_kernel) ** 2 for l in layers)
+    return sum(int(c) * int(c) * 9 for c in getattr(config, "channels", None) or ())
+
+
+def check_fits_state(config: Any, state: Any, what: str = "the file") -> None:
+    """Refuse a config whose network cannot be the tensors the file holds, *before* building it.
+
+    The network would need at least :func:`min_parameters` weights; when the file's tensors hold fewer
+    elements than that, loading would fail anyway after allocating the whole network (a few bytes of
+    config could otherwise ask for gigabytes).
+
+    Raises:
+        BudgetError: the config is implausible (:func:`check_budget`) or larger than the file's tensors.
+    """
+    check_budget(config, what=what)
+    have = sum(int(v.numel()) for v in state.values() if hasattr(v, "numel"))
+    need = min_parameters(config)
+    if need > have:
+        raise BudgetError(f"{what} describes a network of at least {need} weights but stores only {have}; "
+                          f"refused before building it")

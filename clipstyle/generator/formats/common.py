@@ -13,7 +13,8 @@ def load_state_exact(G: torch.nn.Module, state: dict[str, torch.Tensor]) -> None
     """Load ``state`` into ``G`` requiring identical names and shapes; float32 copies.
 
     Raises:
-        CheckpointError: a missing, unexpected or mis-shaped tensor (names the first few).
+        CheckpointError: a missing, unexpected or mis-shaped tensor (names the first few), or a
+            floating-point tensor with NaN/inf values.
     """
     own = G.state_dict()
     missing = sorted(set(own) - set(state))
@@ -22,12 +23,16 @@ def load_state_exact(G: torch.nn.Module, state: dict[str, torch.Tensor]) -> None
     if missing or extra or bad:
         parts = []
         if missing:
-            parts.append(f"missing {', '.join(missing[:3])}")
+            parts.append(f"missing {', '.join(safe_text(k) for k in missing[:3])}")
         if extra:
-            parts.append(f"unexpected {', '.join(extra[:3])}")
+            parts.append(f"unexpected {', '.join(safe_text(k) for k in extra[:3])}")
         if bad:
-            parts.append(f"wrong shape {', '.join(bad[:3])}")
+            parts.append(f"wrong shape {', '.join(safe_text(k) for k in bad[:3])}")
         raise CheckpointError("the checkpoint does not fit the generator it describes: " + "; ".join(parts))
+    for k in sorted(state):
+        v = state[k]
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"the checkpoint's tensor {safe_text(k)} holds NaN or infinite values; refused")
     G.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()})
     G.eval().requires_grad_(False)
 
