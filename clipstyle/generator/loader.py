@@ -86,7 +86,7 @@ _TF_FALLBACK = Reader("tensorflow-stylegan2", lambda gs: True, "clipstyle.genera
 
 # What a converter may raise on a validated but malformed structure (a file problem, never a usage one).
 _MALFORMED = (KeyError, TypeError, IndexError, AttributeError, ValueError, OverflowError, RecursionError,
-              ZeroDivisionError)
+              ZeroDivisionError, RuntimeError)
 
 
 def sniff_format(head: bytes) -> str:
@@ -140,6 +140,8 @@ def read_generator_file(path: str | Path) -> Generator:
     except MemoryError:
         raise BudgetError(f"{name}: the network it describes does not fit in memory; refused") from None
     except _MALFORMED as exc:
+        if isinstance(exc, RuntimeError) and "allocate" in str(exc):  # torch's allocator failing
+            raise BudgetError(f"{name}: the network it describes does not fit in memory; refused") from None
         raise CheckpointError(f"{name}: malformed network structure ({type(exc).__name__}: "
                               f"{safe_text(exc, 120)})") from None
 

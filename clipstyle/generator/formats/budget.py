@@ -161,7 +161,7 @@ def check_fits_state(config: Any, state: Any, what: str = "the file") -> None:
         BudgetError: the config is implausible (:func:`check_budget`) or larger than the file's tensors.
     """
     check_budget(config, what=what)
-    have = sum(int(v.numel()) for v in state.values() if hasattr(v, "numel"))
+    have = sum(int(v.numel()) if hasattr(v, "numel") else int(getattr(v, "size", 0)) for v in state.values())
     need = min_parameters(config)
     if need > have:
         raise BudgetError(f"{what} describes a network of at least {need} weights but stores only {have}; "
