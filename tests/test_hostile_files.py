@@ -233,3 +233,23 @@ def test_fixture_parity_is_untouched():
     key = next(k for k in ref if k.startswith("img") or k.startswith("image"))
     assert math.isfinite(float(np.abs(ref[key]).max()))
     assert G.img_resolution == 64
+
+
+def test_reader_tables_take_one_line_per_format(tmp_path, monkeypatch):
+    from clipstyle.generator import loader
+
+    path = tmp_path / "other.pt"
+    torch.save({"my_format_key": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="other.pt: a torch archive holding a dict with keys my_format_key"):
+        read_generator_file(path)
+    monkeypatch.setattr(loader, "TORCH_READERS", loader.TORCH_READERS + [
+        loader.Reader("mine", lambda d: "my_format_key" in d, "tests.test_hostile_files:_build_mine")])
+    with pytest.raises(CheckpointError, match="other.pt: reached the new reader"):
+        read_generator_file(path)
+    gs = _snapshot("tf_sg2_skip_64.pkl")[2]
+    assert [r.fmt for r in loader.TF_READERS if r.matches(gs)] == ["tensorflow-stylegan2"]
+
+
+def _build_mine(obj):
+    assert torch.equal(obj["my_format_key"], torch.zeros(2))
+    raise CheckpointError("reached the new reader")

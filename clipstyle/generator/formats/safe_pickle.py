@@ -363,6 +363,9 @@ def _rebuild_tensor(charge: _Charge):
             raise CorruptPickleError(f"a tensor of shape {list(size)} extends past (or repeats) its storage "
                                      f"of {storage.numel()} elements")
         charge(numel * storage.element_size())
+        contiguous = tuple(int(v) for v in torch.empty(0).new_empty(size, device="meta").stride()) == stride
+        if storage_offset == 0 and numel == storage.numel() and contiguous:
+            return storage.view(size)  # the storage is our own fresh copy: no second copy needed
         return torch.as_strided(storage, size, stride, storage_offset).clone()
     return rebuild
 
@@ -405,7 +408,7 @@ def _load_storage_from_bytes(charge: _Charge):
         if numel < 0 or len(data) - pos - 8 < numel * itemsize:
             raise CorruptPickleError("tensor storage is truncated")
         charge(numel * itemsize)
-        raw = bytearray(data[pos + 8:pos + 8 + numel * itemsize])
+        raw = bytearray(memoryview(data)[pos + 8:pos + 8 + numel * itemsize])
         return torch.frombuffer(raw, dtype=dtype) if numel else torch.empty(0, dtype=dtype)
     return load
 
