@@ -228,3 +228,33 @@ def test_stock_pickle_of_a_numpy_object_array_is_refused(tmp_path):
     path.write_bytes(pickle.dumps({"G_ema": np.array([1, "x"], dtype=object)}, protocol=4))
     with pytest.raises(UnsafePickleError):
         read_generator_file(path)
+
+
+def _forged_chain(marker) -> bytes:
+    """The review's chain in opcodes: a forged dtype, an ndarray reconstructed with list items, then BUILD."""
+    dtype = (g("numpy", "dtype") + tup(s("O8"), b"\x89", b"\x88") + b"R"
+             + tup(i(3), s("|"), b"N", b"N", b"N", i(8), i(8), i(63)) + b"b")
+    arr = g("numpy.core.multiarray", "_reconstruct") + tup(g("numpy", "ndarray"), tup(i(0)), b"C\x01b") + b"R"
+    return arr + tup(i(1), tup(i(1)), dtype, b"\x89", b"](" + marker_cmd(marker) + b"e") + b"b"
+
+
+def test_attack_inside_a_genuine_snapshot_is_refused_by_every_entry_point(tmp_path, capsys):
+    """The chain added as one more entry of the real sg2 snapshot dict (the file otherwise renders fine)."""
+    from clipstyle.generator import load_generator
+
+    from ._cli import run_cli
+
+    marker = tmp_path / "pwned"
+    data = fixture_path("sg2_skip_64.pkl").read_bytes()
+    assert data.endswith(b".")
+    evil = tmp_path / "snapshot.pkl"
+    evil.write_bytes(data[:-1] + s("extra") + _forged_chain(marker) + b"s.")
+    for load in (read_generator_file, load_generator, safe_load_pickle):
+        with pytest.raises(UnsafePickleError, match="nothing from the file ran"):
+            load(evil.read_bytes() if load is safe_load_pickle else evil)
+    code, out, err = run_cli(["info", evil], capsys)
+    assert code == 1 and err.startswith("error: snapshot.pkl: ") and len(err.strip().splitlines()) == 1
+    assert not marker.exists()
+    clean = tmp_path / "clean.pkl"  # the same splice with a harmless value loads: the splice itself is valid
+    clean.write_bytes(data[:-1] + s("extra") + i(1) + b"s.")
+    assert read_generator_file(clean).img_resolution == 64

@@ -509,7 +509,9 @@ def safe_load_pickle(data: bytes | bytearray | memoryview | io.BufferedIOBase) -
     try:
         value, _ = run_pickle(bytes(data), _table(charge))
         return value
-    except (UnsafePickleError, CorruptPickleError, CheckpointError):
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{exc} (nothing from the file ran)") from None
+    except (CorruptPickleError, CheckpointError):
         raise
     except PickleVMUnsafe as exc:
         raise UnsafePickleError(f"{exc} (nothing from the file ran)") from None
