@@ -23,13 +23,18 @@ import pytest
 import torch
 
 pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from clipstyle.generator import CheckpointError, CorruptPickleError, UnsafePickleError, read_generator_file  # noqa: E402
-from clipstyle.generator.formats.safe_pickle import safe_load_pickle  # noqa: E402
+from clipstyle.generator import (
+    CheckpointError,
+    CorruptPickleError,
+    UnsafePickleError,
+    read_generator_file,
+)
+from clipstyle.generator.formats.safe_pickle import safe_load_pickle
 
-from ._fixtures import FIXTURES  # noqa: E402
+from ._fixtures import FIXTURES
 
 OURS = (CheckpointError, CorruptPickleError, UnsafePickleError)
 MARKER = Path(tempfile.gettempdir()) / f"clipstyle-fuzz-marker-{os.getpid()}"
@@ -76,7 +81,7 @@ def _seed(name: str) -> tuple[bytes, list[int]]:
                 out = Path(d) / "n.safetensors"
                 save_native(read_generator_file(path), out)
                 data = out.read_bytes()
-            positions = list(range(0, 8 + int.from_bytes(data[:8], "little")))  # the header
+            positions = list(range(8 + int.from_bytes(data[:8], "little")))  # the header
         else:
             path = FIXTURES / name
             if not path.is_file():
@@ -137,7 +142,7 @@ def _assert_is_g_ema(G, data: bytes) -> None:
     ours = G.state_dict()
     ema = snap["G_ema"].state_dict() if "G_ema" in snap else {}
     other = snap["G"].state_dict() if isinstance(snap, dict) and "G" in snap and hasattr(snap["G"], "state_dict") else {}
-    same = lambda ref: sum(1 for k, v in ref.items() if k in ours and ours[k].shape == v.shape and torch.equal(ours[k], v.float()))  # noqa: E731
+    same = lambda ref: sum(1 for k, v in ref.items() if k in ours and ours[k].shape == v.shape and torch.equal(ours[k], v.float()))
     assert same(ema) >= same(other), "the loaded network is G, not G_ema"
 
 

@@ -26,7 +26,7 @@ def _leftovers(folder: Path) -> list[str]:
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         body = b"x" * 300_000
         if self.path == "/big-announced":  # Content-Length over the cap: refused before reading
             self.send_response(200)

@@ -18,7 +18,11 @@ from clipstyle.generator import CheckpointError, read_generator_file
 from clipstyle.generator.formats.budget import BudgetError
 from clipstyle.generator.formats.nvidia import generator_from_nvidia, pick_g_ema
 from clipstyle.generator.formats.nvidia_sg3 import stylegan3_config_from_nvidia
-from clipstyle.generator.formats.safe_pickle import PersistentObject, TFNetworkStandIn, safe_load_pickle
+from clipstyle.generator.formats.safe_pickle import (
+    PersistentObject,
+    TFNetworkStandIn,
+    safe_load_pickle,
+)
 from clipstyle.generator.formats.tensorflow import generator_from_tf
 
 from ._cli import run_cli
@@ -185,8 +189,9 @@ def test_safetensors_headers_declaring_huge_tensors_or_networks_are_refused(tmp_
     _safetensors(p, {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8)
     with pytest.raises(CheckpointError, match="outside the file"):
         read_generator_file(p)
-    from clipstyle.generator.stylegan2 import StyleGAN2Config
     from dataclasses import asdict
+
+    from clipstyle.generator.stylegan2 import StyleGAN2Config
 
     cfg = asdict(StyleGAN2Config(z_dim=8, w_dim=8, c_dim=0, img_resolution=8, img_channels=3, channels=(8, 8)))
     cfg["channels"] = [4000, 4000]
@@ -217,7 +222,7 @@ def test_every_hostile_file_is_one_escaped_line_and_exit_1(tmp_path, capsys):
     for name, data in _hostile_files(tmp_path).items():
         path = tmp_path / name
         path.write_bytes(data)
-        code, out, err = run_cli(["info", path], capsys)
+        code, _out, err = run_cli(["info", path], capsys)
         assert code == 1, (name, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and name in lines[0], (name, err)
@@ -230,7 +235,7 @@ def test_every_hostile_file_is_one_escaped_line_and_exit_1(tmp_path, capsys):
 def test_fixture_parity_is_untouched():
     G = read_generator_file(fixture_path("sg2_skip_64.pkl"))
     ref = reference("sg2_skip_64")
-    key = next(k for k in ref if k.startswith("img") or k.startswith("image"))
+    key = next(k for k in ref if k.startswith(("img", "image")))
     assert math.isfinite(float(np.abs(ref[key]).max()))
     assert G.img_resolution == 64
 

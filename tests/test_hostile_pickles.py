@@ -14,7 +14,12 @@ import time
 
 import pytest
 
-from clipstyle.generator import CheckpointError, CorruptPickleError, UnsafePickleError, read_generator_file
+from clipstyle.generator import (
+    CheckpointError,
+    CorruptPickleError,
+    UnsafePickleError,
+    read_generator_file,
+)
 from clipstyle.generator.formats.safe_pickle import PersistentObject, safe_load_pickle
 
 from ._fixtures import fixture_path
@@ -252,7 +257,7 @@ def test_attack_inside_a_genuine_snapshot_is_refused_by_every_entry_point(tmp_pa
     for load in (read_generator_file, load_generator, safe_load_pickle):
         with pytest.raises(UnsafePickleError, match="nothing from the file ran"):
             load(evil.read_bytes() if load is safe_load_pickle else evil)
-    code, out, err = run_cli(["info", evil], capsys)
+    code, _out, err = run_cli(["info", evil], capsys)
     assert code == 1 and err.startswith("error: snapshot.pkl: ") and len(err.strip().splitlines()) == 1
     assert not marker.exists()
     clean = tmp_path / "clean.pkl"  # the same splice with a harmless value loads: the splice itself is valid

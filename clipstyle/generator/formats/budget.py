@@ -13,8 +13,9 @@ The limits are generous for every published StyleGAN (the largest, 1024² StyleG
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from clipstyle.generator.formats.common import CheckpointError
 
@@ -73,9 +74,8 @@ def check_shapes(shapes: Iterable[tuple[tuple[int, ...], int]], what: str = "the
             dimensions, or more than ``max_tensor_bytes`` bytes together.
     """
     lim = limits()
-    total = count = 0
-    for shape, itemsize in shapes:
-        count += 1
+    total = 0
+    for count, (shape, itemsize) in enumerate(shapes, 1):
         if count > lim.max_tensors:
             raise BudgetError(f"{what} holds more than {lim.max_tensors} tensors; not a generator we can read")
         shape = tuple(int(s) for s in shape)

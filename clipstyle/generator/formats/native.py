@@ -27,8 +27,17 @@ from typing import Any
 import torch
 
 from clipstyle.generator.base import Generator
-from clipstyle.generator.formats.budget import BudgetError, check_budget, check_shapes, min_parameters
-from clipstyle.generator.formats.common import CheckpointError, load_state_exact, safe_text
+from clipstyle.generator.formats.budget import (
+    BudgetError,
+    check_budget,
+    check_shapes,
+    min_parameters,
+)
+from clipstyle.generator.formats.common import (
+    CheckpointError,
+    load_state_exact,
+    safe_text,
+)
 
 FORMAT_VERSION = "1"
 _RESERVED = ("clipstyle_format", "kind", "config", "source", "source_format")

@@ -15,7 +15,11 @@ import torch
 
 from clipstyle.generator.base import Generator
 from clipstyle.generator.formats.budget import check_budget, check_fits_state, limits
-from clipstyle.generator.formats.common import CheckpointError, load_state_exact, safe_text
+from clipstyle.generator.formats.common import (
+    CheckpointError,
+    load_state_exact,
+    safe_text,
+)
 from clipstyle.generator.formats.nvidia_sg3 import stylegan3_from_nvidia
 from clipstyle.generator.formats.safe_pickle import PersistentObject
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator

@@ -15,7 +15,11 @@ import numpy as np
 import torch
 
 from clipstyle.generator.formats.budget import check_budget, check_fits_state, limits
-from clipstyle.generator.formats.common import CheckpointError, load_state_exact, safe_text
+from clipstyle.generator.formats.common import (
+    CheckpointError,
+    load_state_exact,
+    safe_text,
+)
 from clipstyle.generator.formats.safe_pickle import PersistentObject
 from clipstyle.generator.stylegan3 import (
     SG3LayerConfig,

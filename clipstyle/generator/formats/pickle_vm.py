@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import collections
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from clipstyle.generator.formats.budget import Limits, limits
 
@@ -215,7 +216,7 @@ class _VM:
         return out
 
     # ---- the loop ----
-    def run(self) -> Any:  # noqa: C901 - one branch per opcode is the clearest form
+    def run(self) -> Any:
         st = self.stack
         while True:
             op = self.read(1)

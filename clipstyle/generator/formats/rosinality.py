@@ -41,13 +41,18 @@ scaling, ours before; the difference is ~1e-8 relative. Truncation (``avg + psiÂ
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
 from clipstyle.generator.formats.budget import check_fits_state
-from clipstyle.generator.formats.common import CheckpointError, load_state_exact, safe_text
+from clipstyle.generator.formats.common import (
+    CheckpointError,
+    load_state_exact,
+    safe_text,
+)
 from clipstyle.generator.formats.torch_archive import load_torch_archive
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from clipstyle.kernels import setup_filter

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import io
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +29,18 @@ import torch
 
 from clipstyle.generator.formats.budget import BudgetError, limits
 from clipstyle.generator.formats.common import CheckpointError, safe_text
+from clipstyle.generator.formats.pickle_data import (
+    _NDARRAY,
+    CorruptPickleError,
+    UnsafePickleError,
+    _Charge,
+    _load_storage_from_bytes,
+    _numpy_dtype,
+    _numpy_reconstruct,
+    _numpy_scalar,
+    _rebuild_parameter,
+    _rebuild_tensor,
+)
 from clipstyle.generator.formats.pickle_vm import (
     Global,
     Pending,
@@ -38,15 +49,9 @@ from clipstyle.generator.formats.pickle_vm import (
     register_dict_type,
     run_pickle,
 )
-import pickle
 
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle names a global or a construction that is not allowed (nothing from it ran)."""
-
-
-class CorruptPickleError(pickle.UnpicklingError):
-    """The file is truncated, is not a valid pickle, or its objects have invalid state."""
+__all__ = ["ALLOWED_GLOBALS", "CorruptPickleError", "EasyDictStandIn", "PersistentObject", "TFNetworkStandIn",
+           "UnsafePickleError", "safe_load_pickle"]
 
 
 def _plain_dict(value: Any, what: str) -> dict:
@@ -82,7 +87,7 @@ class PersistentObject:
         return dict(self.state.get("_buffers") or {})
 
     @property
-    def modules(self) -> dict[str, "PersistentObject | None"]:
+    def modules(self) -> dict[str, PersistentObject | None]:
         return dict(self.state.get("_modules") or {})
 
     @property
@@ -97,7 +102,7 @@ class PersistentObject:
                 return table[name]
         return self.state.get(name, default)
 
-    def child(self, name: str) -> "PersistentObject":
+    def child(self, name: str) -> PersistentObject:
         mod = self.modules.get(name)
         if not isinstance(mod, PersistentObject):
             raise CheckpointError(f"{safe_text(self.class_name)} has no sub-module {safe_text(name)}")
@@ -199,7 +204,7 @@ class TFNetworkStandIn(Pending):
 
     _vm_build = __setstate__
 
-    def _vm_value(self) -> "TFNetworkStandIn":
+    def _vm_value(self) -> TFNetworkStandIn:
         if self._state is None:
             raise CorruptPickleError("a TensorFlow Network without its state")
         return self
@@ -222,195 +227,6 @@ class TFNetworkStandIn(Pending):
 
     def __repr__(self) -> str:
         return f"TFNetworkStandIn(name={self.name!r}, version={self.version!r})"
-
-
-# ---------------------------------------------------------------- numeric data
-
-_NUMERIC = ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "b1")
-_NUMPY_CODES = {np.dtype(c).str.lstrip("<>|="): np.dtype(c) for c in _NUMERIC}
-_NUMPY_CODES.update({np.dtype(c).name: np.dtype(c) for c in _NUMERIC})
-
-
-class _Charge:
-    """Counts the bytes one load allocates for tensors/arrays against the budget."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.limit = limits().max_tensor_bytes
-
-    def __call__(self, nbytes: int) -> None:
-        self.total += int(nbytes)
-        if self.total > self.limit:
-            raise BudgetError(f"the file builds more than {self.limit / 1e9:.1f} GB of arrays; refused "
-                              f"(set CLIPSTYLE_MAX_CHECKPOINT_BYTES to raise the limit)")
-
-
-def _ints(value: Any, what: str, ndim: int | None = None) -> tuple[int, ...]:
-    if not isinstance(value, (tuple, list)) or not all(type(v) is int for v in value):
-        raise CorruptPickleError(f"{what} is not a tuple of integers")
-    if len(value) > limits().max_ndim or (ndim is not None and len(value) != ndim) or any(v < 0 for v in value):
-        raise CorruptPickleError(f"{what} {safe_text(list(value)[:10])} is invalid")
-    return tuple(value)
-
-
-class _DTypePending(Pending):
-    __slots__ = ("base", "value")
-
-    def __init__(self, base: np.dtype) -> None:
-        self.base, self.value = base, None
-
-    def _vm_build(self, state: Any) -> None:
-        if self.value is not None:
-            raise UnsafePickleError("a NumPy dtype's state is set twice")
-        if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and state[1] in ("<", ">", "|", "=")
-                and state[2:] == (None, None, None, -1, -1, 0)):
-            raise UnsafePickleError(f"refusing a NumPy dtype with a non-standard state {safe_text(state)}")
-        self.value = self.base.newbyteorder(state[1]) if state[1] in "<>" else self.base
-
-    def _vm_value(self) -> np.dtype:
-        if self.value is None:
-            raise CorruptPickleError("a NumPy dtype without its state")
-        return self.value
-
-
-def _numpy_dtype(code: Any, align: Any = False, copy: Any = True) -> _DTypePending:
-    if type(code) is not str or code not in _NUMPY_CODES or align not in (False, 0) or type(copy) is not bool:
-        raise UnsafePickleError(f"refusing NumPy dtype {safe_text(code)} (only numeric dtypes are read)")
-    return _DTypePending(_NUMPY_CODES[code])
-
-
-def _native(a: np.ndarray) -> np.ndarray:
-    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
-
-
-class _ArrayPending(Pending):
-    __slots__ = ("charge", "value")
-
-    def __init__(self, charge: _Charge) -> None:
-        self.charge, self.value = charge, None
-
-    def _vm_build(self, state: Any) -> None:
-        if self.value is not None:
-            raise UnsafePickleError("a NumPy array's state is set twice")
-        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
-            raise UnsafePickleError("refusing a NumPy array with a non-standard state")
-        _, shape, dtype, fortran, data = state
-        shape = _ints(shape, "a NumPy array shape")
-        if not isinstance(dtype, np.dtype) or dtype.base.str.lstrip("<>|=") not in _NUMPY_CODES or type(fortran) is not bool:
-            raise UnsafePickleError("refusing a NumPy array that is not plain numeric data")
-        if type(data) is not bytes:
-            raise UnsafePickleError("refusing a NumPy array whose data is not raw bytes")
-        need = math.prod(shape) * dtype.itemsize
-        if len(data) != need:
-            raise CorruptPickleError(f"a NumPy array of shape {list(shape)} needs {need} bytes, has {len(data)}")
-        self.charge(need)
-        arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
-        self.value = _native(arr)
-
-    def _vm_value(self) -> np.ndarray:
-        if self.value is None:
-            raise CorruptPickleError("a NumPy array without its state")
-        return self.value
-
-
-_NDARRAY = Global("numpy.ndarray")
-
-
-def _numpy_reconstruct(charge: _Charge):
-    def reconstruct(subtype: Any, shape: Any, typecode: Any) -> _ArrayPending:
-        if subtype is not _NDARRAY or shape != (0,) or typecode != b"b":
-            raise UnsafePickleError("refusing a NumPy array that is not a plain ndarray")
-        return _ArrayPending(charge)
-    return reconstruct
-
-
-def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
-    if not isinstance(dtype, np.dtype) or type(data) is not bytes or len(data) != dtype.itemsize:
-        raise UnsafePickleError("refusing a NumPy scalar that is not plain numeric data")
-    return _native(np.frombuffer(data, dtype=dtype, count=1))[0]
-
-
-# ---------------------------------------------------------------- torch tensors
-
-_STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
-}
-_STORAGE_GLOBALS = {("torch", n): Global(f"torch.{n}") for n in _STORAGE_DTYPES}
-_STORAGE_OF = {g: _STORAGE_DTYPES[n] for (_, n), g in _STORAGE_GLOBALS.items()}
-LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
-
-
-def _empty_hooks(value: Any) -> bool:
-    return value is None or (type(value) in (dict, collections.OrderedDict) and not value)
-
-
-def _rebuild_tensor(charge: _Charge):
-    def rebuild(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any = False,
-                backward_hooks: Any = None, metadata: Any = None) -> torch.Tensor:
-        if not torch.is_tensor(storage) or storage.ndim != 1:
-            raise CorruptPickleError("tensor storage is not a flat buffer")
-        size = _ints(size, "a tensor size")
-        stride = _ints(stride, "a tensor stride", len(size))
-        if type(storage_offset) is not int or storage_offset < 0 or type(requires_grad) is not bool:
-            raise CorruptPickleError("invalid tensor offset or flags")
-        if not _empty_hooks(backward_hooks) or not _empty_hooks(metadata):
-            raise UnsafePickleError("refusing a tensor with hooks or metadata")
-        numel = math.prod(size)
-        need = storage_offset + sum((s - 1) * st for s, st in zip(size, stride)) + 1 if numel else 0
-        if need > storage.numel() or numel > storage.numel():
-            raise CorruptPickleError(f"a tensor of shape {list(size)} extends past (or repeats) its storage "
-                                     f"of {storage.numel()} elements")
-        charge(numel * storage.element_size())
-        contiguous = tuple(int(v) for v in torch.empty(0).new_empty(size, device="meta").stride()) == stride
-        if storage_offset == 0 and numel == storage.numel() and contiguous:
-            return storage.view(size)  # the storage is our own fresh copy: no second copy needed
-        return torch.as_strided(storage, size, stride, storage_offset).clone()
-    return rebuild
-
-
-def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None, state: Any = None):
-    if not torch.is_tensor(data) or not _empty_hooks(backward_hooks) or not _empty_hooks(state):
-        raise CorruptPickleError("parameter data is not a plain tensor")
-    return data
-
-
-def _storage_pid(pid: Any) -> Any:
-    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and pid[1] in _STORAGE_OF
-            and type(pid[2]) is str and type(pid[4]) is int and pid[4] >= 0):
-        raise CorruptPickleError("unexpected persistent id in a tensor storage")
-    return pid
-
-
-_LEGACY_TABLE = {**_STORAGE_GLOBALS}
-
-
-def _load_storage_from_bytes(charge: _Charge):
-    def load(data: Any) -> torch.Tensor:
-        """Parse a legacy (non-zip) ``torch.save`` stream holding exactly one storage → flat tensor."""
-        if type(data) is not bytes:
-            raise CorruptPickleError("storage payload is not bytes")
-        pos, parts = 0, []
-        for _ in range(5):
-            value, pos = run_pickle(data, _LEGACY_TABLE, pos=pos, persistent_load=_storage_pid)
-            parts.append(value)
-        magic, _, _, pid, keys = parts
-        if magic != LEGACY_TORCH_MAGIC:
-            raise CorruptPickleError("storage payload has the wrong magic number")
-        if not isinstance(pid, tuple) or not isinstance(keys, list) or len(keys) != 1:
-            raise CorruptPickleError("expected exactly one storage in a storage payload")
-        dtype = _STORAGE_OF[pid[1]]
-        if len(data) < pos + 8:
-            raise CorruptPickleError("tensor storage is truncated")
-        numel = int.from_bytes(data[pos:pos + 8], "little", signed=True)
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        if numel < 0 or len(data) - pos - 8 < numel * itemsize:
-            raise CorruptPickleError("tensor storage is truncated")
-        charge(numel * itemsize)
-        raw = bytearray(memoryview(data)[pos + 8:pos + 8 + numel * itemsize])
-        return torch.frombuffer(raw, dtype=dtype) if numel else torch.empty(0, dtype=dtype)
-    return load
 
 
 # ---------------------------------------------------------------- containers and NVIDIA objects

@@ -45,7 +45,11 @@ import numpy as np
 import torch
 
 from clipstyle.generator.formats.budget import check_fits_state
-from clipstyle.generator.formats.common import CheckpointError, load_state_exact, safe_text
+from clipstyle.generator.formats.common import (
+    CheckpointError,
+    load_state_exact,
+    safe_text,
+)
 from clipstyle.generator.formats.safe_pickle import TFNetworkStandIn
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from clipstyle.kernels import setup_filter

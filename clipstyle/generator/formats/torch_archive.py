@@ -17,8 +17,9 @@ import math
 import pickle
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -48,12 +49,12 @@ class _Opaque(Pending):
     def _vm_build(self, state: Any) -> None:
         return None
 
-    def _vm_value(self) -> "_Opaque":
+    def _vm_value(self) -> _Opaque:
         return self
 
 
 class _Storage:
-    __slots__ = ("key", "numel", "itemsize")
+    __slots__ = ("itemsize", "key", "numel")
 
     def __init__(self, key: str, numel: int, itemsize: int) -> None:
         self.key, self.numel, self.itemsize = key, numel, itemsize
@@ -66,7 +67,7 @@ class _DryOrderedDict(collections.OrderedDict, Pending):
         if not isinstance(state, dict) or not all(type(k) is str and not k.startswith("__") for k in state):
             raise PickleVMUnsafe("an OrderedDict with a non-standard state")
 
-    def _vm_value(self) -> "_DryOrderedDict":
+    def _vm_value(self) -> _DryOrderedDict:
         return self
 
 
