@@ -258,3 +258,22 @@ def test_reader_tables_take_one_line_per_format(tmp_path, monkeypatch):
 def _build_mine(obj):
     assert torch.equal(obj["my_format_key"], torch.zeros(2))
     raise CheckpointError("reached the new reader")
+
+
+def test_budget_helpers_refuse_implausible_configs(monkeypatch):
+    from types import SimpleNamespace
+
+    from clipstyle.generator.formats.budget import check_budget, check_shapes, limits
+    from clipstyle.generator.formats.common import safe_text
+
+    check_budget(SimpleNamespace(img_resolution=1024, channels=(512,) * 9, z_dim=512, w_dim=512, mapping_layers=8))
+    for bad in ({"img_resolution": 1 << 20}, {"channels": (10**6,)}, {"mapping_layers": 10**4}, {"z_dim": "x"}):
+        with pytest.raises(BudgetError, match="refused|not an integer"):
+            check_budget(SimpleNamespace(**bad), what="f.pkl")
+    with pytest.raises(BudgetError, match="more than 8.6 GB of tensors"):
+        check_shapes([((1 << 20, 1 << 20), 4)])
+    monkeypatch.setenv("CLIPSTYLE_MAX_CHECKPOINT_BYTES", "1000")
+    assert limits().max_tensor_bytes == 1000
+    with pytest.raises(BudgetError):
+        check_shapes([((300,), 4)])
+    assert safe_text("\x1b[31mred\x07 <obj at 0x7f00deadbeef>") == "\\x1b\\[31mred\\x07 <obj>"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 
@@ -39,8 +41,9 @@ def load_state_exact(G: torch.nn.Module, state: dict[str, torch.Tensor]) -> None
 
 def safe_text(value: object, limit: int = 80) -> str:
     """A file-derived value as one short printable line: control and non-printable characters escaped
-    (``\\x1b`` …), rich markup brackets escaped, cut to ``limit`` characters."""
+    (``\\x1b`` …), rich markup brackets escaped, heap addresses (``at 0x…``) dropped, cut to ``limit``."""
     text = value if isinstance(value, str) else repr(value)
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", text)  # never leak a heap address
     out = []
     for ch in text[: limit + 1]:
         if ch == "[":

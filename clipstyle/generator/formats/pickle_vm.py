@@ -70,6 +70,9 @@ class Pending:
     def _vm_value(self) -> Any:  # pragma: no cover - interface
         return self
 
+    def __repr__(self) -> str:  # no heap address in any message
+        return f"<{type(self).__name__}>"
+
 
 class _Mark:
     __slots__ = ()
