@@ -179,10 +179,31 @@ def test_fuzz_readers_short(seed):
     _fuzz(seed, 25)
 
 
+_CHILD = """
+import os, resource, sys
+os.environ["CLIPSTYLE_MAX_CHECKPOINT_BYTES"] = str(256 << 20)
+import torch  # noqa: F401  (its address space counts before the limit is set)
+from tests import test_fuzz_readers as t
+vm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (3 << 30), vm + (3 << 30)))  # 3 GB more, hard
+t._fuzz(sys.argv[1], int(sys.argv[2]))
+print("FUZZ-OK")
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_fuzz_readers_long(seed):
-    _fuzz(seed, 300)
+    """300 cases per reader in a child process whose address space is capped (a real memory limit)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", _CHILD, seed, "300"], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=300 * CASE_SECONDS + 120)
+    assert proc.returncode == 0 and "FUZZ-OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not MARKER.exists()
 
 
 def test_fuzz_unpickler_alone_on_structure():

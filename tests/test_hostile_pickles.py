@@ -263,3 +263,13 @@ def test_attack_inside_a_genuine_snapshot_is_refused_by_every_entry_point(tmp_pa
     clean = tmp_path / "clean.pkl"  # the same splice with a harmless value loads: the splice itself is valid
     clean.write_bytes(data[:-1] + s("extra") + i(1) + b"s.")
     assert read_generator_file(clean).img_resolution == 64
+
+
+def test_operation_count_is_bounded(monkeypatch):
+    from clipstyle.generator.formats import pickle_vm
+    from clipstyle.generator.formats.budget import Limits
+
+    monkeypatch.setattr(pickle_vm, "limits", lambda: Limits(max_items=1000))
+    start = time.monotonic()
+    err = _refused(prog(b"N0" * 10_000 + b"N"), CorruptPickleError)
+    assert "operations" in str(err) and time.monotonic() - start < 1

@@ -221,7 +221,11 @@ class _VM:
     # ---- the loop ----
     def run(self) -> Any:
         st = self.stack
+        ops_left = 5 * self.lim.max_items  # bounds the time of any stream (Python-level: Ctrl-C works)
         while True:
+            ops_left -= 1
+            if ops_left < 0:
+                raise PickleVMError(f"the pickle runs more than {5 * self.lim.max_items} operations; refused")
             op = self.read(1)
             st = self.stack
             if op == b"\x80":  # PROTO
