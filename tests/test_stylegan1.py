@@ -281,9 +281,13 @@ def test_stylegan1_discriminator_alone_is_refused():
     _, D, Gs = safe_load_pickle(fixture_path("sg1_tf_64.pkl").read_bytes())
     with pytest.raises(CheckpointError, match="no synthesis/mapping"):
         generator_from_tf_sg1(D)
-    Gs.variables = [("lod", np.float32(1.0))] + [v for v in Gs.variables if v[0] != "lod"]
+    from clipstyle.generator.formats.safe_pickle import TFNetworkStandIn
+
+    at_lod1 = TFNetworkStandIn()  # the stand-in is read-only: a new one whose lod is 1
+    at_lod1.__setstate__({**vars(Gs), "variables": [("lod", np.float32(1.0))]
+                          + [v for v in Gs.variables if v[0] != "lod"]})
     with pytest.raises(CheckpointError, match="lod"):
-        generator_from_tf_sg1(Gs)
+        generator_from_tf_sg1(at_lod1)
 
 
 def test_conditional_tf_pickle_label_concat_matches_the_tf_formula():
@@ -298,10 +302,17 @@ def test_conditional_tf_pickle_label_concat_matches_the_tf_formula():
     c_dim = 5
     label = rng.randn(c_dim, 64).astype(np.float32)
     dense0 = rng.randn(128, 64).astype(np.float32)
-    mapn.variables = [("LabelConcat/weight", label)] + [
-        (n, dense0 if n == "Dense0/weight" else v) for n, v in mapn.variables]
-    for net in (Gs, mapn, Gs.components["synthesis"]):
-        net.static_kwargs = {**net.static_kwargs, "label_size": c_dim}
+    from clipstyle.generator.formats.safe_pickle import TFNetworkStandIn
+
+    def restate(net, **changes):  # the stand-ins are read-only: a new one with changed state
+        new = TFNetworkStandIn()
+        new.__setstate__({**vars(net), "static_kwargs": {**net.static_kwargs, "label_size": c_dim}, **changes})
+        return new
+
+    mapn = restate(mapn, variables=[("LabelConcat/weight", label)] + [
+        (n, dense0 if n == "Dense0/weight" else v) for n, v in mapn.variables])
+    Gs = restate(Gs, components={**Gs.components, "mapping": mapn,
+                                 "synthesis": restate(Gs.components["synthesis"])})
     G = generator_from_tf_sg1(Gs)
     assert G.c_dim == c_dim and G.z_dim == 64
     z = rng.randn(3, 64).astype(np.float32)

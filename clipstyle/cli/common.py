@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import typer
 
@@ -39,9 +40,14 @@ _RUNTIME = [("clipstyle.io.cache", "DownloadError"), ("clipstyle.generator.forma
             ("clipstyle.generator.formats.safe_pickle", "CorruptPickleError"), ("clipstyle.render.files", "RenderError")]
 
 
+def _printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (no terminal escape sequence gets through)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def fail(message: str, code: int = EXIT_RUNTIME) -> typer.Exit:
-    """Print ``error: message`` (one line) to stderr and return the ``typer.Exit`` to raise."""
-    line = " ".join(str(message).split())
+    """Print ``error: message`` (one line, control characters escaped) to stderr; return the ``typer.Exit``."""
+    line = _printable(" ".join(str(message).split()))
     print(f"error: {line}", file=sys.stderr)
     return typer.Exit(code)
 

@@ -42,6 +42,7 @@ __all__ = [
     "cached_path_for",
     "fetch",
     "is_url",
+    "quarantine",
     "sha256_file",
 ]
 
@@ -57,6 +58,19 @@ _LOCAL_ERRNOS = frozenset(
     getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EACCES", "EPERM", "EROFS", "EFBIG") if hasattr(errno, name)
 )
 USER_AGENT = "clipstyle (python-urllib)"
+#: Default size cap of one download (bytes); ``$CLIPSTYLE_MAX_DOWNLOAD_BYTES`` overrides it.
+MAX_DOWNLOAD_BYTES = 8 << 30
+#: Default limit on the whole transfer (seconds), on top of the per-read ``timeout``;
+#: ``$CLIPSTYLE_DOWNLOAD_TIME_LIMIT`` overrides it.
+TOTAL_TIME_LIMIT = 4 * 3600.0
+
+
+def _env_number(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    try:
+        return float(value) if value and float(value) > 0 else default
+    except ValueError:
+        return default
 
 
 class DownloadError(RuntimeError):
@@ -144,7 +158,7 @@ def _read_sidecar(path: Path) -> str | None:
 def _open_url(url: str, timeout: float) -> Any:
     """Open ``url`` for reading (urllib). A separate function so tests can count or stub calls."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (schemes checked by caller)
+    return urllib.request.urlopen(request, timeout=timeout)
 
 
 @contextlib.contextmanager
@@ -224,8 +238,20 @@ def _describe_url_error(url: str, err: BaseException) -> str:
     return f"network error: {reason}"
 
 
-def _stream(response: IO[bytes], out: IO[bytes], total: int | None, label: str, progress: bool) -> tuple[int, str]:
+class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
+    pass
+
+
+def _stream(response: IO[bytes], out: IO[bytes], total: int | None, label: str, progress: bool,
+            max_bytes: int | None = None, deadline: float | None = None) -> tuple[int, str]:
     """Copy ``response`` to ``out`` in chunks, hashing and (optionally) showing a progress bar.
+
+    Stops with ``_TooLarge`` past ``max_bytes`` (or past ``total``, a server sending more than it
+    announced) and with ``_TooSlow`` past ``deadline`` (``time.monotonic()``).
 
     Returns ``(bytes copied, sha256 hex)``.
     """
@@ -260,10 +286,17 @@ def _stream(response: IO[bytes], out: IO[bytes], total: int | None, label: str, 
             console.print(f"downloading {label}{size} ...", highlight=False, soft_wrap=True)
     with bar if bar is not None else contextlib.nullcontext():
         task = bar.add_task(label, total=total) if bar is not None else None
+        read = getattr(response, "read1", None) or response.read  # read1: returns what has arrived
         while True:
-            chunk = response.read(CHUNK_SIZE)
+            chunk = read(CHUNK_SIZE)
             if not chunk:
                 break
+            if max_bytes is not None and done + len(chunk) > max_bytes:
+                raise _TooLarge()
+            if total is not None and done + len(chunk) > total:
+                raise _TooLarge()
+            if deadline is not None and time.monotonic() > deadline:
+                raise _TooSlow()
             out.write(chunk)
             h.update(chunk)
             done += len(chunk)
@@ -272,8 +305,13 @@ def _stream(response: IO[bytes], out: IO[bytes], total: int | None, label: str, 
     return done, h.hexdigest()
 
 
-def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeout: float, hint: str | None) -> None:
-    """Download ``url`` into ``dest`` atomically, verifying size and checksum. Raises :class:`DownloadError`."""
+def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeout: float, hint: str | None,
+              max_bytes: int | None = None, time_limit: float | None = None) -> None:
+    """Download ``url`` into ``dest`` atomically, verifying size, time and checksum. Raises :class:`DownloadError`."""
+    max_bytes = int(max_bytes if max_bytes is not None else _env_number("CLIPSTYLE_MAX_DOWNLOAD_BYTES", MAX_DOWNLOAD_BYTES))
+    time_limit = float(time_limit if time_limit is not None else _env_number("CLIPSTYLE_DOWNLOAD_TIME_LIMIT",
+                                                                             TOTAL_TIME_LIMIT))
+    deadline = time.monotonic() + time_limit
     try:
         response = _open_url(url, timeout)
     except urllib.error.URLError as err:  # includes HTTPError
@@ -284,11 +322,24 @@ def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeo
         raise DownloadError(url, _describe_url_error(url, err), hint) from err
     with response:
         length = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
-        total = int(length) if length and length.isdigit() else None
+        total = int(length) if length and length.strip().isdigit() else None
+        if length is not None and total is None:
+            raise DownloadError(url, f"the server sent an invalid Content-Length {str(length)[:40]!r}", hint)
+        if total is not None and total > max_bytes:
+            raise DownloadError(url, f"the file is {total} bytes, over the {max_bytes}-byte download limit "
+                                     f"(set CLIPSTYLE_MAX_DOWNLOAD_BYTES to raise it)", hint)
         try:
             with atomic_writer(dest, "wb") as out:
                 label = urllib.parse.unquote(urllib.parse.urlparse(url).path.rsplit("/", 1)[-1]) or url
-                done, digest = _stream(response, out, total, label, progress)
+                try:
+                    done, digest = _stream(response, out, total, label, progress, max_bytes, deadline)
+                except _TooLarge:
+                    limit = f"its Content-Length of {total}" if total is not None and total <= max_bytes else \
+                        f"the {max_bytes}-byte download limit (set CLIPSTYLE_MAX_DOWNLOAD_BYTES to raise it)"
+                    raise DownloadError(url, f"the server sent more than {limit}", hint) from None
+                except _TooSlow:
+                    raise DownloadError(url, f"the download took longer than {time_limit:.0f} s "
+                                             f"(set CLIPSTYLE_DOWNLOAD_TIME_LIMIT to raise it)", hint) from None
                 if total is not None and done != total:
                     raise DownloadError(url, f"incomplete download: got {done} of {total} bytes", hint)
                 if done == 0:
@@ -299,12 +350,69 @@ def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeo
                     )
         except DownloadError:
             raise
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
             if isinstance(err, OSError) and (err.filename is not None or err.errno in _LOCAL_ERRNOS):
                 raise DownloadError(url, f"cannot write the cache file in {dest.parent}: {err.strerror}", hint) from err
             raise DownloadError(url, f"download interrupted: {_describe_url_error(url, err)}", hint) from err
     with contextlib.suppress(OSError):
         atomic_write_text(_sidecar(dest), f"{digest}  {dest.name}\n")
+
+
+def _lock_is_held(lock_path: Path) -> bool:
+    """True when another process holds ``lock_path`` (POSIX flock); False when free or absent."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX: trust the age check of _file_lock
+        return True
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _sweep_stale(folder: Path, own: str) -> None:
+    """Remove what a killed download left in ``folder``: temp files and lock files no live process holds.
+
+    Called while holding the lock of ``own`` (a file name in ``folder``), so temp files of ``own`` are orphans.
+    """
+    with contextlib.suppress(OSError):
+        for p in folder.iterdir():
+            name = p.name
+            if name.endswith(".lock") and not _lock_is_held(p):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            elif name.startswith(".") and name.endswith(".tmp"):
+                owner = name[1:].rsplit(".", 2)[0]  # ".<dest>.<random>.tmp" -> <dest>
+                owner = owner.removesuffix(".sha256")
+                if owner == own or not _lock_is_held(folder / (owner + ".lock")):
+                    with contextlib.suppress(OSError):
+                        p.unlink()
+
+
+def quarantine(path: str | os.PathLike[str]) -> Path:
+    """Move a cached file that failed to load (and its ``.sha256``) to ``<cache>/quarantine/``.
+
+    The next :func:`fetch` of its URL downloads it again. Returns the new path (or ``path`` unchanged
+    if it could not be moved, which is then reported by the caller's message only).
+    """
+    path = Path(path)
+    target_dir = path.parent.parent / "quarantine"
+    target = target_dir / f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    except OSError:
+        return path
+    with contextlib.suppress(OSError):
+        _sidecar(path).unlink()
+    return target
 
 
 def fetch(
@@ -316,6 +424,8 @@ def fetch(
     hint: str | None = DEFAULT_HINT,
     subdir: str = "downloads",
     timeout: float = 30.0,
+    max_bytes: int | None = None,
+    time_limit: float | None = None,
 ) -> Path:
     """Return a local file for ``source``, downloading it into the cache the first time.
 
@@ -332,6 +442,10 @@ def fetch(
             own); ``None`` for none.
         subdir: sub-folder of the cache (e.g. ``"networks"``, ``"lpips"``).
         timeout: socket timeout in seconds for connecting and for each read.
+        max_bytes: refuse a download larger than this (default :data:`MAX_DOWNLOAD_BYTES`, or
+            ``$CLIPSTYLE_MAX_DOWNLOAD_BYTES``); checked against Content-Length first, then while streaming.
+        time_limit: limit on the whole transfer in seconds (default :data:`TOTAL_TIME_LIMIT`, or
+            ``$CLIPSTYLE_DOWNLOAD_TIME_LIMIT``), so a server dripping bytes cannot hold the process.
 
     Returns:
         The local path: ``Path(source)`` for a local file (not resolved, not copied), otherwise the
@@ -344,8 +458,10 @@ def fetch(
             ``file://`` target is missing, the URL
             scheme is unsupported, the network is unreachable (offline, DNS failure, refused,
             timeout), the server answers with an HTTP error (404 …), the transfer is cut short,
-            the checksum differs, or the cache folder cannot be written. No partial or
-            temporary file is left behind.
+            the checksum differs, the file is over ``max_bytes`` or the transfer over ``time_limit``,
+            more or fewer bytes than Content-Length arrive, or the cache folder cannot be written. No
+            partial or temporary file is left behind; temp and lock files of a killed download are
+            removed by the next fetch into the same folder.
     """
     src = os.fspath(source)
     if not is_url(src):
@@ -381,5 +497,7 @@ def fetch(
     with _file_lock(dest.with_name(dest.name + ".lock"), src):
         if cache_hit():  # another process finished it while we waited
             return dest
-        _download(src, dest, sha256=expected, progress=progress, timeout=timeout, hint=hint)
+        _sweep_stale(dest.parent, dest.name)
+        _download(src, dest, sha256=expected, progress=progress, timeout=timeout, hint=hint,
+                  max_bytes=max_bytes, time_limit=time_limit)
     return dest

@@ -25,7 +25,17 @@ from typing import Any
 import torch
 
 from clipstyle.generator.base import Generator
-from clipstyle.generator.formats.common import CheckpointError, load_state_exact
+from clipstyle.generator.formats.budget import (
+    BudgetError,
+    check_budget,
+    check_shapes,
+    min_parameters,
+)
+from clipstyle.generator.formats.common import (
+    CheckpointError,
+    load_state_exact,
+    safe_text,
+)
 from clipstyle.generator.formats.writers import public_source
 
 FORMAT_VERSION = "1"
@@ -94,6 +104,60 @@ def read_native_metadata(path: str | Path) -> dict[str, str]:
                               f"{' '.join(str(exc).split())[:160]})") from None
 
 
+_ST_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                "BOOL": 1, "U16": 2, "U32": 4, "U64": 8}
+_MAX_HEADER = 100_000_000
+
+
+def check_safetensors_header(path: str | Path) -> int:
+    """Validate a safetensors header before anything is read: sizes, dtypes, offsets inside the file,
+    byte counts matching the shapes, and the tensor budget. Returns the number of tensor elements.
+
+    Raises:
+        CheckpointError: a malformed header; BudgetError: over the tensor budget.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise CheckpointError(f"{safe_text(path.name)} is a truncated safetensors file")
+        n = int.from_bytes(head, "little")
+        if not 2 <= n <= min(_MAX_HEADER, size - 8):
+            raise CheckpointError(f"{safe_text(path.name)}: safetensors header length {n} does not fit the file")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            raise CheckpointError(f"{safe_text(path.name)}: the safetensors header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{safe_text(path.name)}: the safetensors header is not a JSON object")
+    data_len = size - 8 - n
+    shapes, elements = [], 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise CheckpointError(f"{safe_text(path.name)}: the safetensors metadata is not str -> str")
+            continue
+        ok = (isinstance(entry, dict) and entry.get("dtype") in _ST_ITEMSIZE and isinstance(entry.get("shape"), list)
+              and all(type(d) is int and d >= 0 for d in entry["shape"]) and isinstance(entry.get("data_offsets"), list)
+              and len(entry["data_offsets"]) == 2 and all(type(o) is int for o in entry["data_offsets"]))
+        if not ok:
+            raise CheckpointError(f"{safe_text(path.name)}: malformed safetensors entry {safe_text(name)}")
+        shape, (b, e) = tuple(entry["shape"]), entry["data_offsets"]
+        itemsize = _ST_ITEMSIZE[entry["dtype"]]
+        shapes.append((shape, itemsize))
+        check_shapes(shapes[-1:], safe_text(path.name))
+        numel = 1
+        for d in shape:
+            numel *= d
+        if not 0 <= b <= e <= data_len or e - b != numel * itemsize:
+            raise CheckpointError(f"{safe_text(path.name)}: tensor {safe_text(name)} lies outside the file "
+                                  f"or has the wrong byte count")
+        elements += numel
+    check_shapes(shapes, safe_text(path.name))
+    return elements
+
+
 def _mentions_tuple(tp: Any) -> bool:
     if isinstance(tp, str):
         return "tuple" in tp.lower()
@@ -123,7 +187,8 @@ def config_from_json(cls: type, data: dict[str, Any]) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(k for k in data if k not in fields)
     if unknown:
-        raise CheckpointError(f"the {cls.__name__} in this file has unknown fields ({', '.join(unknown)}); "
+        raise CheckpointError(f"the {cls.__name__} in this file has unknown fields "
+                              f"({', '.join(safe_text(k, 40) for k in unknown[:6])}); "
                               f"written by a newer clipstyle?")
     kwargs = {}
     for name, value in data.items():
@@ -134,7 +199,7 @@ def config_from_json(cls: type, data: dict[str, Any]) -> Any:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"invalid {cls.__name__} in the file header: {exc}") from None
+        raise CheckpointError(f"invalid {cls.__name__} in the file header: {safe_text(exc, 160)}") from None
 
 
 def _classes_for(kind: str) -> tuple[type, type]:
@@ -155,7 +220,7 @@ def _classes_for(kind: str) -> tuple[type, type]:
         except ImportError as exc:
             raise CheckpointError(f"this clipstyle cannot build StyleGAN3 networks ({exc})") from None
         return StyleGAN3Generator, StyleGAN3Config
-    raise CheckpointError(f"unknown network kind {kind!r} in the clipstyle header")
+    raise CheckpointError(f"unknown network kind {safe_text(kind)} in the clipstyle header")
 
 
 def load_native(path: str | Path) -> Generator:
@@ -168,11 +233,12 @@ def load_native(path: str | Path) -> Generator:
     from safetensors.torch import load_file
 
     path = Path(path)
+    elements = check_safetensors_header(path)
     header = read_native_metadata(path)
     if "clipstyle_format" not in header:
         raise CheckpointError(f"{path.name} is a safetensors file but not a clipstyle network (no clipstyle metadata)")
     if header["clipstyle_format"] != FORMAT_VERSION:
-        raise CheckpointError(f"{path.name} uses clipstyle format {header['clipstyle_format']!r}; "
+        raise CheckpointError(f"{safe_text(path.name)} uses clipstyle format {safe_text(header['clipstyle_format'])}; "
                               f"this version reads {FORMAT_VERSION!r}")
     gen_cls, cfg_cls = _classes_for(header.get("kind", ""))
     try:
@@ -181,7 +247,12 @@ def load_native(path: str | Path) -> Generator:
         raise CheckpointError(f"{path.name}: the clipstyle config header is not valid JSON") from None
     if not isinstance(cfg_data, dict):
         raise CheckpointError(f"{path.name}: the clipstyle config header is not a JSON object")
-    G = gen_cls(config_from_json(cfg_cls, cfg_data))
+    cfg = config_from_json(cfg_cls, cfg_data)
+    check_budget(cfg, what=safe_text(path.name))
+    if min_parameters(cfg) > elements:
+        raise BudgetError(f"{safe_text(path.name)}: its config needs at least {min_parameters(cfg)} weights but the "
+                          f"file stores {elements}; refused before building the network")
+    G = gen_cls(cfg)
     try:
         state = load_file(str(path), device="cpu")
     except Exception as exc:

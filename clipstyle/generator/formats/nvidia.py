@@ -8,12 +8,18 @@ that layout).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
 
 from clipstyle.generator.base import Generator
-from clipstyle.generator.formats.common import CheckpointError, load_state_exact
+from clipstyle.generator.formats.budget import check_budget, check_fits_state, limits
+from clipstyle.generator.formats.common import (
+    CheckpointError,
+    load_state_exact,
+    safe_text,
+)
 from clipstyle.generator.formats.nvidia_sg3 import stylegan3_from_nvidia
 from clipstyle.generator.formats.safe_pickle import PersistentObject
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
@@ -27,7 +33,7 @@ def pick_g_ema(data: Any) -> PersistentObject:
         for key in ("G_ema", "Gs"):
             if isinstance(data.get(key), PersistentObject):
                 return data[key]
-        found = ", ".join(sorted(str(k) for k in data)) or "nothing"
+        found = ", ".join(safe_text(str(k), 40) for k in sorted(data, key=str)[:12]) or "nothing"
         raise CheckpointError(f"the pickle holds a dict without a G_ema network (keys: {found})")
     raise CheckpointError(f"the pickle holds a {type(data).__name__}, not an NVIDIA network snapshot")
 
@@ -54,15 +60,22 @@ def stylegan2_config_from_nvidia(g: PersistentObject) -> StyleGAN2Config:
     """
     kw = g.init_kwargs
     mapping, synthesis = g.child("mapping"), g.child("synthesis")
-    res_list = [int(r) for r in synthesis.attr("block_resolutions")]
+    raw_res = synthesis.attr("block_resolutions")
+    if not isinstance(raw_res, (list, tuple)) or not raw_res or len(raw_res) > limits().max_layers:
+        raise CheckpointError("SynthesisNetwork.block_resolutions is not a short list of resolutions")
+    res_list = [int(r) for r in raw_res]
+    if res_list != [2 ** k for k in range(2, 2 + len(res_list))]:
+        raise CheckpointError(f"block_resolutions {res_list[:8]} are not 4, 8, 16, … in powers of two")
     blocks = [synthesis.child(f"b{r}") for r in res_list]
     channels = tuple(int(b.child("conv1").attr("weight").shape[0]) for b in blocks)
-    fc_names = sorted((n for n in mapping.modules if n.startswith("fc")), key=lambda n: int(n[2:]))
+    fc_names = sorted((n for n in mapping.modules if re.fullmatch(r"fc\d{1,3}", n)), key=lambda n: int(n[2:]))
+    if not fc_names or fc_names != [f"fc{i}" for i in range(len(fc_names))]:
+        raise CheckpointError("the mapping network's layers are not fc0, fc1, …")
     fc0 = mapping.child(fc_names[0])
     embed = mapping.modules.get("embed")
     conv = blocks[0].child("conv1")
     first_filter = blocks[0].attr("resample_filter")
-    return StyleGAN2Config(
+    cfg = StyleGAN2Config(
         z_dim=int(kw.get("z_dim", mapping.attr("z_dim"))),
         w_dim=int(kw.get("w_dim", mapping.attr("w_dim"))),
         c_dim=int(kw.get("c_dim", mapping.attr("c_dim") or 0)),
@@ -81,6 +94,10 @@ def stylegan2_config_from_nvidia(g: PersistentObject) -> StyleGAN2Config:
         use_noise=bool(conv.attr("use_noise", True)),
         activation=str(conv.attr("activation", "lrelu")),
     )
+    if cfg.img_resolution != res_list[-1]:
+        raise CheckpointError(f"img_resolution {cfg.img_resolution} but the last block is {res_list[-1]}x{res_list[-1]}")
+    check_budget(cfg, what="the stylegan2 network")
+    return cfg
 
 
 def stylegan2_from_nvidia(g: PersistentObject) -> StyleGAN2Generator:
@@ -91,8 +108,9 @@ def stylegan2_from_nvidia(g: PersistentObject) -> StyleGAN2Generator:
     for key in [k for k in state if k.endswith(".resample_filter") and k.count(".") > 2]:
         block_key = key.rsplit(".", 2)[0] + ".resample_filter"
         if block_key in state and not torch.equal(state[key], state[block_key]):
-            raise CheckpointError(f"{key} differs from its block's filter; unsupported")
+            raise CheckpointError(f"{safe_text(key)} differs from its block's filter; unsupported")
         del state[key]
+    check_fits_state(cfg, state, "the stylegan2 network")
     G = StyleGAN2Generator(cfg)
     load_state_exact(G, state)
     return G
@@ -107,7 +125,7 @@ def generator_from_nvidia(data: Any) -> Generator:
     g = pick_g_ema(data)
     synthesis = g.modules.get("synthesis")
     if not isinstance(synthesis, PersistentObject) or not isinstance(g.modules.get("mapping"), PersistentObject):
-        raise CheckpointError(f"the network object ({g.class_name}) has no mapping/synthesis networks")
+        raise CheckpointError(f"the network object ({safe_text(g.class_name)}) has no mapping/synthesis networks")
     if "input" in synthesis.modules:
         return stylegan3_from_nvidia(g)
     if "b4" in synthesis.modules:

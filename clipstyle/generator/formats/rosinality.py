@@ -41,17 +41,19 @@ scaling, ours before; the difference is ~1e-8 relative. Truncation (``avg + psiÂ
 
 from __future__ import annotations
 
-import argparse
-import pickle
-import re
-import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
-from clipstyle.generator.formats.common import CheckpointError, load_state_exact
-from clipstyle.generator.formats.safe_pickle import UnsafePickleError
+from clipstyle.generator.formats.budget import check_fits_state
+from clipstyle.generator.formats.common import (
+    CheckpointError,
+    load_state_exact,
+    safe_text,
+)
+from clipstyle.generator.formats.torch_archive import load_torch_archive
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from clipstyle.kernels import setup_filter
 
@@ -61,15 +63,11 @@ W_AVG_SAMPLES = 10_000
 DEFAULT_LR_MLP = 0.01  # rosinality's default ``lr_mlp``; not recorded in any checkpoint
 
 
-def _one_line(text: object, limit: int = 300) -> str:
-    line = " ".join(str(text).split()).split(" This is an internal miniz error")[0]
-    return line if len(line) <= limit else line[: limit - 1] + "â€¦"
-
-
 def load_rosinality_checkpoint(path: str | Path) -> dict:
     """Read a rosinality ``.pt`` file (zip or legacy torch archive) with ``weights_only=True``.
 
-    Only ``argparse.Namespace`` (the ``args`` of training checkpoints) is added to torch's
+    The archive is first scanned for budgets and structure (:func:`.torch_archive.scan_torch_archive`);
+    only ``argparse.Namespace`` (the ``args`` of training checkpoints) is added to torch's
     weights-only allow-list.
 
     Returns:
@@ -77,30 +75,12 @@ def load_rosinality_checkpoint(path: str | Path) -> dict:
 
     Raises:
         UnsafePickleError: the pickle names a global outside the allow-list (nothing from it ran).
-        CheckpointError: the archive is truncated/corrupt, or does not hold a dict.
+        CheckpointError: the archive is truncated/corrupt, over a budget, or does not hold a dict.
     """
     path = Path(path)
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        msg = str(exc)
-        m = re.search(r"GLOBAL ([\w.]+)", msg)
-        if m:
-            raise UnsafePickleError(f"refusing to load {path.name}: its pickle names the global {m.group(1)}, "
-                                    f"which is not on the allow-list (nothing from the file ran)") from None
-        m = re.search(r"WeightsUnpickler error: ([^\n]*)", msg)
-        if m and "Unsupported" in m.group(1):
-            raise UnsafePickleError(f"refusing to load {path.name}: {_one_line(m.group(1))} "
-                                    f"(nothing from the file ran)") from None
-        raise CheckpointError(f"{path.name} is a corrupt torch archive ({_one_line(msg, 160)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise CheckpointError(f"{path.name} is a truncated or corrupt torch archive "
-                              f"({type(exc).__name__}: {_one_line(exc, 160)})") from None
+    data = load_torch_archive(path)
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path.name} holds a {type(data).__name__}, not a rosinality checkpoint dict")
+        raise CheckpointError(f"{safe_text(path.name)} holds a {type(data).__name__}, not a rosinality checkpoint dict")
     return data
 
 
@@ -113,7 +93,7 @@ def _pick_state(ckpt: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], torch
     elif "style.1.weight" in ckpt:
         state, avg = ckpt, None
     else:
-        keys = ", ".join(sorted(str(k) for k in ckpt)[:8]) or "none"
+        keys = ", ".join(safe_text(str(k), 40) for k in sorted(ckpt, key=str)[:8]) or "none"
         hint = " (only the training generator 'g'; 'g_ema' is required)" if "g" in ckpt else ""
         raise CheckpointError(f"not a rosinality generator checkpoint: no 'g_ema' and no 'style.1.weight' "
                               f"(keys: {keys}){hint}")
@@ -137,7 +117,7 @@ def config_from_rosinality(state: Mapping[str, torch.Tensor], lr_mlp: float = DE
     """Derive a :class:`StyleGAN2Config` from a rosinality generator state dict, from shapes only."""
     def need(key: str) -> torch.Tensor:
         if key not in state:
-            raise CheckpointError(f"rosinality state dict lacks {key}")
+            raise CheckpointError(f"rosinality state dict lacks {safe_text(key)}")
         return state[key]
 
     n_mlp = 0
@@ -197,6 +177,7 @@ def generator_from_rosinality(ckpt: Mapping[str, Any], *, lr_mlp: float = DEFAUL
     """
     state, latent_avg = _pick_state(ckpt)
     cfg = config_from_rosinality(state, lr_mlp)
+    check_fits_state(cfg, state, "the rosinality checkpoint")
     G = StyleGAN2Generator(cfg)
     ours = G.state_dict()
     out: dict[str, torch.Tensor] = {}
@@ -204,7 +185,7 @@ def generator_from_rosinality(ckpt: Mapping[str, Any], *, lr_mlp: float = DEFAUL
 
     def take(key: str) -> torch.Tensor:
         if key not in state:
-            raise CheckpointError(f"rosinality state dict lacks {key}")
+            raise CheckpointError(f"rosinality state dict lacks {safe_text(key)}")
         used.add(key)
         return state[key].detach().to(torch.float32)
 
@@ -232,14 +213,14 @@ def generator_from_rosinality(ckpt: Mapping[str, Any], *, lr_mlp: float = DEFAUL
         mine = ours["synthesis.b8.resample_filter"] if cfg.img_resolution > 4 else None
         theirs = state[name].to(torch.float32) / 4
         if mine is None or theirs.shape != mine.shape or not torch.allclose(theirs, mine, rtol=1e-6, atol=1e-7):
-            raise CheckpointError(f"{name} is not the same separable filter as the other layers; unsupported")
+            raise CheckpointError(f"{safe_text(name)} is not the same separable filter as the other layers; unsupported")
     for res in cfg.block_resolutions:
         key = f"synthesis.b{res}.resample_filter"
         out[key] = setup_filter(list(cfg.resample_filter))
 
     extra = sorted(set(state) - used)
     if extra:
-        raise CheckpointError(f"unexpected tensors in the rosinality state dict: {', '.join(extra[:4])}")
+        raise CheckpointError(f"unexpected tensors in the rosinality state dict: {', '.join(safe_text(k) for k in extra[:4])}")
     out["mapping.w_avg"] = ours["mapping.w_avg"]
     load_state_exact(G, out)
 

@@ -44,7 +44,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from clipstyle.generator.formats.common import CheckpointError, load_state_exact
+from clipstyle.generator.formats.budget import check_fits_state
+from clipstyle.generator.formats.common import (
+    CheckpointError,
+    load_state_exact,
+    safe_text,
+)
 from clipstyle.generator.formats.safe_pickle import TFNetworkStandIn
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from clipstyle.kernels import setup_filter
@@ -65,14 +70,16 @@ def _pick_gs(obj: Any) -> TFNetworkStandIn:
 def _variables(net: TFNetworkStandIn) -> dict[str, np.ndarray]:
     items = getattr(net, "variables", None)
     if not isinstance(items, list):
-        raise CheckpointError(f"TensorFlow network {getattr(net, 'name', '?')!r} has no variable list")
+        raise CheckpointError(f"TensorFlow network {safe_text(getattr(net, 'name', '?'))} has no variable list")
     out = {}
     for item in items:
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
             raise CheckpointError("a TensorFlow network variable is not a (name, value) pair")
         value = np.asarray(item[1])
         if value.dtype.kind != "f":
-            raise CheckpointError(f"TensorFlow variable {item[0]} is not floating point ({value.dtype})")
+            raise CheckpointError(f"TensorFlow variable {safe_text(item[0])} is not floating point ({value.dtype})")
+        if item[0] in out:
+            raise CheckpointError(f"TensorFlow variable {safe_text(item[0])} is stored twice; refused")
         out[item[0]] = value
     return out
 
@@ -106,8 +113,8 @@ def generator_from_tf(obj: Any) -> StyleGAN2Generator:
     comps = getattr(gs, "components", None) or {}
     syn, mapn = comps.get("synthesis"), comps.get("mapping")
     if not isinstance(syn, TFNetworkStandIn) or not isinstance(mapn, TFNetworkStandIn):
-        raise CheckpointError(f"TensorFlow network {getattr(gs, 'name', '?')!r} "
-                              f"({getattr(gs, 'build_func_name', '?')}) has no synthesis/mapping components; "
+        raise CheckpointError(f"TensorFlow network {safe_text(getattr(gs, 'name', '?'))} "
+                              f"({safe_text(getattr(gs, 'build_func_name', '?'))}) has no synthesis/mapping components; "
                               f"not a generator")
     top_kw = dict(getattr(gs, "static_kwargs", None) or {})
     skw = {**top_kw, **dict(getattr(syn, "static_kwargs", None) or {})}
@@ -117,7 +124,7 @@ def generator_from_tf(obj: Any) -> StyleGAN2Generator:
         for marker in _LEGACY_MARKERS:
             if marker in name:
                 kind = "StyleGAN1 / progressive-growing" if marker != "LabelConcat" else "label-concat conditional"
-                raise CheckpointError(f"unsupported TensorFlow generator layout: found variable {name!r} "
+                raise CheckpointError(f"unsupported TensorFlow generator layout: found variable {safe_text(name)} "
                                       f"({kind} network); only StyleGAN2 config E/F-style networks are supported")
     if mkw.get("normalize_latents") is False:
         raise CheckpointError("TensorFlow mapping with normalize_latents=False is not supported")
@@ -127,7 +134,8 @@ def generator_from_tf(obj: Any) -> StyleGAN2Generator:
     while f"Dense{n_dense}/weight" in mv:
         n_dense += 1
     if n_dense == 0:
-        raise CheckpointError(f"TensorFlow mapping network has no Dense0 layer (variables: {', '.join(list(mv)[:4])})")
+        raise CheckpointError(f"TensorFlow mapping network has no Dense0 layer "
+                              f"(variables: {', '.join(safe_text(n, 40) for n in list(mv)[:4])})")
     if mkw.get("mapping_layers") is not None and int(mkw["mapping_layers"]) != n_dense:
         raise CheckpointError(f"mapping_layers={mkw['mapping_layers']} but {n_dense} Dense layers are stored")
     c_dim = int(_kwarg(mkw, "label_size", 0))
@@ -184,9 +192,12 @@ def generator_from_tf(obj: Any) -> StyleGAN2Generator:
             resample_filter=tuple(float(t) for t in _kwarg(skw, "resample_kernel", [1, 3, 3, 1])),
             use_noise=use_noise, activation=str(_kwarg(skw, "nonlinearity", "lrelu")),
         )
+        check_fits_state(cfg, {**sv, **{"m/" + k: v for k, v in mv.items()}}, "the TensorFlow network")
         G = StyleGAN2Generator(cfg)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"unsupported TensorFlow StyleGAN2 settings: {exc}") from None
+    except CheckpointError:
+        raise
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        raise CheckpointError(f"unsupported TensorFlow StyleGAN2 settings: {safe_text(exc, 160)}") from None
     if "dlatent_broadcast" in mkw and mkw["dlatent_broadcast"] is not None and int(mkw["dlatent_broadcast"]) != cfg.num_ws:
         raise CheckpointError(f"dlatent_broadcast={mkw['dlatent_broadcast']} but the synthesis needs {cfg.num_ws} ws rows")
 
@@ -196,10 +207,11 @@ def generator_from_tf(obj: Any) -> StyleGAN2Generator:
         raise CheckpointError(f"a TensorFlow variable has an unexpected shape ({exc})") from None
     extra = sorted(set(sv) - used)
     if extra:
-        raise CheckpointError(f"unexpected TensorFlow synthesis variables for a {arch!r} StyleGAN2: {', '.join(extra[:4])}")
+        raise CheckpointError(f"unexpected TensorFlow synthesis variables for a {arch!r} StyleGAN2: "
+                              f"{', '.join(safe_text(n, 40) for n in extra[:4])}")
     extra = sorted(n for n in mv if not re.fullmatch(r"(Dense\d+|LabelEmbed)/(weight|bias)", n))
     if extra:
-        raise CheckpointError(f"unexpected TensorFlow mapping variables: {', '.join(extra[:4])}")
+        raise CheckpointError(f"unexpected TensorFlow mapping variables: {', '.join(safe_text(n, 40) for n in extra[:4])}")
     avg = gv.get("dlatent_avg")
     state["mapping.w_avg"] = _t(avg.reshape(-1)) if avg is not None else torch.zeros([w_dim])
     load_state_exact(G, state)
