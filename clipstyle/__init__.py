@@ -21,6 +21,8 @@ _LAZY = {
     "load_latents": ("clipstyle.latents", "load_latents"),
     "save_latents": ("clipstyle.latents", "save_latents"),
     "parse_blocks": ("clipstyle.latents", "parse_blocks"),
+    "text_to_image": ("clipstyle.pipelines.text", "text_to_image"),
+    "Run": ("clipstyle.pipelines.run", "Run"),
 }
 
 __all__ = ["__version__", *_LAZY]

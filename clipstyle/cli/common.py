@@ -70,19 +70,10 @@ def handle_errors(func: F) -> F:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without CUDA → UsageError."""
-    import torch
+    """``auto`` → CUDA, else MPS, else CPU; an absent device → DeviceError (a ValueError, exit 2)."""
+    from clipstyle.optimize import devices
 
-    device = device.strip().lower()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-        return device
-    if device in ("cpu", "mps"):
-        return device
-    raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
+    return devices.resolve_device(device)
 
 
 def class_vector(c_dim: int, class_idx: int | None, n: int, device: str):

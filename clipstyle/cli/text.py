@@ -15,7 +15,7 @@ ClipModelOpt = Annotated[str, typer.Option(help="open_clip model name (ViT-B-32,
                                            "model-config .json.")]
 ClipPretrainedOpt = Annotated[str, typer.Option(help="open_clip pretrained tag (openai, laion2b_s34b_b79k…), a local "
                                                 "checkpoint path, or 'none' for random weights (tests).")]
-DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda or mps.")]
 
 
 @handle_errors
@@ -66,7 +66,12 @@ def text_command(
     blended network). --recipe NAME applies a curated edit ('clipstyle recipes'); --batch N optimizes N
     starts at once; --prompts FILE runs one prompt per line, each in its own folder.
     """
+    import dataclasses
+
     from clipstyle.guidance import CLIPGuide
+    from clipstyle.optimize.progress import ProgressBar
+    from clipstyle.pipelines.common import load_network
+    from clipstyle.pipelines.text import text_to_image
 
     if prompts is not None:
         if prompt.strip():
@@ -88,19 +93,25 @@ def text_command(
         from clipstyle.guidance.recipes import get_recipe
 
         rec = get_recipe(recipe)
-    G = _load_network(network, blend, dev, quiet)
-    free, mixed, c = _constraints(G, rec, blocks, mix or [], class_idx, batch, dev)  # user errors before CLIP loads
+    from clipstyle.latents.constraints import constraint_rows, parse_blend_spec
+
+    if blend:
+        parse_blend_spec(blend)
+    G = load_network(network, dev, progress=not quiet)  # text_to_image blends it (--blend) per run
+    constraint_rows(G, blocks, mix or [], rec, dev, class_vector(G.c_dim, class_idx, 1, dev))  # before CLIP loads
     guide = CLIPGuide(clip_model, None if clip_pretrained.lower() == "none" else clip_pretrained, device=dev)
-    settings = {"command": "text", "network": network, "clip_model": clip_model, "clip_pretrained": clip_pretrained,
-                "steps": steps, "lr": lr, "seed": seed, "truncation": truncation, "class": class_idx,
-                "image_prompt": str(image_prompt) if image_prompt else None, "save_every": save_every,
-                "device": dev, "precision": precision, "noise_mode": "const", "mix": list(mix or []), "blend": blend,
-                "recipe": rec.name if rec else None, "batch": batch,
-                "prompts_file": str(prompts) if prompts is not None else None}
     for text in prompt_list:
-        run_dir = _optimize_prompt(G, guide, text, rec, settings, free=free, mixed=mixed, c=c, cutouts=cutouts,
-                                   l2=l2, image_prompt=image_prompt, outdir=outdir, quiet=quiet)
-        typer.echo(str(run_dir))
+        with ProgressBar("optimizing", steps, enabled=not quiet) as bar:
+            run = text_to_image(text, network=network, clip_model=clip_model, clip_pretrained=clip_pretrained,
+                                steps=steps, lr=lr, seed=seed, truncation=truncation, blocks=blocks, mix=mix or (),
+                                blend=blend, recipe=rec, batch=batch, cutouts=cutouts, l2=l2,
+                                image_prompt=image_prompt, class_idx=class_idx, save_every=save_every, device=dev,
+                                precision=precision, callback=bar, G=G, guide=guide, quiet=quiet)
+        run = dataclasses.replace(run, settings={**run.settings,
+                                                 "prompts_file": str(prompts) if prompts is not None else None})
+        typer.echo(str(run.save(outdir)))
+        if run.interrupted:
+            typer.echo(f"interrupted after {run.result.steps_done} steps; kept the best result so far", err=True)
 
 
 def read_prompts_file(path: Path) -> list[str]:
@@ -119,83 +130,3 @@ def read_prompts_file(path: Path) -> list[str]:
     if not items:
         raise UsageError(f"{path} holds no prompt (one per line; # starts a comment)")
     return items
-
-
-def _load_network(network: str, blend: str | None, dev: str, quiet: bool):
-    from clipstyle.generator import load_generator
-
-    G = load_generator(network, device=dev, progress=not quiet)
-    if blend:
-        from clipstyle.latents.constraints import blend_from_spec
-
-        G = blend_from_spec(G, blend, dev, progress=not quiet)
-    return G
-
-
-def _constraints(G, rec, blocks: str | None, mix: list[str], class_idx: int | None, batch: int, dev: str):
-    """Free rows (``--blocks``, else the recipe's), mixed rows (``--mix``) and labels ``[batch, c_dim]``."""
-    from clipstyle.latents.constraints import constraint_rows
-
-    c = class_vector(G.c_dim, class_idx, batch, dev)
-    free, mixed = constraint_rows(G, blocks, mix, rec, dev, c[:1])
-    return free, mixed, c
-
-
-def _optimize_prompt(G, guide, prompt: str, rec, base_settings: dict, *, free, mixed: dict, c, cutouts: int | None,
-                     l2: float | None, image_prompt: Path | None, outdir: Path, quiet: bool) -> Path:
-    """One optimization of the main command (one prompt, one batch); returns its run folder."""
-    import torch
-
-    from clipstyle.guidance import (
-        CombinedLoss,
-        CutoutConfig,
-        Cutouts,
-        DirectionalLoss,
-        LatentL2,
-        build_prompt_loss,
-    )
-    from clipstyle.io.files import make_run_dir
-    from clipstyle.latents import Latent, start_ws
-    from clipstyle.latents.constraints import apply_mix, batch_starts, latent_l2_weight
-    from clipstyle.optimize.loop import Schedule, run
-    from clipstyle.optimize.progress import ProgressBar
-    from clipstyle.pipelines.runfolder import save_run
-    from clipstyle.render.files import save_png
-
-    s = base_settings
-    dev, seed, n = s["device"], s["seed"], s["batch"]
-    num_cutouts = cutouts if cutouts is not None else (32 if str(dev).startswith("cuda") else 8)
-    schedule = Schedule(lr=s["lr"], steps=s["steps"])
-    if n == 1:
-        ws0, z = start_ws(G, seed=seed, truncation_psi=s["truncation"], c=c)
-    else:
-        ws0, z = batch_starts(G, n, seed, s["truncation"], c)
-    cut = Cutouts(CutoutConfig(num_cutouts=num_cutouts), guide.input_size)
-    terms = []
-    if prompt.strip() or image_prompt is not None:
-        terms = build_prompt_loss(guide, prompt, cut, image_prompt=str(image_prompt) if image_prompt else None)
-    if rec is not None:
-        with torch.no_grad():
-            x0 = G.synthesis(apply_mix(ws0, mixed), noise_mode="const")
-        terms.append((DirectionalLoss(guide, rec.source, rec.target, x0, cut), rec.strength))
-    l2_weight = latent_l2_weight(l2, rec, G.num_ws, G.w_dim)
-    if l2_weight > 0:
-        terms.append((LatentL2(ws0), l2_weight))
-    loss = CombinedLoss(terms)
-    latent = Latent(ws0, free_rows=free, mix=mixed).to(dev)
-    torch.manual_seed(0 if seed is None else seed)  # cutout randomness: reproducible runs
-
-    name = prompt or (Path(str(image_prompt)).stem if image_prompt else "") or (rec.name if rec else "run")
-    run_dir = make_run_dir(outdir, name)
-    settings = {**s, "prompt": prompt, "blocks": list(latent.free_rows), "cutouts": num_cutouts, "l2": l2_weight,
-                "mixed_rows": sorted(mixed)}
-    with ProgressBar("optimizing", s["steps"], enabled=not quiet) as bar:
-        result = run(G, latent, loss, schedule, save_every=s["save_every"], callbacks=[bar],
-                     precision=s["precision"])
-    save_run(run_dir, result, settings, G.describe(), z=z, c=c)
-    if n > 1:
-        for i, img in enumerate(result.frames[-1]):
-            save_png(run_dir / f"item{i}.png", img)
-    if result.interrupted:
-        typer.echo(f"interrupted after {result.steps_done} steps; kept the best result so far", err=True)
-    return run_dir

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -338,10 +337,10 @@ class CombinedLoss:
 
 
 def load_image_prompt(path: str, size: int) -> Tensor:
-    """Read an image file as a prompt tensor.
+    """Read an image file as a prompt tensor with the one image reader, :mod:`clipstyle.io.images`.
 
-    The image is converted to RGB, center-cropped to a square and resized to ``size`` (PIL bicubic,
-    antialiased), then mapped from uint8 u to ``u / 127.5 − 1``.
+    EXIF orientation applied, transparency over white, any colour mode to RGB; then the largest
+    centred square, Lanczos-resized to ``size`` and mapped from [0, 1] to [-1, 1].
 
     Returns:
         float32 tensor [1, 3, size, size] in [-1, 1] (CPU).
@@ -349,22 +348,15 @@ def load_image_prompt(path: str, size: int) -> Tensor:
     Raises:
         GuidanceError: the file is missing or is not a readable image.
     """
-    from PIL import Image, UnidentifiedImageError
+    from clipstyle.io.images import ImageError, load_image_tensor
 
     expanded = os.path.expanduser(path)
     if not os.path.isfile(expanded):
         raise GuidanceError(f"image prompt not found: '{path}'")
     try:
-        with Image.open(expanded) as img:
-            img = img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise GuidanceError(f"image prompt '{path}' is not a readable image file ({type(e).__name__})") from e
-    w, h = img.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-    arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+        return load_image_tensor(expanded, size, crop=True)
+    except ImageError as e:
+        raise GuidanceError(f"image prompt '{path}' is not a readable image file ({e})") from e
 
 
 def build_prompt_loss(

@@ -110,7 +110,7 @@ def _autocast(precision: str, device: torch.device) -> Callable[[], contextlib.A
 def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule, *, noise_mode: str = "const",
         save_every: int = 0, callbacks: Sequence[Callback] = (), betas: tuple[float, float] = (0.9, 0.999),
         extra_params: Sequence[torch.nn.Parameter] = (), after_step: Callable[[], None] | None = None,
-        precision: str = "fp32") -> OptimizeResult:
+        precision: str = "fp32", stop: Callable[[], bool] | None = None) -> OptimizeResult:
     """Optimize ``latent`` so that ``loss_fn(G.synthesis(latent.ws()), ws)`` falls.
 
     Args:
@@ -125,10 +125,12 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
         after_step: called after each optimizer step (e.g. to renormalize noise buffers).
         precision: ``fp32`` (default), or ``bf16``/``fp16`` to run the generator's forward under
             ``torch.autocast`` (meant for GPUs; the latent, the optimizer and the loss stay float32).
+        stop: asked after every step (after the callbacks); ``True`` ends the loop exactly as Ctrl-C does
+            (the UI's Stop button).
 
     Returns:
-        :class:`OptimizeResult`. Ctrl-C (``KeyboardInterrupt``) ends the loop early and returns the best
-        result so far with ``interrupted=True``.
+        :class:`OptimizeResult`. Ctrl-C (``KeyboardInterrupt``) or ``stop()`` returning True ends the loop
+        early and returns the best result so far with ``interrupted=True``.
     """
     G.requires_grad_(False)
     autocast = _autocast(precision, latent.param.device)
@@ -172,6 +174,9 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
                             time.perf_counter() - t0)
             for cb in callbacks:
                 cb(info, images)
+            if stop is not None and step + 1 < schedule.steps and stop():
+                interrupted = True
+                break
     except KeyboardInterrupt:
         interrupted = True
     final_ws = best_ws if interrupted else latent.ws().detach().cpu().clone()

@@ -39,9 +39,13 @@ class Run:
         extra_json: more top-level keys for ``run.json`` (metrics such as PSNR, identity similarity).
         extra_images: more PNGs by file name (``item0.png``, ``before.png``…), uint8 ``[H, W, C]``.
         extra_arrays: more arrays stored in ``latents.npz`` (projection noise maps…).
+        extra_gifs: more GIFs by file name (``block03.gif``…), each a sequence of uint8 ``[H, W, C]`` frames.
+        extra_latents: more latent files by name (``seed0042.npz``…), each ``{"ws": [N, num_ws, w_dim],
+            "z": …, "c": …, "meta": {…}}`` (``z``/``c``/``meta`` optional), written with ``save_latents``.
         result_image: the image written as ``result.png`` (default: a grid of the final batch).
         gif_frames: frames of ``progress.gif`` (default: a grid per saved step of ``result.frames``).
         ws_, images_: ``ws`` and final images for workflows without an optimization.
+        meta: more keys of the ``meta`` stored in ``latents.npz`` (keyframes, strengths…).
     """
 
     name: str
@@ -58,6 +62,9 @@ class Run:
     ws_: torch.Tensor | None = None
     images_: np.ndarray | None = None
     fps: float = 10.0
+    extra_gifs: Mapping[str, Any] = field(default_factory=dict)
+    extra_latents: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ws(self) -> torch.Tensor:
@@ -145,8 +152,14 @@ class Run:
         for file, img in self.extra_images.items():
             paths[file] = folder / file
             save_png(paths[file], img)
+        for file, frames in self.extra_gifs.items():
+            paths[file] = folder / file
+            save_gif(paths[file], list(frames), fps=self.fps)
+        for file, item in self.extra_latents.items():
+            paths[file] = folder / file
+            save_latents(paths[file], item["ws"], z=item.get("z"), c=item.get("c"), meta=item.get("meta"))
         meta = {"network": self.network.get("source"), "settings": dict(self.settings),
-                "interrupted": self.interrupted}
+                "interrupted": self.interrupted, **dict(self.meta)}
         save_latents(paths["latents"], self.ws, z=self.z, c=self.c, meta=meta)
         if self.extra_arrays:
             from clipstyle.inversion.files import add_arrays
@@ -159,8 +172,6 @@ class Run:
         """The content of ``run.json``."""
         import time
 
-        from clipstyle.pipelines.runfolder import versions
-
         rec: dict[str, Any] = {"settings": dict(self.settings), "network": dict(self.network),
                                "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         r = self.result
@@ -172,6 +183,24 @@ class Run:
                         "loss_history": list(r.history)})
         rec.update(dict(self.extra_json))
         return rec
+
+
+def versions() -> dict[str, str]:
+    """Versions of the software that made a result (for ``run.json``)."""
+    import platform
+    import sys
+
+    from clipstyle import __version__
+
+    out = {"clipstyle": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+           "numpy": np.__version__, "platform": platform.platform()}
+    try:
+        import open_clip
+
+        out["open_clip"] = open_clip.__version__
+    except Exception:  # pragma: no cover - open_clip is a dependency
+        pass
+    return out
 
 
 def grid_of(batch: np.ndarray) -> np.ndarray:

@@ -1,0 +1,112 @@
+"""What the pipelines share: loading the generator and CLIP once, labels, noise modes, seeds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from clipstyle.latents.constraints import SpecError
+
+__all__ = ["NOISE_MODES", "check_noise_mode", "labels", "load_network", "load_guide", "parse_seeds", "pick_device"]
+
+NOISE_MODES = ("const", "random", "none")
+
+
+def check_noise_mode(noise_mode: str) -> str:
+    """``noise_mode`` if it is one of :data:`NOISE_MODES`.
+
+    Raises:
+        SpecError: any other value.
+    """
+    if noise_mode not in NOISE_MODES:
+        raise SpecError(f"--noise-mode must be const, random or none, got {noise_mode!r}")
+    return noise_mode
+
+
+def labels(c_dim: int, class_idx: int | None, n: int, device: Any) -> torch.Tensor:
+    """One-hot labels ``c`` float32 ``[n, c_dim]`` (``[n, 0]`` for unconditional networks).
+
+    Raises:
+        SpecError: ``class_idx`` given to an unconditional network, missing for a conditional one,
+            or out of ``0 … c_dim-1``.
+    """
+    c = torch.zeros([n, c_dim], device=device)
+    if c_dim == 0:
+        if class_idx is not None:
+            raise SpecError("--class was given but this network is unconditional")
+        return c
+    if class_idx is None:
+        raise SpecError(f"this network is conditional: pass --class K (0-{c_dim - 1})")
+    if not 0 <= class_idx < c_dim:
+        raise SpecError(f"--class must be in 0-{c_dim - 1}, got {class_idx}")
+    c[:, class_idx] = 1
+    return c
+
+
+def pick_device(device: str, G: Any = None) -> str:
+    """The run's device: ``device`` resolved (:func:`~clipstyle.optimize.devices.resolve_device`), except
+    that ``auto`` with a given ``G`` means G's own device (a caller's model is never moved by ``auto``).
+
+    Raises:
+        DeviceError: an unknown or absent device.
+    """
+    from clipstyle.optimize.devices import resolve_device
+
+    if G is not None and str(device).strip().lower() == "auto":
+        return str(G.w_avg.device)
+    return resolve_device(device)
+
+
+def load_network(network: str, device: str, blend: str | None = None, *, G: Any = None,
+                 progress: bool = True) -> Any:
+    """The generator of a run: ``G`` when given (moved to ``device``), else ``load_generator(network)``;
+    with ``blend`` (``NETWORK@RES[:SMOOTH]``) the blended network built on it.
+
+    Raises:
+        FileNotFoundError / DownloadError / CheckpointError: see :func:`clipstyle.generator.load_generator`.
+        SpecError: a malformed ``blend``.
+    """
+    from clipstyle.generator import load_generator
+
+    G = load_generator(network, device=device, progress=progress) if G is None else G.to(device)
+    if blend:
+        from clipstyle.latents.constraints import blend_from_spec
+
+        G = blend_from_spec(G, blend, device, progress=progress)
+    return G
+
+
+def load_guide(clip_model: str, clip_pretrained: str, device: str, guide: Any = None) -> Any:
+    """The CLIP model: ``guide`` when given, else ``CLIPGuide(clip_model, clip_pretrained)`` on ``device``
+    (``clip_pretrained="none"``: random weights, for tests)."""
+    if guide is not None:
+        return guide
+    from clipstyle.guidance import CLIPGuide
+
+    return CLIPGuide(clip_model, None if str(clip_pretrained).lower() == "none" else clip_pretrained, device=device)
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """``"0-7,12"`` → ``[0, 1, …, 7, 12]`` (seeds in 0 … 2³²−1).
+
+    Raises:
+        SpecError: a malformed or out-of-range item.
+    """
+    seeds: list[int] = []
+    for item in str(spec).split(","):
+        item = item.strip()
+        try:
+            if "-" in item[1:]:
+                a, b = item.split("-", 1)
+                lo, hi = int(a), int(b)
+                if lo > hi:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(item))
+        except ValueError:
+            raise SpecError(f"bad seed {item!r} in --seeds {spec!r}: use e.g. 0-7,12") from None
+    if any(s < 0 or s >= 2**32 for s in seeds):
+        raise SpecError("seeds must be in 0 … 2**32-1")
+    return seeds
