@@ -124,7 +124,12 @@ def pipeline_options(command: str) -> set[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return None
     inverse = {v: k for k, v in _RENAMES.items()}
-    return {inverse.get(n, n) for n in params} - {"G", "guide", "callback", "stop", "quiet", "device"}
+    names = {inverse.get(n, n) for n in params} - {"G", "guide", "callback", "stop", "quiet", "device"}
+    if "G" in params:  # the batch loads the network and hands it over
+        names |= {"network", "blend"}
+    if "guide" in params:
+        names |= {"clip_model", "clip_pretrained"}
+    return names
 
 
 class Models:

@@ -128,14 +128,16 @@ class _Progress:
                              rate=f"{self.count / elapsed:.2f} jobs/s" if elapsed > 0 else "")
 
 
-def run_jobs(jobs: Sequence[Job], config: BatchConfig,
-             on_job: Callable[[Job, dict], None] | None = None) -> BatchSummary:
+def run_jobs(jobs: Sequence[Job], config: BatchConfig, on_job: Callable[[Job, dict], None] | None = None,
+             ray_worker: type | None = None) -> BatchSummary:
     """Run every job of a validated job file that is not complete yet (see the module docstring).
 
     Args:
         jobs: from :func:`~clipstyle.batch.jobs.read_jobs` (unique ids).
         config: :class:`BatchConfig`.
         on_job: called after each job's folder and manifest line are written, with the job and its entry.
+        ray_worker: the Ray actor class (default :class:`~clipstyle.batch.ray_runner.BatchWorker`; tests
+            inject one that dies).
 
     Returns:
         :class:`BatchSummary`.
@@ -168,7 +170,7 @@ def run_jobs(jobs: Sequence[Job], config: BatchConfig,
         else:
             from clipstyle.batch.ray_runner import run_on_ray
 
-            stream = run_on_ray(batches, config)
+            stream = run_on_ray(batches, config, **({"worker_cls": ray_worker} if ray_worker else {}))
         with _Progress(len(jobs), len(resumed), enabled=not config.quiet) as bar:
             try:
                 for job, outcome, attempts in stream:
@@ -184,7 +186,7 @@ def run_jobs(jobs: Sequence[Job], config: BatchConfig,
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()
-        entries = manifest.finish([j.id for j in jobs])
+                entries = manifest.finish([j.id for j in jobs])  # Ctrl-C too: one line per job
     for e in entries:
         if e["id"] in resumed_ids:
             e.setdefault("resumed", True)
