@@ -144,30 +144,36 @@ def run_on_ray(batches: Sequence[Sequence[Job]], config: Any, worker_cls: type =
         n_actors = max(1, min(n_actors, len(batches)))
         remote_cls = ray.remote(worker_cls).options(max_restarts=-1, max_task_retries=0, **opts)
         actors = [remote_cls.remote(config.device, threads) for _ in range(n_actors)]
-        queue: list[tuple[list[Job], int]] = [(list(b), 1) for b in batches]
-        queue.reverse()  # pop() from the end keeps file order
+        queue: list[tuple[list[Job], int]] = [(list(b), 1) for b in reversed(batches)]  # pop() keeps file order
         running: dict[Any, tuple[Any, list[Job], int]] = {}
-        idle = list(actors)
+        pinging: dict[Any, Any] = {actor.ping.remote(): actor for actor in actors}  # up (again) when it answers
+        idle: list[Any] = []
         while queue or running:
             while queue and idle:
                 batch, attempt = queue.pop()
                 actor = idle.pop(0)
-                ref = actor.run_batch.remote([j.to_dict() for j in batch])
-                running[ref] = (actor, batch, attempt)
-            ready, _ = ray.wait(list(running), num_returns=1)
+                running[actor.run_batch.remote([j.to_dict() for j in batch])] = (actor, batch, attempt)
+            ready, _ = ray.wait([*running, *pinging], num_returns=1)
             for ref in ready:
+                if ref in pinging:
+                    actor = pinging.pop(ref)
+                    try:
+                        ray.get(ref)
+                        idle.append(actor)
+                    except RayActorError:  # still restarting: ask again
+                        pinging[actor.ping.remote()] = actor
+                    continue
                 actor, batch, attempt = running.pop(ref)
                 try:
                     results = ray.get(ref)
                 except RayActorError as exc:
-                    idle.append(actor)  # Ray restarts it (max_restarts=-1)
-                    if attempt < config.max_attempts:
+                    pinging[actor.ping.remote()] = actor  # Ray restarts it (max_restarts=-1)
+                    if attempt < config.max_attempts:  # (actors get work only once they answer a ping)
                         queue.append((batch, attempt + 1))
-                        continue
-                    msg = (f"its Ray worker died {attempt} times while running this batch "
-                           f"({type(exc).__name__})")
-                    for job in batch:
-                        yield job, Outcome(job.id, "failed", error=msg, batch=len(batch), worker="ray"), attempt
+                    else:
+                        msg = f"its Ray worker died {attempt} times while running this batch ({type(exc).__name__})"
+                        for job in batch:
+                            yield job, Outcome(job.id, "failed", error=msg, batch=len(batch), worker="ray"), attempt
                     continue
                 idle.append(actor)
                 by_id = {r["job_id"]: r for r in results}
