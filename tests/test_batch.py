@@ -119,7 +119,8 @@ def test_rerun_resumes_and_does_nothing(six_run, capsys):
     assert code == 0, err
     assert out == "" and "0 done, 6 already complete, 0 failed" in err
     assert {p.name: (p / "run.json").stat().st_mtime_ns for p in outdir.iterdir() if p.is_dir()} == stamps
-    assert len(manifest(outdir)) == 6
+    entries = manifest(outdir)
+    assert len(entries) == 6 and all(e["resumed"] and e["status"] == "done" and e["seconds"] > 0 for e in entries)
 
 
 # --------------------------------------------------------------------------- batched = one at a time
@@ -322,6 +323,7 @@ def test_driver_killed_after_two_jobs_restarts_with_the_other_four(tmp_path, cap
         assert (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
     entries = manifest(outdir)
     assert [e["id"] for e in entries] == [j.id for j in jobs] and all(e["status"] == "done" for e in entries)
+    assert [e.get("resumed", False) for e in entries] == [True, True, False, False, False, False]
     assert all(is_complete(outdir / j.id) for j in jobs)
     assert sorted(p.name for p in outdir.iterdir()) == sorted([j.id for j in jobs] + ["batch.jsonl", ".batch.lock"])
 

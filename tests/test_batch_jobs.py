@@ -118,6 +118,7 @@ def test_manifest_survives_a_torn_line_and_keeps_one_line_per_job(tmp_path):
     assert [e["status"] for e in m.read()] == ["failed", "done"]
     assert m.finish(["b", "a"]) == [{"id": "a", "status": "done"}]
     assert m.path.read_text() == '{"id": "a", "status": "done"}\n'
+    assert m.finish(["a"], resumed=["a"]) == [{"id": "a", "status": "done", "resumed": True}]
 
 
 def test_one_batch_per_outdir(tmp_path):

@@ -1,12 +1,12 @@
 """``batch.jsonl``: what happened to each job, and the lock that keeps two batches off one ``--outdir``.
 
 While a batch runs, one JSON line per finished job is *appended* (flushed and ``fsync``-ed): ``id``,
-``line``, ``command``, ``status`` (``done`` | ``failed`` | ``skipped``), ``folder``, ``seconds``,
-``error`` (one line, ``null`` when none), ``attempts``, ``batch`` (how many jobs shared its batch of
-latents) and ``worker``. A kill at any moment loses at most the line being written (a torn last line is
-ignored when read). When the batch ends, the file is rewritten atomically with exactly one line per
-job of the job file, in file order: the latest entry of each (jobs of earlier runs that this run
-skipped keep their ``done`` entry and get ``"resumed": true``).
+``line``, ``command``, ``status`` (``done`` | ``failed``), ``folder``, ``seconds``, ``error`` (one
+line, ``null`` when none), ``attempts``, ``batch`` (how many jobs shared its batch of latents) and
+``worker``. A kill at any moment loses at most the line being written (a torn last line is ignored
+when read). When the batch ends, the file is rewritten atomically with exactly one line per job of the
+job file, in file order: the latest entry of each (jobs complete before this run keep their ``done``
+entry and get ``"resumed": true``).
 
 The manifest is a record, not the source of truth for resuming: a job is done when its run folder
 is complete (:func:`clipstyle.pipelines.run.is_complete`), so a kill between the folder's rename and
@@ -24,7 +24,7 @@ from typing import Any, Iterator, Sequence
 __all__ = ["MANIFEST", "STATUSES", "Manifest", "outdir_lock", "BatchLockedError"]
 
 MANIFEST = "batch.jsonl"
-STATUSES = ("done", "failed", "skipped")
+STATUSES = ("done", "failed")
 LOCK = ".batch.lock"
 
 
@@ -75,15 +75,21 @@ class Manifest:
         finally:
             os.close(fd)
 
-    def finish(self, job_ids: Sequence[str]) -> list[dict[str, Any]]:
+    def finish(self, job_ids: Sequence[str], resumed: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Rewrite the file atomically: one line per id of ``job_ids`` that has an entry, in that order.
 
-        Entries of ids that are no longer in the job file are dropped. Returns the written entries.
+        Entries of ``resumed`` ids (complete before this run) get ``"resumed": true``, the others lose
+        it; entries of ids that are no longer in the job file are dropped. Returns the written entries.
         """
         from clipstyle.io.files import atomic_write_text
 
         latest = self.latest()
-        entries = [latest[i] for i in job_ids if i in latest]
+        again = set(resumed)
+        entries = []
+        for i in job_ids:
+            if i in latest:
+                entry = {k: v for k, v in latest[i].items() if k != "resumed"}
+                entries.append({**entry, "resumed": True} if i in again else entry)
         atomic_write_text(self.path, "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in entries))
         return entries
 

@@ -161,7 +161,7 @@ def run_jobs(jobs: Sequence[Job], config: BatchConfig, on_job: Callable[[Job, di
             folders[job.id] = job_folder(outdir, job.id)
             prev = previous.get(job.id)
             if prev is None or prev.get("status") != "done":  # killed between the rename and the manifest line
-                manifest.append(_entry(job, "done", folders[job.id], None, None, 0, 0, None) | {"resumed": True})
+                manifest.append(_entry(job, "done", folders[job.id], None, None, 0, 0, None))
         resumed_ids = {j.id for j in resumed}
         pending = [j for j in jobs if j.id not in resumed_ids]
         batches = make_batches(pending, config.batch_size)
@@ -186,10 +186,7 @@ def run_jobs(jobs: Sequence[Job], config: BatchConfig, on_job: Callable[[Job, di
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()
-                entries = manifest.finish([j.id for j in jobs])  # Ctrl-C too: one line per job
-    for e in entries:
-        if e["id"] in resumed_ids:
-            e.setdefault("resumed", True)
+                entries = manifest.finish([j.id for j in jobs], resumed_ids)  # Ctrl-C too: one line per job
     return BatchSummary(tuple(done), tuple(failed), tuple(j.id for j in resumed), tuple(entries),
                         time.perf_counter() - t0, folders)
 
