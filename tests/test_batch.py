@@ -181,8 +181,10 @@ def test_batched_equals_one_at_a_time():
         assert torch.equal(moved > 0, (res.ws - job(dict(spec, prompt="x")).ws0.cpu()).abs().amax(-1)[0] > 0)
 
     R = RowByRow(G)
+    specs.insert(1, dict(prompt="two starts", seed=7, batch=2))  # a job of two latents among jobs of one
     alone = [optimize_stacked(R, [job(s)])[0] for s in specs]
     together = optimize_stacked(R, [job(s) for s in specs])
+    assert [r.ws.shape[0] for r in together] == [1, 2, 1, 1, 1]
     for a, b in zip(alone, together):
         assert torch.equal(a.ws, b.ws) and a.history == b.history and a.best_step == b.best_step
         assert all(np.array_equal(x, y) for x, y in zip(a.frames, b.frames))

@@ -54,6 +54,10 @@ def batch_command(
 
         if not ray.strip():
             raise UsageError("--ray needs 'local', 'auto' or a cluster address such as 10.0.0.1:6379")
+        from clipstyle.optimize.devices import DEVICES
+
+        if device.strip().lower() not in DEVICES and not device.strip().lower().startswith("cuda:"):
+            raise UsageError(f"--device must be one of {', '.join(DEVICES)} (or cuda:N), got {device!r}")
         try:
             import_ray()
         except RayMissingError as exc:
