@@ -221,8 +221,11 @@ def parse_job(raw: Any, where: str, *, base: Path, defaults: Mapping[str, Any] |
         if key in opts:
             raise JobFileError(f"{where}: {key!r} is an option of the whole batch, not of a job: use {flag} "
                                f"on the command line")
+    known = option_names(command) if command != "text" and option_names is not None else None
     for key, value in (defaults or {}).items():
-        if value is not None and key not in opts and (command == "text" or key in COMMON or key == "steps"):
+        if value is None or key in opts:
+            continue
+        if command == "text" or (key in known if known is not None else key in COMMON or key == "steps"):
             opts[key] = value
     if command == "text":
         for key, value in opts.items():
@@ -242,7 +245,6 @@ def parse_job(raw: Any, where: str, *, base: Path, defaults: Mapping[str, Any] |
         if not str(opts.get("prompt", "")).strip() and not opts.get("image_prompt") and not opts.get("recipe"):
             raise JobFileError(f"{where}: a text job needs a 'prompt' (or an 'image_prompt' or a 'recipe')")
     else:
-        known = option_names(command) if option_names is not None else None
         for key, value in opts.items():
             if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
                 raise JobFileError(f"{where}: bad key {key!r}")
