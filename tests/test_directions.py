@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from clipstyle.latents import save_latents
+from clipstyle.pipelines.directions import text_direction as direction_from_text
 from clipstyle.latents.directions import (
     DirectionError,
     apply_direction,
     collect_latents,
-    direction_from_text,
     learn_direction,
     load_direction,
     normalize_direction,

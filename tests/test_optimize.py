@@ -74,6 +74,23 @@ def test_ctrl_c_returns_the_best_so_far(G):
     assert result.best_loss == min(losses) and losses[result.best_step] == result.best_loss
 
 
+def test_stop_ends_like_ctrl_c_and_is_asked_after_every_step(G):
+    target = torch.zeros(1, 3, 16, 16)
+    latent = Latent(G.w_avg[None, None].repeat(1, G.num_ws, 1))
+    asked = []
+
+    def stop() -> bool:
+        asked.append(len(asked))
+        return len(asked) == 5
+
+    result = run(G, latent, mse_to(target), Schedule(lr=0.05, steps=50), stop=stop)
+    assert result.interrupted and result.steps_done == 5 and len(asked) == 5
+    assert torch.equal(result.ws, result.best_ws)
+    full = run(G, Latent(G.w_avg[None, None].repeat(1, G.num_ws, 1)), mse_to(target), Schedule(lr=0.05, steps=5),
+               stop=lambda: False)
+    assert not full.interrupted and full.steps_done == 5
+
+
 def test_w_space_shares_one_vector_and_mix_rows_hold(G):
     start = G.mapping(torch.randn(2, 8, generator=torch.Generator().manual_seed(2)), None)
     other = G.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(3)), None)[0, 0]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
 
 import numpy as np
 import pytest
@@ -44,7 +43,9 @@ def sg3_like_groups() -> list[str]:
 
 
 def test_every_recipe_file_parses():
-    folder = resources.files("clipstyle").joinpath("prompts")
+    from clipstyle.guidance.recipes import prompts_folder
+
+    folder = prompts_folder()
     files = [f for f in folder.iterdir() if f.name.endswith(".toml") and f.name != "templates.toml"]
     assert len(files) >= 3
     names = []

@@ -80,7 +80,8 @@ def test_cli_sheet_and_latents(tmp_path, capsys):
     assert code == 0, err
     d = run_dir_of(out)
     rows = [1, 3, 4, 5, 6]
-    assert sorted(p.name for p in d.glob("*.gif")) == [f"block{r:02d}.gif" for r in rows]
+    assert sorted(p.name for p in d.glob("*.gif")) == [f"block{r:02d}.gif" for r in rows] + ["progress.gif"]
+    assert np.array_equal(np.asarray(Image.open(d / "result.png")), np.asarray(Image.open(d / "sheet.png")))
     assert Image.open(d / "block03.gif").n_frames == 4
     sheet = np.asarray(Image.open(d / "sheet.png"))
     assert sheet.shape == (len(rows) * 64, 4 * 64, 3)

@@ -22,9 +22,9 @@ def build_app() -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.command(DEFAULT_COMMAND)(text_command)
-    from clipstyle.cli import creative, kernels, networks, photo
+    from clipstyle.cli import creative, kernels, networks, photo, ui
 
-    for group in (networks, photo, creative, kernels):
+    for group in (networks, photo, creative, kernels, ui):
         group.register(app)
     from clipstyle.cli import batch as batch_cli
 

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clipstyle.cli.common import UsageError, class_vector, handle_errors, resolve_device
+from clipstyle.cli.common import UsageError, handle_errors, resolve_device
 from clipstyle.cli.text import DeviceOpt, NetworkOpt
 
 TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seed latents (1 = none).")]
@@ -20,40 +20,31 @@ NoiseOpt = Annotated[str, typer.Option(help="const, random or none (StyleGAN2 no
 OutdirOpt = Annotated[Path, typer.Option(help="Folder under which a new run folder is created.")]
 BlendOpt = Annotated[Optional[str], typer.Option(help="Render in a blended network NETWORK@RES[:SMOOTH]: synthesis "
                                                  "layers up to RES from --network, the rest from NETWORK.")]
+FileNetworkOpt = Annotated[Optional[str], typer.Option(
+    "--network", "-n", help="Generator (alias, path or URL); default: the network recorded in the latent file, "
+    "else ffhq.")]
+FileNoiseOpt = Annotated[bool, typer.Option(help="Render with the StyleGAN2 noise maps stored in the latent file "
+                                            "(by 'clipstyle project'), when it has them and --noise-mode is const.")]
 FpsOpt = Annotated[float, typer.Option(help="Frames per second of the GIF/MP4.", min=0.1)]
 
 
-def _noise(noise_mode: str) -> str:
-    if noise_mode not in ("const", "random", "none"):
-        raise UsageError(f"--noise-mode must be const, random or none, got {noise_mode!r}")
-    return noise_mode
+def _grid(images):
+    from clipstyle.pipelines.run import grid_of
+
+    return grid_of(images)
 
 
-def _network(network: str, dev: str, blend: str | None = None, quiet: bool = False):
-    from clipstyle.generator import load_generator
-    from clipstyle.latents.constraints import blend_from_spec
+def _save_npy(out: Path, direction) -> None:
+    """Write a direction ``.npy`` (float32, no pickle) atomically."""
+    import io
 
-    G = load_generator(network, device=dev, progress=not quiet)
-    return blend_from_spec(G, blend, dev, progress=not quiet) if blend else G
+    import numpy as np
 
+    from clipstyle.io.files import atomic_write_bytes
 
-def _unique(labels: list[str]) -> list[str]:
-    """File-name labels, a repeated one suffixed ``-1``, ``-2``… so no output replaces another."""
-    seen: dict[str, int] = {}
-    out = []
-    for label in labels:
-        k = seen.get(label, 0)
-        seen[label] = k + 1
-        out.append(label if k == 0 else f"{label}-{k}")
-    return out
-
-
-def _finish(run_dir: Path, settings: dict, G) -> None:
-    from clipstyle.io.files import atomic_write_json
-    from clipstyle.pipelines.runfolder import versions
-
-    atomic_write_json(run_dir / "run.json", {"settings": settings, "network": G.describe(), "versions": versions()})
-    typer.echo(str(run_dir))
+    buf = io.BytesIO()
+    np.save(buf, direction.numpy().astype(np.float32), allow_pickle=False)
+    atomic_write_bytes(out, buf.getvalue())
 
 
 @handle_errors
@@ -68,32 +59,14 @@ def styleblocks_command(
     noise_mode: NoiseOpt = "const", fps: FpsOpt = 10.0, outdir: OutdirOpt = Path("out"), device: DeviceOpt = "auto",
 ) -> None:
     """Scale one styleblock (row of ws) at a time: a GIF per block and a contact sheet (rows = blocks, columns = factors)."""
-    from clipstyle.io.files import make_run_dir
-    from clipstyle.latents import parse_blocks, save_latents
-    from clipstyle.latents.constraints import parse_source
-    from clipstyle.latents.styleblocks import factors, parse_range, styleblock_frames
-    from clipstyle.render.files import make_grid, save_gif, save_png
+    from clipstyle.pipelines.creative import styleblocks
 
     if (seed is None) == (latents is None):
         raise UsageError("give exactly one of --seed S or --latents FILE")
-    lo, hi = parse_range(scale, "--scale")
-    values = factors(lo, hi, frames)
-    dev = resolve_device(device)
-    G = _network(network, dev)
-    rows = parse_blocks(blocks, G.num_ws, G.block_groups())
-    c = class_vector(G.c_dim, class_idx, 1, dev)
-    (src,) = parse_source(str(seed) if latents is None else latents, G, dev, truncation, c, allow_many=False)
-    run_dir = make_run_dir(outdir, f"styleblocks-{src.label}")
-    sheet = []
-    for r in rows:
-        imgs, ws = styleblock_frames(G, src.ws, r, values, around, _noise(noise_mode))
-        save_gif(run_dir / f"block{r:02d}.gif", list(imgs), fps=fps)
-        save_latents(run_dir / f"block{r:02d}.npz", ws, meta={"block": r, "factors": values, "source": src.label})
-        sheet.extend(imgs)
-    save_png(run_dir / "sheet.png", make_grid(sheet, rows=len(rows), cols=len(values)))
-    _finish(run_dir, {"command": "styleblocks", "source": src.label, "blocks": list(rows), "factors": values,
-                      "around": around, "network": network, "truncation": truncation, "noise_mode": noise_mode}, G)
-
+    run = styleblocks(seed=seed, latents=latents, blocks=blocks, scale=scale, frames=frames, around=around,
+                      network=network, truncation=truncation, class_idx=class_idx, noise_mode=noise_mode, fps=fps,
+                      device=resolve_device(device))
+    typer.echo(str(run.save(outdir)))
 
 @handle_errors
 def mix_command(
@@ -108,41 +81,11 @@ def mix_command(
     Writes grid.png (top row: the column images, left column: the row images) and each mixed
     image as mix-ROW-COL.png with its latent mix-ROW-COL.npz.
     """
-    import numpy as np
-    import torch
+    from clipstyle.pipelines.creative import mix_grid
 
-    from clipstyle.io.files import make_run_dir
-    from clipstyle.latents import parse_blocks, save_latents
-    from clipstyle.latents.constraints import parse_sources
-    from clipstyle.latents.styleblocks import mix_styles, render_ws
-    from clipstyle.render.files import make_grid, save_png
-
-    dev = resolve_device(device)
-    G = _network(network, dev)
-    chosen = parse_blocks(blocks, G.num_ws, G.block_groups())
-    c = class_vector(G.c_dim, class_idx, 1, dev)
-    a_src = parse_sources(rows, G, dev, truncation, c)
-    b_src = parse_sources(cols, G, dev, truncation, c)
-    nm = _noise(noise_mode)
-    a_img = render_ws(G, torch.cat([s.ws for s in a_src]), nm)
-    b_img = render_ws(G, torch.cat([s.ws for s in b_src]), nm)
-    run_dir = make_run_dir(outdir, "mix")
-    blank = np.full_like(a_img[0], 255)
-    cells = [blank, *b_img]
-    a_names, b_names = _unique([s.label for s in a_src]), _unique([s.label for s in b_src])
-    for i, a in enumerate(a_src):
-        mixed = torch.cat([mix_styles(a.ws, b.ws, chosen) for b in b_src])
-        imgs = render_ws(G, mixed, nm)
-        cells.extend([a_img[i], *imgs])
-        for j, b in enumerate(b_src):
-            name = f"mix-{a_names[i]}-{b_names[j]}"
-            save_png(run_dir / f"{name}.png", imgs[j])
-            save_latents(run_dir / f"{name}.npz", mixed[j : j + 1],
-                         meta={"row_source": a.label, "col_source": b.label, "blocks_from_col": list(chosen)})
-    save_png(run_dir / "grid.png", make_grid(cells, rows=len(a_src) + 1, cols=len(b_src) + 1))
-    _finish(run_dir, {"command": "mix", "rows": [s.label for s in a_src], "cols": [s.label for s in b_src],
-                      "blocks_from_col": list(chosen), "network": network, "truncation": truncation}, G)
-
+    run = mix_grid(rows=rows, cols=cols, blocks=blocks, network=network, truncation=truncation, class_idx=class_idx,
+                   noise_mode=noise_mode, device=resolve_device(device))
+    typer.echo(str(run.save(outdir)))
 
 @handle_errors
 def blend_command(
@@ -155,49 +98,41 @@ def blend_command(
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
     """Network blending (Pinkney & Adler 2020, 'toonify'): write a generator mixing A's low and B's high resolutions."""
-    from clipstyle.generator import load_generator
-    from clipstyle.generator.blend import blend_generators
     from clipstyle.generator.formats.native import save_native
     from clipstyle.io.files import refuse_overwrite
+    from clipstyle.pipelines.creative import blend
 
     refuse_overwrite(out, overwrite)
     if not out.parent.is_dir():
         raise UsageError(f"the folder of --out does not exist: {out.parent}")
-    G_a, G_b = load_generator(network_a), load_generator(network_b)
-    G = blend_generators(G_a, G_b, at, smooth)
-    save_native(G, out, meta={"blend": {"a": G_a.source.source, "b": G_b.source.source, "at": at, "smooth": smooth}})
+    G = blend(network_a, network_b, at=at, smooth=smooth)
+    save_native(G, out, meta={"blend": {"a": network_a, "b": network_b, "at": at, "smooth": smooth,
+                                        "source": G.source.source}})
     typer.echo(str(out))
-
 
 @handle_errors
 def render_command(
     latents: Annotated[str, typer.Argument(help="Latent .npz (all items; FILE#i for one) or seeds (0-3).")],
-    network: NetworkOpt = "ffhq", blend: BlendOpt = None,
+    network: FileNetworkOpt = None, blend: BlendOpt = None, file_noise: FileNoiseOpt = True,
     out: Annotated[Optional[Path], typer.Option(help="Output PNG (default: LATENTS-render.png beside the file; "
                                                 "a grid when there are several latents).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
     truncation: TruncOpt = 1.0, class_idx: ClassOpt = None, noise_mode: NoiseOpt = "const", device: DeviceOpt = "auto",
 ) -> None:
     """Render a latent file (e.g. a projection) to PNG, optionally in a blended network (photo → painting)."""
-    import torch
-
     from clipstyle.io.files import refuse_overwrite
-    from clipstyle.latents.constraints import parse_sources
-    from clipstyle.latents.styleblocks import render_ws
-    from clipstyle.render.files import make_grid, save_png
+    from clipstyle.pipelines.creative import render
+    from clipstyle.render.files import save_png
 
     if out is None:
         p = Path(latents.split("#")[0])
         base = p.parent / p.stem if p.suffix == ".npz" else Path(f"seeds-{latents}")
         out = Path(f"{base}-{'blend' if blend else 'render'}.png")
     refuse_overwrite(out, overwrite)
-    dev = resolve_device(device)
-    G = _network(network, dev, blend)
-    srcs = parse_sources(latents, G, dev, truncation, class_vector(G.c_dim, class_idx, 1, dev))
-    imgs = render_ws(G, torch.cat([s.ws for s in srcs]), _noise(noise_mode))
-    save_png(out, imgs[0] if len(imgs) == 1 else make_grid(imgs))
+    run = render(latents, network=network, blend=blend, truncation=truncation, class_idx=class_idx,
+                 noise_mode=noise_mode, file_noise=file_noise, device=resolve_device(device))
+    save_png(out, run.result_image if run.result_image is not None else _grid(run.images))
     typer.echo(str(out))
-
 
 @handle_errors
 def interpolate_command(
@@ -212,56 +147,19 @@ def interpolate_command(
     noise_mode: NoiseOpt = "const", fps: FpsOpt = 15.0, outdir: OutdirOpt = Path("out"), device: DeviceOpt = "auto",
 ) -> None:
     """Interpolate between latents → interpolation.gif (+ .mp4), latents.npz with every frame's ws."""
-    import torch
+    from clipstyle.pipelines.creative import interpolate
+    from clipstyle.render.files import VIDEO_INSTALL_HINT, save_mp4, video_available
 
-    from clipstyle.io.files import make_run_dir
-    from clipstyle.latents import save_latents
-    from clipstyle.latents.constraints import parse_sources
-    from clipstyle.latents.interpolate import MODES, frame_count, interpolate_path
-    from clipstyle.latents.styleblocks import render_ws
-    from clipstyle.render.files import (
-        VIDEO_INSTALL_HINT,
-        save_gif,
-        save_mp4,
-        video_available,
-    )
-
-    if mode not in MODES:
-        raise UsageError(f"--mode must be lerp or slerp, got {mode!r}")
-    if space not in ("w", "z"):
-        raise UsageError(f"--space must be w or z, got {space!r}")
-    dev = resolve_device(device)
-    G = _network(network, dev)
-    c = class_vector(G.c_dim, class_idx, 1, dev)
-    keys = [s for spec in sources for s in parse_sources(spec, G, dev, truncation, c)]
-    if len(keys) < 2:
-        raise UsageError("interpolation needs at least two keyframes")
-    frame_count(len(keys), frames, loop)
-    if space == "z":
-        lacking = [k.label for k in keys if k.z is None]
-        if lacking:
-            raise UsageError(f"--space z needs z for every keyframe, but {lacking[0]} is a latent file without z; "
-                             "use seeds, files that store z, or --space w")
-        zs = interpolate_path(torch.cat([k.z for k in keys]), frames, mode, loop)
-        with torch.no_grad():
-            ws = torch.cat([G.mapping(zs[i : i + 16], c.expand(len(zs[i : i + 16]), -1), truncation_psi=truncation)
-                            for i in range(0, len(zs), 16)])
-    else:
-        center = G.w_avg.detach().to(torch.float32)
-        ws = interpolate_path(torch.cat([k.ws for k in keys]), frames, mode, loop, center)
-    imgs = render_ws(G, ws, _noise(noise_mode))
-    run_dir = make_run_dir(outdir, "interpolate-" + "-".join(k.label for k in keys[:4]))
-    save_gif(run_dir / "interpolation.gif", list(imgs), fps=fps)
-    save_latents(run_dir / "latents.npz", ws, meta={"keyframes": [k.label for k in keys], "mode": mode, "space": space})
+    run = interpolate(sources, frames=frames, mode=mode, space=space, loop=loop, network=network,
+                      truncation=truncation, class_idx=class_idx, noise_mode=noise_mode, fps=fps,
+                      device=resolve_device(device))
+    run_dir = run.save(outdir)
     if mp4:
         if video_available():
-            save_mp4(run_dir / "interpolation.mp4", list(imgs), fps=fps)
+            save_mp4(run_dir / "interpolation.mp4", list(run.images), fps=fps)
         else:
             typer.echo(f"note: no MP4 written: it needs the imageio-ffmpeg package ({VIDEO_INSTALL_HINT})", err=True)
-    _finish(run_dir, {"command": "interpolate", "keyframes": [k.label for k in keys], "frames": frames, "mode": mode,
-                      "space": space, "loop": loop, "total_frames": len(imgs), "network": network,
-                      "truncation": truncation}, G)
-
+    typer.echo(str(run_dir))
 
 direction_app = typer.Typer(help="Latent directions: apply one, learn one from labelled latents, or find one from text.",
                             no_args_is_help=True)
@@ -275,33 +173,17 @@ def direction_apply_command(
     strength: Annotated[str, typer.Option(help="Strength range LO:HI (ws + s·direction).")] = "-5:5",
     frames: Annotated[int, typer.Option(help="Number of strengths (GIF frames).", min=1)] = 11,
     blocks: Annotated[Optional[str], typer.Option(help="Only move these styleblocks (default: all).")] = None,
-    network: NetworkOpt = "ffhq", truncation: TruncOpt = 1.0, class_idx: ClassOpt = None,
+    network: FileNetworkOpt = None, file_noise: FileNoiseOpt = True, truncation: TruncOpt = 1.0,
+    class_idx: ClassOpt = None,
     noise_mode: NoiseOpt = "const", fps: FpsOpt = 10.0, outdir: OutdirOpt = Path("out"), device: DeviceOpt = "auto",
 ) -> None:
     """Walk a latent along a direction → direction.gif, strip.png, latents.npz."""
-    from clipstyle.io.files import make_run_dir
-    from clipstyle.latents import parse_blocks, save_latents
-    from clipstyle.latents.constraints import parse_source
-    from clipstyle.latents.directions import apply_direction, load_direction
-    from clipstyle.latents.styleblocks import factors, parse_range, render_ws
-    from clipstyle.render.files import make_grid, save_gif, save_png
+    from clipstyle.pipelines.directions import direction_apply
 
-    lo, hi = parse_range(strength, "--strength")
-    values = factors(lo, hi, frames)
-    dev = resolve_device(device)
-    G = _network(network, dev)
-    d = load_direction(direction, G.num_ws, G.w_dim)
-    rows = parse_blocks(blocks, G.num_ws, G.block_groups())
-    (src,) = parse_source(latents, G, dev, truncation, class_vector(G.c_dim, class_idx, 1, dev), allow_many=False)
-    ws = apply_direction(src.ws, d, values, rows)
-    imgs = render_ws(G, ws, _noise(noise_mode))
-    run_dir = make_run_dir(outdir, f"direction-{direction.stem}-{src.label}")
-    save_gif(run_dir / "direction.gif", list(imgs), fps=fps)
-    save_png(run_dir / "strip.png", make_grid(list(imgs), rows=1))
-    save_latents(run_dir / "latents.npz", ws, meta={"strengths": values, "direction": str(direction)})
-    _finish(run_dir, {"command": "direction apply", "source": src.label, "direction": str(direction),
-                      "strengths": values, "blocks": list(rows), "network": network}, G)
-
+    run = direction_apply(latents, direction, strength=strength, frames=frames, blocks=blocks, network=network,
+                          truncation=truncation, class_idx=class_idx, noise_mode=noise_mode, file_noise=file_noise,
+                          fps=fps, device=resolve_device(device))
+    typer.echo(str(run.save(outdir)))
 
 @direction_app.command("learn")
 @handle_errors
@@ -317,32 +199,14 @@ def direction_learn_command(
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
     """Learn an attribute direction from two sets of latents (InterFaceGAN: the unit normal of a linear boundary)."""
-    import io
-
-    import numpy as np
-
-    from clipstyle.io.files import atomic_write_bytes, refuse_overwrite
-    from clipstyle.latents.directions import (
-        collect_latents,
-        learn_direction,
-        normalize_direction,
-    )
+    from clipstyle.io.files import refuse_overwrite
+    from clipstyle.pipelines.directions import direction_learn
 
     refuse_overwrite(out, overwrite)
-    pos, _, shape_p = collect_latents(positive, space=space)
-    neg, _, shape_n = collect_latents(negative, space=space)
-    if shape_p != shape_n:
-        raise UsageError(f"the positive latents are {list(shape_p)}, the negative ones {list(shape_n)}")
-    res = learn_direction(pos, neg, holdout=holdout, seed=seed, method=method)
-    d = res.direction
-    if space == "w+":
-        d, _ = normalize_direction(d.reshape(shape_p))
-    buf = io.BytesIO()
-    np.save(buf, d.numpy().astype(np.float32), allow_pickle=False)
-    atomic_write_bytes(out, buf.getvalue())
+    res = direction_learn(positive, negative, space=space, method=method, holdout=holdout, seed=seed)
+    _save_npy(out, res.direction)
     typer.echo(f"held-out accuracy {res.test_accuracy:.1%} ({res.n_test} latents), train {res.train_accuracy:.1%} "
-               f"({res.n_train}); direction {list(d.shape)} → {out}")
-
+               f"({res.n_train}); direction {list(res.direction.shape)} → {out}")
 
 @direction_app.command("from-text")
 @handle_errors
@@ -365,44 +229,22 @@ def direction_from_text_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Find a W+ direction that turns SOURCE into TARGET across several samples (directional CLIP loss)."""
-    import io
-    import time
-
-    import numpy as np
-    import torch
-
-    from clipstyle.cli.networks import parse_seeds
-    from clipstyle.guidance import CLIPGuide, CutoutConfig, Cutouts
-    from clipstyle.guidance.recipes import load_templates
-    from clipstyle.io.files import atomic_write_bytes, refuse_overwrite
-    from clipstyle.latents import parse_blocks, seed_z
-    from clipstyle.latents.directions import direction_from_text
-    from clipstyle.optimize.loop import StepInfo
+    from clipstyle.io.files import refuse_overwrite
     from clipstyle.optimize.progress import ProgressBar
+    from clipstyle.pipelines.directions import direction_from_text
 
     refuse_overwrite(out, overwrite)
-    seed_list = parse_seeds(seeds)
-    dev = resolve_device(device)
-    G = _network(network, dev, quiet=quiet)
-    rows = parse_blocks(blocks, G.num_ws, G.block_groups())
-    c = class_vector(G.c_dim, class_idx, len(seed_list), dev)
-    z = torch.from_numpy(np.concatenate([seed_z(s, G.z_dim) for s in seed_list])).to(dev, torch.float32)
-    with torch.no_grad():
-        ws0 = G.mapping(z, c, truncation_psi=truncation)
-    guide = CLIPGuide(clip_model, None if clip_pretrained.lower() == "none" else clip_pretrained, device=dev)
-    cut = Cutouts(CutoutConfig(num_cutouts=cutouts), guide.input_size)
-    t0 = time.perf_counter()
+    from clipstyle.cli.networks import parse_seeds
+
+    parse_seeds(seeds)  # a malformed --seeds is a usage error before anything loads
     with ProgressBar("direction", steps, enabled=not quiet) as bar:
-        res = direction_from_text(G, guide, source, target, ws0, cut, rows=rows, steps=steps, lr=lr, l2=l2,
-                                  templates=load_templates() if ensemble else None,
-                                  callback=lambda s, v: bar(StepInfo(s, steps, lr, v, {"loss": v},
-                                                                     time.perf_counter() - t0), None))
-    buf = io.BytesIO()
-    np.save(buf, res.direction.numpy().astype(np.float32), allow_pickle=False)
-    atomic_write_bytes(out, buf.getvalue())
+        res = direction_from_text(source, target, seeds=seeds, steps=steps, lr=lr, blocks=blocks, l2=l2,
+                                  ensemble=ensemble, cutouts=cutouts, network=network, clip_model=clip_model,
+                                  clip_pretrained=clip_pretrained, truncation=truncation, class_idx=class_idx,
+                                  device=resolve_device(device), callback=bar, quiet=quiet)
+    _save_npy(out, res.direction)
     typer.echo(f"direction {list(res.direction.shape)} → {out} (the optimized edit is strength {res.strength:.3g}; "
                f"final loss {res.history[-1]:.4f})")
-
 
 @handle_errors
 def recipes_command(

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clipstyle.cli.common import UsageError, class_vector, handle_errors, resolve_device
+from clipstyle.cli.common import UsageError, handle_errors, resolve_device
 from clipstyle.cli.text import DeviceOpt, NetworkOpt
 
 
@@ -104,37 +104,14 @@ def generate_command(
     device: DeviceOpt = "auto",
 ) -> None:
     """Render images for seeds (like NVIDIA's gen_images.py): seedNNNN.png + seedNNNN.npz each."""
-    import torch
-
-    from clipstyle.generator import load_generator
-    from clipstyle.io.files import atomic_write_json, make_run_dir
-    from clipstyle.latents import save_latents, start_ws
-    from clipstyle.optimize.loop import to_uint8_frames
-    from clipstyle.pipelines.runfolder import versions
-    from clipstyle.render.files import make_grid, save_png
+    from clipstyle.pipelines.creative import generate
 
     if noise_mode not in ("const", "random", "none"):
         raise UsageError(f"--noise-mode must be const, random or none, got {noise_mode!r}")
-    seed_list = parse_seeds(seeds)
-    dev = resolve_device(device)
-    G = load_generator(network, device=dev)
-    c = class_vector(G.c_dim, class_idx, 1, dev)
-    run_dir = make_run_dir(outdir, f"generate-seeds-{seeds}")
-    images = []
-    with torch.no_grad():
-        for s in seed_list:
-            ws, z = start_ws(G, seed=s, truncation_psi=truncation, c=c)
-            img = to_uint8_frames(G.synthesis(ws, noise_mode=noise_mode))[0]
-            save_png(run_dir / f"seed{s:04d}.png", img)
-            save_latents(run_dir / f"seed{s:04d}.npz", ws, z=z, c=c,
-                         meta={"seed": s, "truncation_psi": truncation, "network": G.source.source})
-            images.append(img)
-    if grid:
-        save_png(run_dir / "grid.png", make_grid(images))
-    atomic_write_json(run_dir / "run.json", {"settings": {"command": "generate", "network": network, "seeds": seed_list,
-                      "truncation": truncation, "class": class_idx, "noise_mode": noise_mode},
-                      "network": G.describe(), "versions": versions()})
-    typer.echo(str(run_dir))
+    parse_seeds(seeds)
+    run = generate(network=network, seeds=seeds, truncation=truncation, class_idx=class_idx, noise_mode=noise_mode,
+                   grid=grid, device=resolve_device(device))
+    typer.echo(str(run.save(outdir)))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,5 @@
-"""Curated edit recipes and CLIP prompt templates, shipped as TOML in ``clipstyle/prompts/``.
+"""Curated edit recipes and CLIP prompt templates, shipped as TOML in the top-level ``prompts/``
+(in the wheel: the data package ``clipstyle.prompts``).
 
 A recipe (one TOML table; the table name is the recipe name, the file stem its category) holds:
 
@@ -125,8 +126,17 @@ def parse_recipe_file(path: str | Path) -> list[Recipe]:
     return parse_recipe_text(text, path.stem, str(path))
 
 
+def prompts_folder() -> Any:
+    """The folder of the shipped recipe files: the data package ``clipstyle.prompts`` of an installed wheel
+    (or an editable install), else the repository's top-level ``prompts/`` beside the source package."""
+    try:
+        return resources.files("clipstyle.prompts")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "prompts"
+
+
 def _prompt_files() -> list[Any]:
-    folder = resources.files("clipstyle").joinpath("prompts")
+    folder = prompts_folder()
     return sorted((f for f in folder.iterdir() if f.name.endswith(".toml") and f.name != TEMPLATES_FILE),
                   key=lambda f: f.name)
 
@@ -212,7 +222,7 @@ def load_templates() -> tuple[str, ...]:
     Raises:
         RecipeError: the templates file is malformed.
     """
-    text = resources.files("clipstyle").joinpath("prompts", TEMPLATES_FILE).read_text(encoding="utf-8")
+    text = prompts_folder().joinpath(TEMPLATES_FILE).read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

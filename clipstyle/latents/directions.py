@@ -7,7 +7,8 @@
   the unit normal of its hyperplane is the editing direction (pointing to the positive side). We
   train logistic regression (or an L2 linear SVM with squared hinge loss) in torch with L-BFGS on a
   stratified train/held-out split, and report held-out accuracy.
-* **From text**: a W+ direction ``d`` shared by several seeds is optimized so that the change it
+* **From text** (:func:`clipstyle.pipelines.directions.text_direction`, on the one optimization loop
+  with :class:`DirectionLatent`): a W+ direction ``d`` shared by several seeds is optimized so that the change it
   causes in each image points the way ``E_T(target) − E_T(source)`` does in CLIP space — the
   directional loss of StyleGAN-NADA (Gal et al. 2021, arXiv:2108.00946), here driving a latent
   offset rather than generator weights (cf. StyleCLIP's global directions, Patashnik et al. 2021).
@@ -22,13 +23,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 __all__ = ["DirectionError", "load_direction", "normalize_direction", "apply_direction", "collect_latents",
-           "LearnedDirection", "learn_direction", "text_delta", "TextDirection", "direction_from_text"]
+           "LearnedDirection", "learn_direction", "text_delta", "DirectionLatent", "TextDirection"]
 
 
 class DirectionError(ValueError):
@@ -293,97 +294,56 @@ def text_delta(guide: Any, source: str, target: str, templates: Sequence[str] | 
     return delta / delta.norm()
 
 
+class DirectionLatent(torch.nn.Module):
+    """One W+ offset ``d`` shared by N starts, in the shape of a :class:`~clipstyle.latents.Latent` for the
+    optimization loop: ``ws() = ws0 + d·mask`` ``[N, num_ws, w_dim]``, ``d`` ``[1, num_ws, w_dim]`` starting at 0,
+    ``mask`` 1 on the rows the direction may use (the others stay bit-identical to ``ws0``).
+
+    Raises:
+        ValueError: ``start`` is not ``[N, num_ws, w_dim]`` or a row is out of range.
+    """
+
+    def __init__(self, start: torch.Tensor, rows: Sequence[int] | None = None) -> None:
+        super().__init__()
+        if start.ndim != 3:
+            raise ValueError(f"start must be [N, num_ws, w_dim], got {list(start.shape)}")
+        num_ws = start.shape[1]
+        chosen = tuple(range(num_ws)) if rows is None else tuple(int(r) for r in rows)
+        if any(not 0 <= r < num_ws for r in chosen):
+            raise ValueError(f"direction rows {list(chosen)} are out of range 0-{num_ws - 1}")
+        mask = torch.zeros(1, num_ws, 1, device=start.device)
+        mask[:, list(chosen)] = 1
+        self.rows = chosen
+        self.register_buffer("start", start.detach().to(torch.float32).clone())  # [N, num_ws, w_dim]
+        self.register_buffer("mask", mask)  # [1, num_ws, 1]
+        self.param = torch.nn.Parameter(torch.zeros(1, num_ws, start.shape[2], device=start.device))
+
+    def ws(self) -> torch.Tensor:
+        """``ws0 + d·mask`` ``[N, num_ws, w_dim]``."""
+        return self.start + self.param * self.mask
+
+    def offset(self) -> torch.Tensor:
+        """The masked direction ``d·mask`` ``[1, num_ws, w_dim]`` (with gradient)."""
+        return self.param * self.mask
+
+    def constrain_(self) -> None:
+        """No constraint (the loop calls this after each step)."""
+
+
 @dataclass(frozen=True)
 class TextDirection:
-    """Result of :func:`direction_from_text`.
+    """Result of :func:`clipstyle.pipelines.directions.text_direction`.
 
     Attributes:
         direction: float32 ``[num_ws, w_dim]`` CPU, RMS row norm 1 over the optimized rows, zero elsewhere.
         strength: the RMS row norm the optimization reached (``ws + strength·direction`` reproduces it).
         history: loss per step.
         rows: the optimized styleblocks.
+        interrupted: stopped early (Ctrl-C, ``stop()``); then the direction of the lowest loss so far.
     """
 
     direction: torch.Tensor
     strength: float
     history: tuple[float, ...]
     rows: tuple[int, ...]
-
-
-def direction_from_text(G: Any, guide: Any, source: str, target: str, start_ws: torch.Tensor, cutouts: Any, *,
-                        rows: Sequence[int] | None = None, steps: int = 100, lr: float = 0.02, l2: float = 0.0,
-                        templates: Sequence[str] | None = None, min_delta_norm: float = 0.05, seed: int = 0,
-                        callback: Callable[[int, float], None] | None = None) -> TextDirection:
-    """Optimize one W+ offset ``d`` shared by all starts so each image changes from ``source`` to ``target``.
-
-    Loss per step (directional CLIP loss, Gal et al. 2021, with the same random cutouts of x and x0):
-    ``mean_{n,k} (1 − ΔI·ΔT / max(‖ΔI‖, τ)) + l2·mean_rows ‖d_row‖²`` where
-    ``ΔI = E_I(cut_k(G(ws_n + d))) − E_I(cut_k(G(ws_n)))`` and ``ΔT`` = :func:`text_delta`.
-    Adam with the projector lr schedule (:class:`clipstyle.optimize.loop.Schedule`).
-
-    Args:
-        G: generator (frozen here). guide: :class:`~clipstyle.guidance.CLIPGuide`.
-        source, target: texts, e.g. ``"a face"`` → ``"a smiling face"``.
-        start_ws: float32 ``[N, num_ws, w_dim]`` samples (e.g. several seeds) on G's device.
-        cutouts: :class:`~clipstyle.guidance.Cutouts`.
-        rows: styleblocks ``d`` may use (default all); the others stay 0.
-        steps, lr: optimization length and peak learning rate.
-        l2: weight of the penalty on ``d``'s size.
-        templates: prompt templates for ensembling (see :func:`text_delta`).
-        min_delta_norm: τ above (avoids the undefined cosine at ``d = 0``).
-        seed: seed of the cutouts.
-        callback: called ``(step, loss)`` after each step.
-
-    Returns:
-        :class:`TextDirection`.
-
-    Raises:
-        DirectionError: identical texts, or the optimization left ``d`` at zero.
-        FloatingPointError: the loss became NaN/inf.
-    """
-    from clipstyle.optimize.loop import Schedule
-
-    G.requires_grad_(False)
-    device = G.w_avg.device
-    ws0 = start_ws.detach().to(device, torch.float32)
-    num_ws = ws0.shape[1]
-    mask = torch.zeros(1, num_ws, 1, device=device)
-    chosen = tuple(range(num_ws)) if rows is None else tuple(int(r) for r in rows)
-    mask[:, list(chosen)] = 1
-    delta_t = text_delta(guide, source, target, templates).to(device)
-    gen = torch.Generator(device=device).manual_seed(seed) if str(device).startswith("cuda") else \
-        torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        x0 = G.synthesis(ws0, noise_mode="const")
-    d = torch.zeros(1, num_ws, ws0.shape[2], device=device, requires_grad=True)
-    schedule = Schedule(lr=lr, steps=steps)
-    opt = torch.optim.Adam([d], lr=lr)
-    history: list[float] = []
-    for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = schedule.lr_at(step)
-        img = G.synthesis(ws0 + d * mask, noise_mode="const")
-        cuts, cuts0 = cutouts.paired(img, x0, gen)
-        e = guide.encode_image(cuts)
-        with torch.no_grad():
-            e0 = guide.encode_image(cuts0)
-        delta_i = e - e0
-        cos = (delta_i @ delta_t) / delta_i.norm(dim=-1).clamp_min(min_delta_norm)
-        loss = (1 - cos).mean()
-        if l2 > 0:
-            loss = loss + l2 * (d * mask).square().sum(-1)[0, list(chosen)].mean()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"the loss became {value} at step {step}; try a smaller --lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        history.append(value)
-        if callback is not None:
-            callback(step, value)
-    final = (d.detach() * mask)[0].cpu()
-    try:
-        unit, strength = normalize_direction(final)
-    except DirectionError:
-        raise DirectionError("the optimization did not move the latent; try more --steps or a larger --lr") from None
-    return TextDirection(unit, strength, tuple(history), chosen)
+    interrupted: bool = False

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["parse_range", "factors", "scale_row", "render_ws", "styleblock_frames", "mix_styles"]
+__all__ = ["parse_range", "factors", "scale_row", "scale_rows", "render_ws", "styleblock_frames", "mix_styles"]
 
 
 def parse_range(spec: str, what: str = "range") -> tuple[float, float]:
@@ -86,6 +86,31 @@ def scale_row(ws: torch.Tensor, row: int, values: Sequence[float], center: torch
     else:
         c = center.to(ws)
         out[:, row] = c[None] + f[:, None] * (base - c)[None]
+    return out
+
+
+def scale_rows(ws: torch.Tensor, factors_: Sequence[float], center: torch.Tensor | None = None) -> torch.Tensor:
+    """Every row scaled by its own factor: row ``i`` ← ``center + f_i·(ws[:, i] − center)``.
+
+    Args:
+        ws: ``[N, num_ws, w_dim]`` float32. factors_: ``num_ws`` factors (1 leaves a row bit-identical).
+        center: ``[w_dim]`` centre (``None`` = 0; ``w_avg`` = per-row truncation).
+
+    Returns:
+        float32 ``[N, num_ws, w_dim]``.
+
+    Raises:
+        ValueError: not one factor per row, or a bad shape.
+    """
+    if ws.ndim != 3:
+        raise ValueError(f"ws must be [N, num_ws, w_dim], got {list(ws.shape)}")
+    if len(factors_) != ws.shape[1]:
+        raise ValueError(f"need one factor per styleblock ({ws.shape[1]}), got {len(factors_)}")
+    out = ws.to(torch.float32).clone()
+    c = torch.zeros(ws.shape[2], dtype=torch.float32, device=ws.device) if center is None else center.to(out)
+    for i, f in enumerate(factors_):
+        if float(f) != 1.0:
+            out[:, i] = c + float(f) * (out[:, i] - c)
     return out
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from clipstyle.latents.constraints import SpecError
 
-__all__ = ["NOISE_MODES", "check_noise_mode", "labels", "load_network", "load_guide", "parse_seeds", "pick_device"]
+__all__ = ["NOISE_MODES", "check_noise_mode", "labels", "load_network", "load_guide", "parse_seeds", "pick_device",
+           "latent_file_of", "read_latent_meta"]
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -110,3 +112,34 @@ def parse_seeds(spec: str) -> list[int]:
     if any(s < 0 or s >= 2**32 for s in seeds):
         raise SpecError("seeds must be in 0 … 2**32-1")
     return seeds
+
+
+def latent_file_of(spec: str) -> Path | None:
+    """The latent file a one-item source spec names (``face.npz``, ``face.npz#1`` → ``face.npz``), or None for
+    seeds, seed ranges and lists (see :func:`clipstyle.latents.constraints.parse_source`)."""
+    import re
+
+    item = str(spec).strip()
+    if "," in item or re.match(r"^\d+(@[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)?$|^\d+-\d+$", item):
+        return None
+    m = re.match(r"^(.*)#(\d+)$", item)
+    if m and not Path(item).is_file():
+        item = m.group(1)
+    return Path(item)
+
+
+def read_latent_meta(path: Any) -> dict:
+    """The JSON ``meta`` of a latent ``.npz`` (``{}`` when it has none or cannot be read: the latent
+    loader reports a bad file with its own message)."""
+    import json
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "meta" not in data.files:
+                return {}
+            meta = json.loads(str(data["meta"]))
+    except Exception:  # noqa: BLE001 - parse_sources raises the user-facing LatentFileError
+        return {}
+    return meta if isinstance(meta, dict) else {}

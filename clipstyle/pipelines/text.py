@@ -180,7 +180,7 @@ def text_to_image(prompt: str = "", *, network: str = "ffhq", clip_model: str = 
         network: alias, checkpoint path or URL (ignored when ``G`` is given).
         clip_model, clip_pretrained: open_clip model and weights (``"none"``: random; ignored with ``guide``).
         steps, lr: the Adam schedule (Karras et al. 2020 ramps).
-        blend: optimize and render in a blended network ``NETWORK@RES[:SMOOTH]``.
+        blend: optimize and render in a blended network ``NETWORK@RES[:SMOOTH]`` (built on ``G`` when given).
         save_every: keep a GIF frame every this many steps.
         device: ``auto`` (CUDA, else MPS, else CPU; with ``G`` given: G's device), ``cpu``, ``cuda``, ``mps``.
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast of the generator's forward).

@@ -1,0 +1,314 @@
+"""Creative workflows without an optimization: styleblocks, mix grids, interpolation, rendering, blending.
+
+Each is one public function whose keyword names are the CLI options of the command of the same name
+(``clipstyle styleblocks --seed 3 --blocks coarse`` is ``styleblocks(seed=3, blocks="coarse")``;
+``--class`` is ``class_idx``) and returns a :class:`~clipstyle.pipelines.run.Run` whose ``save(outdir)``
+writes the run folder the CLI writes (``blend`` returns the blended generator). Latent sources are seeds
+(``42``, ``42@0.7``, ``0-3``) or latent ``.npz`` files (``face.npz``, ``face.npz#1``); see
+:mod:`clipstyle.latents.constraints`. Pass ``G`` to reuse a loaded generator (the UI does).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from clipstyle.pipelines.common import check_noise_mode, labels, load_network, pick_device
+from clipstyle.pipelines.run import Run
+
+__all__ = ["styleblocks", "mix_grid", "interpolate", "render", "generate", "blend", "render_frames",
+           "unique_labels"]
+
+Progress = Callable[[int, int], None]
+
+
+def unique_labels(labels_: Sequence[str]) -> list[str]:
+    """File-name labels, a repeated one suffixed ``-1``, ``-2``… so no output replaces another."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels_:
+        k = seen.get(label, 0)
+        seen[label] = k + 1
+        out.append(label if k == 0 else f"{label}-{k}")
+    return out
+
+
+@torch.no_grad()
+def render_frames(G: Any, ws: torch.Tensor, noise_mode: str = "const", *, batch_size: int = 8,
+                  callback: Progress | None = None, stop: Callable[[], bool] | None = None) -> np.ndarray:
+    """Synthesize ``ws`` float32 ``[F, num_ws, w_dim]`` in chunks → uint8 ``[F', H, W, C]``.
+
+    ``callback(done, F)`` after each chunk; ``stop()`` True ends early (``F' < F`` frames, at least one
+    chunk is always rendered).
+    """
+    from clipstyle.latents.styleblocks import render_ws
+
+    chunks = []
+    for i in range(0, ws.shape[0], batch_size):
+        chunks.append(render_ws(G, ws[i : i + batch_size], noise_mode, batch_size))
+        done = min(ws.shape[0], i + batch_size)
+        if callback is not None:
+            callback(done, int(ws.shape[0]))
+        if stop is not None and done < ws.shape[0] and stop():
+            break
+    return np.concatenate(chunks)
+
+
+def _setup(network: str, device: str, G: Any, class_idx: int | None, blend_spec: str | None = None,
+           quiet: bool = True) -> tuple[Any, str, torch.Tensor]:
+    dev = pick_device(device, G)
+    G = load_network(network, dev, blend_spec, G=G, progress=not quiet)
+    return G, dev, labels(G.c_dim, class_idx, 1, dev)
+
+
+def styleblocks(*, seed: int | None = None, latents: str | None = None, blocks: str = "all", scale: str = "0:1",
+                frames: int = 10, around: str = "zero", network: str = "ffhq", truncation: float = 1.0,
+                class_idx: int | None = None, noise_mode: str = "const", fps: float = 10.0, device: str = "auto",
+                G: Any = None, callback: Progress | None = None) -> Run:
+    """Scale one styleblock (row of ws) at a time: a GIF per block and a contact sheet.
+
+    Row ``r`` of the start latent becomes ``center + f·(row − center)`` for ``frames`` factors ``f`` of
+    ``scale`` (``center`` 0, or ``w_avg`` with ``around="avg"``); every other row stays bit-identical
+    (Karras et al. 2019, §3: coarse rows pose/shape, fine rows colour).
+
+    Returns:
+        :class:`Run` named ``styleblocks-<source>``: ``result.png``/``sheet.png`` (rows = blocks, columns =
+        factors), ``blockNN.gif`` and ``blockNN.npz`` per block; ``ws`` ``[blocks·frames, num_ws, w_dim]``.
+
+    Raises:
+        SpecError: not exactly one of ``seed``/``latents``, bad source. ValueError: bad ``scale``/``around``.
+        BlockSpecError / LatentFileError: bad blocks / latent file.
+    """
+    from clipstyle.latents import parse_blocks
+    from clipstyle.latents.constraints import SpecError, parse_source
+    from clipstyle.latents.styleblocks import factors, parse_range, styleblock_frames
+    from clipstyle.render.files import make_grid
+
+    if (seed is None) == (latents is None):
+        raise SpecError("give exactly one of --seed S or --latents FILE")
+    lo, hi = parse_range(scale, "--scale")
+    values = factors(lo, hi, frames)
+    nm = check_noise_mode(noise_mode)
+    G, dev, c = _setup(network, device, G, class_idx)
+    rows = parse_blocks(blocks, G.num_ws, G.block_groups())
+    (src,) = parse_source(str(seed) if latents is None else latents, G, dev, truncation, c, allow_many=False)
+    sheet, all_ws, gifs, files = [], [], {}, {}
+    for k, r in enumerate(rows):
+        imgs, ws = styleblock_frames(G, src.ws, r, values, around, nm)
+        gifs[f"block{r:02d}.gif"] = list(imgs)
+        files[f"block{r:02d}.npz"] = {"ws": ws, "meta": {"block": r, "factors": values, "source": src.label}}
+        sheet.extend(imgs)
+        all_ws.append(ws.cpu())
+        if callback is not None:
+            callback(k + 1, len(rows))
+    grid = make_grid(sheet, rows=len(rows), cols=len(values))
+    settings = {"command": "styleblocks", "source": src.label, "blocks": list(rows), "factors": values,
+                "around": around, "network": network, "truncation": truncation, "noise_mode": noise_mode}
+    return Run(name=f"styleblocks-{src.label}", result=None, settings=settings, network=G.describe(),
+               ws_=torch.cat(all_ws), images_=np.stack(sheet), result_image=grid, gif_frames=tuple(sheet),
+               extra_images={"sheet.png": grid}, extra_gifs=gifs, extra_latents=files, fps=fps,
+               meta={"factors": values, "blocks": list(rows), "source": src.label})
+
+
+def mix_grid(*, rows: str, cols: str, blocks: str = "coarse", network: str = "ffhq", truncation: float = 1.0,
+             class_idx: int | None = None, noise_mode: str = "const", device: str = "auto", G: Any = None) -> Run:
+    """Style-mixing grid (Karras et al. 2019, §3.1): cell (a, b) takes ``blocks`` from column source b and
+    every other row of ws from row source a (``mix_styles``; each row a bit-exact copy of one source's).
+
+    Returns:
+        :class:`Run` named ``mix``: ``grid.png``/``result.png`` (top row: the column images, left column:
+        the row images), ``mix-ROW-COL.png`` + ``.npz`` per cell; ``ws`` ``[rows·cols, num_ws, w_dim]``.
+
+    Raises:
+        SpecError / LatentFileError / BlockSpecError: bad sources or blocks.
+    """
+    from clipstyle.latents import parse_blocks
+    from clipstyle.latents.constraints import parse_sources
+    from clipstyle.latents.styleblocks import mix_styles, render_ws
+    from clipstyle.render.files import make_grid
+
+    nm = check_noise_mode(noise_mode)
+    G, dev, c = _setup(network, device, G, class_idx)
+    chosen = parse_blocks(blocks, G.num_ws, G.block_groups())
+    a_src = parse_sources(rows, G, dev, truncation, c)
+    b_src = parse_sources(cols, G, dev, truncation, c)
+    a_img = render_ws(G, torch.cat([s.ws for s in a_src]), nm)
+    b_img = render_ws(G, torch.cat([s.ws for s in b_src]), nm)
+    cells = [np.full_like(a_img[0], 255), *b_img]
+    a_names, b_names = unique_labels([s.label for s in a_src]), unique_labels([s.label for s in b_src])
+    pngs, files, all_ws, all_img = {}, {}, [], []
+    for i, a in enumerate(a_src):
+        mixed = torch.cat([mix_styles(a.ws, b.ws, chosen) for b in b_src])
+        imgs = render_ws(G, mixed, nm)
+        cells.extend([a_img[i], *imgs])
+        all_ws.append(mixed.cpu())
+        all_img.append(imgs)
+        for j, b in enumerate(b_src):
+            name = f"mix-{a_names[i]}-{b_names[j]}"
+            pngs[f"{name}.png"] = imgs[j]
+            files[f"{name}.npz"] = {"ws": mixed[j : j + 1],
+                                    "meta": {"row_source": a.label, "col_source": b.label,
+                                             "blocks_from_col": list(chosen)}}
+    grid = make_grid(cells, rows=len(a_src) + 1, cols=len(b_src) + 1)
+    settings = {"command": "mix", "rows": [s.label for s in a_src], "cols": [s.label for s in b_src],
+                "blocks_from_col": list(chosen), "network": network, "truncation": truncation}
+    return Run(name="mix", result=None, settings=settings, network=G.describe(), ws_=torch.cat(all_ws),
+               images_=np.concatenate(all_img), result_image=grid, extra_images={"grid.png": grid, **pngs},
+               extra_latents=files)
+
+
+def interpolate(sources: Sequence[str], *, frames: int = 30, mode: str = "lerp", space: str = "w",
+                loop: bool = False, network: str = "ffhq", truncation: float = 1.0, class_idx: int | None = None,
+                noise_mode: str = "const", fps: float = 15.0, device: str = "auto", G: Any = None,
+                callback: Progress | None = None, stop: Callable[[], bool] | None = None) -> Run:
+    """Interpolate between keyframe latents: ``frames`` per segment, lerp or slerp (Shoemake 1985; about
+    ``w_avg`` in W, about 0 in Z), in W (``space="w"``) or in Z mapped with ``truncation`` (``"z"``).
+
+    ``callback(done, total)`` after each rendered chunk; ``stop()`` True keeps the frames so far.
+
+    Returns:
+        :class:`Run` named ``interpolate-<keys>``: ``interpolation.gif`` (= ``progress.gif``),
+        ``latents.npz`` with every frame's ws ``[F, num_ws, w_dim]``, ``result.png`` a strip of 8 frames.
+
+    Raises:
+        SpecError: fewer than two keyframes, an unknown mode/space, ``space="z"`` with a keyframe lacking z.
+        LatentFileError: a bad latent file.
+    """
+    from clipstyle.latents.constraints import SpecError, parse_sources
+    from clipstyle.latents.interpolate import MODES, frame_count, interpolate_path
+    from clipstyle.render.files import make_grid
+
+    if mode not in MODES:
+        raise SpecError(f"--mode must be lerp or slerp, got {mode!r}")
+    if space not in ("w", "z"):
+        raise SpecError(f"--space must be w or z, got {space!r}")
+    nm = check_noise_mode(noise_mode)
+    G, dev, c = _setup(network, device, G, class_idx)
+    keys = [s for spec in sources for s in parse_sources(spec, G, dev, truncation, c)]
+    if len(keys) < 2:
+        raise SpecError("interpolation needs at least two keyframes")
+    frame_count(len(keys), frames, loop)
+    if space == "z":
+        lacking = [k.label for k in keys if k.z is None]
+        if lacking:
+            raise SpecError(f"--space z needs z for every keyframe, but {lacking[0]} is a latent file without z; "
+                            "use seeds, files that store z, or --space w")
+        zs = interpolate_path(torch.cat([k.z for k in keys]), frames, mode, loop)
+        with torch.no_grad():
+            ws = torch.cat([G.mapping(zs[i : i + 16], c.expand(len(zs[i : i + 16]), -1), truncation_psi=truncation)
+                            for i in range(0, len(zs), 16)])
+    else:
+        center = G.w_avg.detach().to(torch.float32)
+        ws = interpolate_path(torch.cat([k.ws for k in keys]), frames, mode, loop, center)
+    imgs = render_frames(G, ws, nm, callback=callback, stop=stop)
+    ws = ws[: len(imgs)].cpu()
+    pick = np.unique(np.linspace(0, len(imgs) - 1, min(8, len(imgs))).round().astype(int))
+    labels_ = [k.label for k in keys]
+    settings = {"command": "interpolate", "keyframes": labels_, "frames": frames, "mode": mode, "space": space,
+                "loop": loop, "total_frames": len(imgs), "network": network, "truncation": truncation}
+    return Run(name="interpolate-" + "-".join(labels_[:4]), result=None, settings=settings, network=G.describe(),
+               ws_=ws, images_=imgs, result_image=make_grid(list(imgs[pick]), rows=1), gif_frames=tuple(imgs),
+               extra_gifs={"interpolation.gif": list(imgs)}, fps=fps,
+               meta={"keyframes": labels_, "mode": mode, "space": space})
+
+
+def render(latents: str, *, network: str | None = None, blend: str | None = None, truncation: float = 1.0,
+           class_idx: int | None = None, noise_mode: str = "const", file_noise: bool = True,
+           device: str = "auto", G: Any = None) -> Run:
+    """Render a latent file (e.g. a projection) or seeds, optionally in a blended network.
+
+    Unless told otherwise, a latent file is rendered the way it was made: with the network recorded in
+    its meta (``network=None``; ``ffhq`` when it records none) and, with ``noise_mode="const"``, the
+    StyleGAN2 noise maps stored in it by a projection (``file_noise=False`` uses the network's own).
+
+    Returns:
+        :class:`Run` named ``render-<source>`` (``ws_`` ``[N, num_ws, w_dim]``, ``images_`` ``[N, H, W, C]``;
+        ``run.image`` is one image or a grid).
+
+    Raises:
+        SpecError / LatentFileError: bad sources. FileNotFoundError / CheckpointError: the network.
+    """
+    from clipstyle.latents.constraints import parse_sources
+    from clipstyle.latents.styleblocks import render_ws
+    from clipstyle.pipelines.common import latent_file_of, read_latent_meta
+
+    path = latent_file_of(latents)
+    meta = read_latent_meta(path) if path is not None else {}
+    G, dev, c = _setup(network or meta.get("network") or "ffhq", device, G, class_idx, blend)
+    srcs = parse_sources(latents, G, dev, truncation, c)
+    ws = torch.cat([s.ws for s in srcs])
+    synth = G
+    noise_used = False
+    if path is not None and file_noise and check_noise_mode(noise_mode) == "const":
+        from clipstyle.inversion.noise import SynthesisWithNoise, read_noise
+
+        noise = read_noise(path, G, meta.get("noise"))
+        if noise:
+            synth, noise_used = SynthesisWithNoise(G, noise), True
+    imgs = render_ws(synth, ws, check_noise_mode(noise_mode))
+    settings = {"command": "render", "latents": latents, "network": network or meta.get("network") or "ffhq",
+                "blend": blend, "truncation": truncation, "noise_mode": noise_mode, "file_noise": noise_used}
+    return Run(name=f"render-{srcs[0].label}", result=None, settings=settings, network=G.describe(),
+               ws_=ws.cpu(), images_=imgs)
+
+
+def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float = 1.0, class_idx: int | None = None,
+             noise_mode: str = "const", grid: bool = False, device: str = "auto", G: Any = None) -> Run:
+    """Render images for seeds like NVIDIA's ``gen_images.py`` (``z = RandomState(seed).randn(1, z_dim)``).
+
+    Returns:
+        :class:`Run` named ``generate-seeds-<seeds>``: ``seedNNNN.png`` + ``seedNNNN.npz`` (ws, z, c) per seed,
+        ``grid.png`` with ``grid``; ``ws`` ``[S, num_ws, w_dim]``, ``images`` ``[S, H, W, C]``.
+
+    Raises:
+        SpecError: bad seeds, noise mode or class.
+    """
+    from clipstyle.latents import start_ws
+    from clipstyle.optimize.loop import to_uint8_frames
+    from clipstyle.pipelines.common import parse_seeds
+    from clipstyle.render.files import make_grid
+
+    nm = check_noise_mode(noise_mode)
+    seed_list = parse_seeds(seeds)
+    G, dev, c = _setup(network, device, G, class_idx)
+    pngs, files, all_ws, images, zs = {}, {}, [], [], []
+    with torch.no_grad():
+        for s in seed_list:
+            ws, z = start_ws(G, seed=s, truncation_psi=truncation, c=c)
+            img = to_uint8_frames(G.synthesis(ws, noise_mode=nm))[0]
+            pngs[f"seed{s:04d}.png"] = img
+            files[f"seed{s:04d}.npz"] = {"ws": ws, "z": z, "c": c,
+                                         "meta": {"seed": s, "truncation_psi": truncation,
+                                                  "network": G.source.source}}
+            images.append(img)
+            all_ws.append(ws.cpu())
+            zs.append(z.cpu())
+    sheet = make_grid(images)
+    if grid:
+        pngs["grid.png"] = sheet
+    settings = {"command": "generate", "network": network, "seeds": seed_list, "truncation": truncation,
+                "class": class_idx, "noise_mode": noise_mode}
+    return Run(name=f"generate-seeds-{seeds}", result=None, settings=settings, network=G.describe(),
+               z=torch.cat(zs), c=c.expand(len(seed_list), -1).cpu(), ws_=torch.cat(all_ws),
+               images_=np.stack(images), result_image=sheet, extra_images=pngs, extra_latents=files)
+
+
+def blend(network_a: str, network_b: str, *, at: int = 32, smooth: float | None = None, device: str = "cpu",
+          G_a: Any = None, G_b: Any = None) -> Any:
+    """Network blending (Pinkney & Adler 2020, "toonify"): synthesis layers at resolutions <= ``at`` (and
+    mapping, ``w_avg``) from A, the rest from B, the switch spread over ``smooth`` octaves.
+
+    Returns:
+        the blended generator on ``device`` (``save_native(G, path)`` writes it).
+
+    Raises:
+        CheckpointError: the architectures differ. ValueError: a bad ``at``/``smooth``.
+    """
+    from clipstyle.generator.blend import blend_generators
+
+    dev = pick_device(device, G_a)
+    G_a = load_network(network_a, dev, G=G_a)
+    G_b = load_network(network_b, dev, G=G_b)
+    return blend_generators(G_a, G_b, at, smooth).to(dev)

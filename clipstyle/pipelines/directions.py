@@ -1,0 +1,220 @@
+"""Latent-direction workflows: ``direction apply``, ``direction learn`` and ``direction from-text``.
+
+The maths lives in :mod:`clipstyle.latents.directions` (applying, InterFaceGAN's linear boundary, the
+text delta); the text direction is optimized by the one loop of :mod:`clipstyle.optimize.loop` on a
+:class:`~clipstyle.latents.directions.DirectionLatent`. Keyword names are the CLI's option names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from clipstyle.latents.directions import LearnedDirection, TextDirection
+from clipstyle.optimize.loop import StepInfo
+from clipstyle.pipelines.run import Run
+
+__all__ = ["direction_apply", "direction_learn", "direction_from_text", "text_direction"]
+
+
+def direction_apply(latents: str, direction: str | Path, *, strength: str = "-5:5", frames: int = 11,
+                    blocks: str | None = None, network: str | None = None, truncation: float = 1.0,
+                    class_idx: int | None = None, noise_mode: str = "const", file_noise: bool = True,
+                    fps: float = 10.0, device: str = "auto", G: Any = None) -> Run:
+    """Walk a latent along a direction: ``ws + s·d`` on ``blocks`` for ``frames`` strengths of ``strength``.
+
+    A latent file is rendered as it was made unless told otherwise: the network in its meta
+    (``network=None``) and its stored StyleGAN2 noise maps (``noise_mode="const"`` and ``file_noise``).
+
+    Returns:
+        :class:`Run` named ``direction-<direction>-<source>``: ``direction.gif``, ``strip.png``, ``latents.npz``
+        with every frame's ws ``[frames, num_ws, w_dim]``.
+
+    Raises:
+        FileNotFoundError / DirectionError: the direction file. SpecError / LatentFileError / BlockSpecError:
+        the source or blocks. ValueError: a bad ``strength``.
+    """
+    from clipstyle.latents import parse_blocks
+    from clipstyle.latents.constraints import parse_source
+    from clipstyle.latents.directions import apply_direction, load_direction
+    from clipstyle.latents.styleblocks import factors, parse_range, render_ws
+    from clipstyle.pipelines.common import (
+        check_noise_mode,
+        labels,
+        latent_file_of,
+        load_network,
+        pick_device,
+        read_latent_meta,
+    )
+    from clipstyle.render.files import make_grid
+
+    lo, hi = parse_range(strength, "--strength")
+    values = factors(lo, hi, frames)
+    nm = check_noise_mode(noise_mode)
+    path = latent_file_of(latents)
+    meta = read_latent_meta(path) if path is not None else {}
+    source = network or meta.get("network") or "ffhq"
+    dev = pick_device(device, G)
+    G = load_network(source, dev, G=G)
+    d = load_direction(direction, G.num_ws, G.w_dim)
+    rows = parse_blocks(blocks, G.num_ws, G.block_groups())
+    (src,) = parse_source(latents, G, dev, truncation, labels(G.c_dim, class_idx, 1, dev), allow_many=False)
+    ws = apply_direction(src.ws, d, values, rows)
+    synth = G
+    if path is not None and file_noise and nm == "const":
+        from clipstyle.inversion.noise import SynthesisWithNoise, read_noise
+
+        noise = read_noise(path, G, meta.get("noise"))
+        synth = SynthesisWithNoise(G, noise) if noise else G
+    imgs = render_ws(synth, ws, nm)
+    strip = make_grid(list(imgs), rows=1)
+    settings = {"command": "direction apply", "source": src.label, "direction": str(direction),
+                "strengths": values, "blocks": list(rows), "network": source, "file_noise": synth is not G}
+    return Run(name=f"direction-{Path(direction).stem}-{src.label}", result=None, settings=settings,
+               network=G.describe(), ws_=ws.cpu(), images_=imgs, result_image=strip, gif_frames=tuple(imgs),
+               extra_images={"strip.png": strip}, extra_gifs={"direction.gif": list(imgs)}, fps=fps,
+               meta={"strengths": values, "direction": str(direction)})
+
+
+def direction_learn(positive: Sequence[str | Path], negative: Sequence[str | Path], *, space: str = "w",
+                    method: str = "logistic", holdout: float = 0.2, seed: int = 0) -> LearnedDirection:
+    """Learn an attribute direction from two sets of latent files/folders (InterFaceGAN, Shen et al. 2020:
+    the unit normal of a linear boundary between latents with and without the attribute).
+
+    Returns:
+        :class:`~clipstyle.latents.directions.LearnedDirection` whose ``direction`` is float32 ``[w_dim]``
+        (``space="w"``) or ``[num_ws, w_dim]`` with RMS row norm 1 (``space="w+"``).
+
+    Raises:
+        DirectionError: too few latents, shapes differ, bad method/space/holdout. FileNotFoundError /
+        LatentFileError: a path.
+    """
+    from clipstyle.latents.directions import DirectionError, collect_latents, learn_direction, normalize_direction
+
+    pos, _, shape_p = collect_latents(positive, space=space)
+    neg, _, shape_n = collect_latents(negative, space=space)
+    if shape_p != shape_n:
+        raise DirectionError(f"the positive latents are {list(shape_p)}, the negative ones {list(shape_n)}")
+    res = learn_direction(pos, neg, holdout=holdout, seed=seed, method=method)
+    if space == "w+":
+        d, _ = normalize_direction(res.direction.reshape(shape_p))
+        res = dataclasses.replace(res, direction=d)
+    return res
+
+
+class _DirectionalTextLoss:
+    """``mean_{n,k}(1 − ΔI·ΔT / max(‖ΔI‖, τ)) + l2·mean_rows ‖d_row‖²`` with matched cutouts of x and x0."""
+
+    def __init__(self, guide: Any, delta_t: torch.Tensor, x0: torch.Tensor, cutouts: Any, latent: Any,
+                 l2: float, tau: float, generator: torch.Generator) -> None:
+        self.guide, self.delta_t, self.x0, self.cutouts = guide, delta_t, x0, cutouts
+        self.latent, self.l2, self.tau, self.generator = latent, float(l2), float(tau), generator
+
+    def __call__(self, images: torch.Tensor, ws: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cuts, cuts0 = self.cutouts.paired(images, self.x0, self.generator)
+        e = self.guide.encode_image(cuts)
+        with torch.no_grad():
+            e0 = self.guide.encode_image(cuts0)
+        delta_i = e - e0  # [N*K, D]
+        cos = (delta_i @ self.delta_t) / delta_i.norm(dim=-1).clamp_min(self.tau)
+        loss = (1 - cos).mean()
+        terms = {"directional": loss.detach()}
+        if self.l2 > 0:
+            size = self.latent.offset().square().sum(-1)[0, list(self.latent.rows)].mean()
+            terms["l2"] = size.detach()
+            loss = loss + self.l2 * size
+        return loss, terms
+
+
+def text_direction(G: Any, guide: Any, source: str, target: str, start_ws: torch.Tensor, cutouts: Any, *,
+                   rows: Sequence[int] | None = None, steps: int = 100, lr: float = 0.02, l2: float = 0.0,
+                   templates: Sequence[str] | None = None, min_delta_norm: float = 0.05, seed: int = 0,
+                   callback: Callable[[StepInfo, torch.Tensor], None] | None = None,
+                   stop: Callable[[], bool] | None = None) -> TextDirection:
+    """Optimize one W+ offset ``d`` shared by all starts so each image changes from ``source`` to ``target``.
+
+    Loss per step (directional CLIP loss, Gal et al. 2021, arXiv:2108.00946, with the same random cutouts
+    of x and x0): ``mean_{n,k} (1 − ΔI·ΔT / max(‖ΔI‖, τ)) + l2·mean_rows ‖d_row‖²`` where
+    ``ΔI = E_I(cut_k(G(ws_n + d))) − E_I(cut_k(G(ws_n)))`` and ``ΔT`` =
+    :func:`~clipstyle.latents.directions.text_delta`; Adam on the one loop (:func:`clipstyle.optimize.loop.run`).
+
+    Args:
+        G: generator (frozen here). guide: :class:`~clipstyle.guidance.CLIPGuide`.
+        source, target: texts, e.g. ``"a face"`` → ``"a smiling face"``.
+        start_ws: float32 ``[N, num_ws, w_dim]`` samples (e.g. several seeds) on G's device.
+        cutouts: :class:`~clipstyle.guidance.Cutouts`.
+        rows: styleblocks ``d`` may use (default all); the others stay 0.
+        steps, lr: optimization length and peak learning rate.
+        l2: weight of the penalty on ``d``'s size.
+        templates: prompt templates for ensembling.
+        min_delta_norm: τ above (avoids the undefined cosine at ``d = 0``).
+        seed: seed of the cutouts' own CPU ``torch.Generator``.
+        callback: ``callback(StepInfo, images [N, 3, H, W])`` after each step; stop: True ends early.
+
+    Returns:
+        :class:`~clipstyle.latents.directions.TextDirection` (direction ``[num_ws, w_dim]`` float32 CPU).
+
+    Raises:
+        DirectionError: identical texts, or the optimization left ``d`` at zero.
+        FloatingPointError: the loss became NaN/inf.
+    """
+    from clipstyle.latents.directions import DirectionError, DirectionLatent, normalize_direction, text_delta
+    from clipstyle.optimize.loop import Schedule, run
+
+    device = G.w_avg.device
+    ws0 = start_ws.detach().to(device, torch.float32)
+    latent = DirectionLatent(ws0, rows)
+    delta_t = text_delta(guide, source, target, templates).to(device)
+    with torch.no_grad():
+        x0 = G.synthesis(ws0, noise_mode="const")
+    gen = torch.Generator().manual_seed(int(seed))
+    loss = _DirectionalTextLoss(guide, delta_t, x0, cutouts, latent, l2, min_delta_norm, gen)
+    result = run(G, latent, loss, Schedule(lr=lr, steps=steps), callbacks=[callback] if callback else [],
+                 stop=stop)
+    if result.interrupted:
+        final = ((result.ws.to(device) - ws0) * latent.mask)[0].cpu()
+    else:
+        final = latent.offset().detach()[0].cpu()
+    try:
+        unit, strength = normalize_direction(final)
+    except DirectionError:
+        raise DirectionError("the optimization did not move the latent; try more --steps or a larger --lr") from None
+    return TextDirection(unit, strength, tuple(h["loss"] for h in result.history), latent.rows, result.interrupted)
+
+
+def direction_from_text(source: str, target: str, *, seeds: str = "0-3", steps: int = 100, lr: float = 0.02,
+                        blocks: str | None = None, l2: float = 0.0, ensemble: bool = False, cutouts: int = 8,
+                        network: str = "ffhq", clip_model: str = "ViT-B-32", clip_pretrained: str = "openai",
+                        truncation: float = 0.7, class_idx: int | None = None, device: str = "auto",
+                        callback: Callable[[StepInfo, torch.Tensor], None] | None = None,
+                        stop: Callable[[], bool] | None = None, G: Any = None, guide: Any = None,
+                        quiet: bool = True) -> TextDirection:
+    """Find a W+ direction that turns ``source`` into ``target`` across the samples of ``seeds`` (truncated
+    with ``truncation``); see :func:`text_direction`. ``ensemble`` averages the texts over the shipped
+    prompt templates (Radford et al. 2021, §3.1.4).
+
+    Raises:
+        SpecError: bad seeds/class. BlockSpecError: bad blocks. DirectionError: see :func:`text_direction`.
+    """
+    import numpy as np
+
+    from clipstyle.guidance import CutoutConfig, Cutouts
+    from clipstyle.guidance.recipes import load_templates
+    from clipstyle.latents import parse_blocks, seed_z
+    from clipstyle.pipelines.common import labels, load_guide, load_network, parse_seeds, pick_device
+
+    seed_list = parse_seeds(seeds)
+    dev = pick_device(device, G)
+    G = load_network(network, dev, G=G, progress=not quiet)
+    rows = parse_blocks(blocks, G.num_ws, G.block_groups())
+    c = labels(G.c_dim, class_idx, len(seed_list), dev)
+    z = torch.from_numpy(np.concatenate([seed_z(s, G.z_dim) for s in seed_list])).to(dev, torch.float32)
+    with torch.no_grad():
+        ws0 = G.mapping(z, c, truncation_psi=truncation)
+    guide = load_guide(clip_model, clip_pretrained, dev, guide)
+    cut = Cutouts(CutoutConfig(num_cutouts=cutouts), guide.input_size)
+    return text_direction(G, guide, source, target, ws0, cut, rows=rows, steps=steps, lr=lr, l2=l2,
+                          templates=load_templates() if ensemble else None, callback=callback, stop=stop)
