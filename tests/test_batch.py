@@ -285,6 +285,28 @@ def test_other_commands_call_their_pipeline_with_the_loaded_models(tmp_path, mon
         read_jobs(tmp_path / "bad.jsonl", option_names=execute.pipeline_options)
 
 
+def test_generate_jobs_run_the_generate_pipeline(tmp_path, capsys):
+    pytest.importorskip("clipstyle.pipelines.creative")
+    jobs = [{"command": "generate", "seeds": "0-2", "id": "gen", "truncation": 0.5},
+            {"command": "generate", "seeds": "x", "id": "badseeds"}]
+    code, out, err = run_cli(cli_args(job_file(tmp_path, jobs), tmp_path / "out"), capsys)
+    assert code == 1
+    assert out.split() == [str(tmp_path / "out" / "gen")]
+    entries = {e["id"]: e for e in manifest(tmp_path / "out")}
+    assert entries["badseeds"]["error"] == "bad seed 'x' in --seeds 'x': use e.g. 0-7,12"
+    folder = tmp_path / "out" / "gen"
+    assert is_complete(folder) and {"seed0000.png", "seed0002.npz"} <= {p.name for p in folder.iterdir()}
+    from clipstyle.generator import load_generator
+    from clipstyle.latents import start_ws
+
+    G = load_generator(defaults()["network"], device="cpu")
+    ws, _ = start_ws(G, seed=2, truncation_psi=0.5)
+    np.testing.assert_array_equal(np.load(folder / "seed0002.npz")["ws"], ws.numpy())
+    code, _, err = run_cli(cli_args(job_file(tmp_path, [{"command": "generate", "prompt": "x"}], "b.jsonl"),
+                                    tmp_path / "out2"), capsys)
+    assert code == 1 and err.startswith("error: b.jsonl:1: unknown key 'prompt' for a generate job; known: class,")
+
+
 # --------------------------------------------------------------------------- kill -9 and resume
 
 KILLER = textwrap.dedent("""

@@ -28,7 +28,7 @@ PIPELINES: dict[str, tuple[str, str]] = {
     "text": ("clipstyle.pipelines.text", "text_to_image"),
     "edit": ("clipstyle.pipelines.photo", "edit"),
     "project": ("clipstyle.pipelines.photo", "project"),
-    "generate": ("clipstyle.pipelines.generate", "generate"),
+    "generate": ("clipstyle.pipelines.creative", "generate"),
 }
 
 # The job key → the pipeline's keyword where they differ.
@@ -126,7 +126,7 @@ def pipeline_options(command: str) -> set[str] | None:
     inverse = {v: k for k, v in _RENAMES.items()}
     names = {inverse.get(n, n) for n in params} - {"G", "guide", "callback", "stop", "quiet", "device"}
     if "G" in params:  # the batch loads the network and hands it over
-        names |= {"network", "blend"}
+        names |= {"network"}
     if "guide" in params:
         names |= {"clip_model", "clip_pretrained"}
     return names
