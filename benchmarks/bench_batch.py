@@ -12,7 +12,8 @@ For each configuration and job count (``--jobs``, default 1 4 16) the same text 
 and seeds, ``--steps`` steps, ``--cutouts`` cutouts) run through :func:`clipstyle.batch.execute.execute_batch`
 with batch size 1 and with batch size N (= the job count, capped by ``--max-batch``); networks and CLIP
 are loaded and warmed up before timing (one untimed 1-step job), as in a long batch. Jobs/minute =
-jobs / wall seconds × 60. ``--ray`` adds the scaling with Ray workers (``--ray-workers``, default 1 2) on
+jobs / wall seconds × 60; jobs per CPU-minute uses the process's CPU time instead (user + system, all
+threads), which a machine shared with other work disturbs far less than the wall clock. ``--ray`` adds the scaling with Ray workers (``--ray-workers``, default 1 2) on
 a local cluster: 16 fixture jobs at batch size 4, ``--cpus-per-worker 1``, wall time from the first
 submission to the last folder written (actor start and model loading included; the cluster itself is
 started before timing).
@@ -88,13 +89,13 @@ def time_jobs(models, jobs, batch_size: int) -> float:
     from clipstyle.batch.execute import execute_batch
     from clipstyle.batch.runner import make_batches
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for batch in make_batches(jobs, batch_size):
         outcomes = execute_batch(models, batch)
         bad = [o.error for o in outcomes if o.status != "done"]
         if bad:
             raise SystemExit(f"a benchmark job failed: {bad[0]}")
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def bench_batching(config: str, counts, steps: int, cutouts: int, max_batch: int, device: str) -> list[dict]:
@@ -104,9 +105,10 @@ def bench_batching(config: str, counts, steps: int, cutouts: int, max_batch: int
     for n in counts:
         jobs = make_jobs(n, network, clip, weights, steps, cutouts)
         for bs in sorted({1, min(n, max_batch)}):
-            seconds = time_jobs(models, jobs, bs)
+            seconds, cpu = time_jobs(models, jobs, bs)
             rows.append({"config": config, "jobs": n, "batch_size": bs, "steps": steps, "cutouts": cutouts,
-                         "seconds": round(seconds, 2), "jobs_per_min": round(n / seconds * 60, 2)})
+                         "seconds": round(seconds, 2), "jobs_per_min": round(n / seconds * 60, 2),
+                         "cpu_s": round(cpu, 2), "jobs_per_cpu_min": round(n / cpu * 60, 2)})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
@@ -171,9 +173,11 @@ def main(argv=None) -> None:
     dev = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     print(f"torch {torch.__version__}, {dev}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, {args.threads} thread(s)\n")
-    print("| config | jobs | batch size | steps | seconds | jobs/min |\n|---|---:|---:|---:|---:|---:|")
+    print("| config | jobs | batch size | steps | wall s | jobs/min | CPU s | jobs/CPU-min |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['config']} | {r['jobs']} | {r['batch_size']} | {r['steps']} | {r['seconds']} | {r['jobs_per_min']} |")
+        print(f"| {r['config']} | {r['jobs']} | {r['batch_size']} | {r['steps']} | {r['seconds']} | {r['jobs_per_min']} "
+              f"| {r['cpu_s']} | {r['jobs_per_cpu_min']} |")
     if ray_rows:
         print("\n| Ray workers | jobs | batch size | steps | seconds | jobs/min |\n|---:|---:|---:|---:|---:|---:|")
         for r in ray_rows:
