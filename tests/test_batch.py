@@ -280,6 +280,16 @@ def test_other_commands_call_their_pipeline_with_the_loaded_models(tmp_path, mon
     assert calls[1]["steps"] == 2 and calls[0]["guide"] is None and calls[1]["guide"] is not None
     assert calls[0]["G"] is calls[1]["G"]  # loaded once
     assert is_complete(tmp_path / "out" / "e2")
+
+    def edit2(photo_or_latents, prompt, *, G=None, quiet=True):  # the edit command's argument name
+        calls.append({"photo_or_latents": photo_or_latents})
+        return edit(photo_or_latents, prompt, G=G)
+
+    module.edit = edit2
+    parsed = read_jobs(job_file(tmp_path, [{"command": "edit", "photo": "c.png", "prompt": "x", "id": "e3"}], "c.jsonl"),
+                       {"network": d["network"]}, option_names=execute.pipeline_options)
+    assert run_jobs(parsed, BatchConfig(outdir=tmp_path / "out", device="cpu", quiet=True)).done == ("e3",)
+    assert calls[-2] == {"photo_or_latents": str(tmp_path / "c.png")}
     with pytest.raises(Exception, match="unknown key 'strength' for a edit job"):
         job_file(tmp_path, [{"command": "edit", "photo": "a.png", "strength": 1}], "bad.jsonl")
         read_jobs(tmp_path / "bad.jsonl", option_names=execute.pipeline_options)

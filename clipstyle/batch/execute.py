@@ -125,6 +125,8 @@ def pipeline_options(command: str) -> set[str] | None:
         return None
     inverse = {v: k for k, v in _RENAMES.items()}
     names = {inverse.get(n, n) for n in params} - {"G", "guide", "callback", "stop", "quiet", "device"}
+    if "photo_or_latents" in params:  # the edit command's argument: a job may just say "photo"
+        names.add("photo")
     if "G" in params:  # the batch loads the network and hands it over
         names |= {"network"}
     if "guide" in params:
@@ -246,6 +248,8 @@ def _other_job(models: Models, job: Job) -> Outcome:
         fn = pipeline_for(job.command)
         params = inspect.signature(fn).parameters
         o = dict(job.options)
+        if "photo" in o and "photo" not in params and "photo_or_latents" in params:
+            o["photo_or_latents"] = o.pop("photo")
         kwargs = {_RENAMES.get(k, k): v for k, v in o.items() if k not in _MODEL_KEYS or k in params}
         if "G" in params and "network" in o:
             kwargs["G"] = models.generator(o["network"], o.get("blend"))
