@@ -55,7 +55,10 @@ def test_toml_jobs_with_defaults(tmp_path):
     ('{"prompt": "a", "steps": "ten"}\n', "jobs.jsonl:1: 'steps' must be an integer >= 1, got \"ten\""),
     ('{"prompt": "a", "steps": 0}\n', "jobs.jsonl:1: 'steps' must be an integer >= 1, got 0"),
     ('{"prompt": "a", "lr": -1}\n', "jobs.jsonl:1: 'lr' must be a number > 0, got -1"),
-    ('{"prompt": "a", "seed": true}\n', "jobs.jsonl:1: 'seed' must be an integer >= 0, got true"),
+    ('{"prompt": "a", "seed": true}\n', "jobs.jsonl:1: 'seed' must be an integer in 0 … 4294967295, got true"),
+    ('{"prompt": "a", "seed": 4294967296}\n', "'seed' must be an integer in 0 … 4294967295"),
+    ('{"prompt": "a", "lr": NaN}\n', "jobs.jsonl:1: 'lr' must be a number > 0, got NaN"),
+    ('{"prompt": "a", "lr": 1%s}\n' % ("0" * 400), "jobs.jsonl:1: 'lr' must be a number > 0"),
     ('{"prompt": "a", "promt": "b"}\n', "jobs.jsonl:1: unknown key 'promt' for a text job"),
     ('{"prompt": "a", "command": "paint"}\n', "jobs.jsonl:1: unknown command 'paint'"),
     ('{"prompt": "a", "device": "cuda"}\n', "jobs.jsonl:1: 'device' is an option of the whole batch"),
@@ -65,6 +68,7 @@ def test_toml_jobs_with_defaults(tmp_path):
     ('{"seed": 3}\n', "jobs.jsonl:1: a text job needs a 'prompt'"),
     ('{"prompt": "a", "precision": "fp8"}\n', "'precision' must be one of fp32, bf16, fp16"),
     ('# nothing\n\n', "holds no job"),
+    ('{"prompt": "a"}\n' + "[" * 100000 + "\n", "jobs.jsonl:2: JSON nested too deeply"),
 ])
 def test_bad_job_files_name_the_line(tmp_path, text, message):
     with pytest.raises(JobFileError) as err:
@@ -75,7 +79,7 @@ def test_bad_job_files_name_the_line(tmp_path, text, message):
 
 def test_bad_toml_names_the_line(tmp_path):
     # the line of the job's [[job]] header
-    with pytest.raises(JobFileError, match=r"jobs.toml:4: 'seed' must be an integer"):
+    with pytest.raises(JobFileError, match=r"jobs.toml:4: 'seed' must be an integer in 0"):
         read_jobs(write(tmp_path, '[[job]]\nprompt = "a"\n\n[[job]]\nprompt = "b"\nseed = "x"\n', "jobs.toml"))
     with pytest.raises(JobFileError, match=r"jobs.toml:2: not valid TOML"):
         read_jobs(write(tmp_path, '[[job]]\nprompt = \n', "jobs.toml"))

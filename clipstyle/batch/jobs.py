@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,9 +49,11 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _int(lo: int | None = None) -> Callable[[Any], str | None]:
+def _int(lo: int | None = None, hi: int | None = None) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
-        if not _is_int(v) or (lo is not None and v < lo):
+        if not _is_int(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+            if hi is not None:
+                return f"an integer in {lo} … {hi}"
             return "an integer" + (f" >= {lo}" if lo is not None else "")
         return None
     return check
@@ -58,7 +61,7 @@ def _int(lo: int | None = None) -> Callable[[Any], str | None]:
 
 def _float(lo: float | None = None, positive: bool = False) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
-        ok = (_is_int(v) or isinstance(v, float)) and v == v and abs(v) != float("inf")
+        ok = (_is_int(v) and abs(v) < 10**300) or (isinstance(v, float) and math.isfinite(v))
         if ok and lo is not None and v < lo:
             ok = False
         if ok and positive and not v > 0:
@@ -92,7 +95,7 @@ def _choice(*names: str) -> Callable[[Any], str | None]:
 #: Options shared by every command, and those of ``text`` (the main command's options).
 COMMON = {"network": _str, "device": _str, "clip_model": _str, "clip_pretrained": _str}
 TEXT_OPTIONS: dict[str, Callable[[Any], str | None]] = {
-    **COMMON, "prompt": _str, "steps": _int(1), "lr": _float(positive=True), "seed": _int(0),
+    **COMMON, "prompt": _str, "steps": _int(1), "lr": _float(positive=True), "seed": _int(0, 2**32 - 1),
     "truncation": _float(), "class": _int(0), "blocks": _str_or_int, "cutouts": _int(0), "l2": _float(0),
     "image_prompt": _str, "mix": _str_list, "blend": _str, "recipe": _str, "batch": _int(1),
     "save_every": _int(1), "precision": _choice("fp32", "bf16", "fp16"),
@@ -278,6 +281,8 @@ def _json_lines(text: str, name: str) -> list[tuple[int, Any]]:
         except json.JSONDecodeError as exc:
             raise JobFileError(f"{name}:{number}: not valid JSON ({exc.msg} at column {exc.colno}); each line must "
                                f"be one JSON object") from None
+        except RecursionError:
+            raise JobFileError(f"{name}:{number}: JSON nested too deeply for a job") from None
     return items
 
 
@@ -286,6 +291,8 @@ def _toml_jobs(text: str, name: str) -> tuple[list[tuple[int, Any]], dict[str, A
 
     try:
         doc = tomllib.loads(text)
+    except RecursionError:
+        raise JobFileError(f"{name}:1: TOML nested too deeply for a job file") from None
     except tomllib.TOMLDecodeError as exc:
         line = re.search(r"line (\d+)", str(exc))
         raise JobFileError(f"{name}:{line.group(1) if line else 1}: not valid TOML ({str(exc).split(' (')[0]})") from None
