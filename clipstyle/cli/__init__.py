@@ -26,6 +26,9 @@ def build_app() -> typer.Typer:
 
     for group in (networks, photo, creative, kernels, ui):
         group.register(app)
+    from clipstyle.cli import batch as batch_cli
+
+    batch_cli.register(app)
 
     @app.command("commands")
     def commands_command() -> None:

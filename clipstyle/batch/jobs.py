@@ -1,0 +1,361 @@
+"""Job files: one job per line (JSON lines) or per ``[[job]]`` table (TOML), validated before anything runs.
+
+A job's keys are the option names of its command (``prompt``, ``network``, ``seed``, ``steps``,
+``blocks``, ``mix``, ``recipe``, ``clip_model``…; dashes or underscores), plus:
+
+* ``command``: ``text`` (default), ``edit``, ``project`` or ``generate``;
+* ``id`` (optional): the name of the job's run folder under ``--outdir``. Without it the id is
+  ``<slug of the prompt>-<8 hex digits of a hash of the job's options>``, so it does not change when
+  lines are moved, and resuming finds the same folder.
+
+JSON lines: blank lines and lines starting with ``#`` are skipped; each other line is one JSON object.
+TOML: an array of tables named ``job`` (``[[job]]``); a top-level table ``defaults`` gives keys every
+job inherits. Relative paths in jobs (``image_prompt``, ``photo``, ``latents``, ``mix`` files) are
+resolved against the job file's folder.
+
+Every problem of the file is reported as a :class:`JobFileError` naming the line
+(``jobs.jsonl:7: 'steps' must be an integer >= 1, got "ten"``) before any job runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+__all__ = ["COMMANDS", "BATCH_ONLY", "Job", "JobFileError", "read_jobs", "parse_job", "group_key"]
+
+#: Commands a job may name.
+COMMANDS = ("text", "edit", "project", "generate")
+
+#: Options of the whole batch, not of one job (given on the command line).
+BATCH_ONLY = {"device": "--device", "outdir": "--outdir", "quiet": "--quiet", "prompts": "--prompts",
+              "batch_size": "--batch-size", "ray": "--ray"}
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class JobFileError(ValueError):
+    """A job file that cannot be run: ``str()`` is one line naming the file and line."""
+
+
+# ----------------------------------------------------------------------------- option checks
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if not _is_int(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+            if hi is not None:
+                return f"an integer in {lo} … {hi}"
+            return "an integer" + (f" >= {lo}" if lo is not None else "")
+        return None
+    return check
+
+
+def _float(lo: float | None = None, positive: bool = False) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        ok = (_is_int(v) and abs(v) < 10**300) or (isinstance(v, float) and math.isfinite(v))
+        if ok and lo is not None and v < lo:
+            ok = False
+        if ok and positive and not v > 0:
+            ok = False
+        if not ok:
+            return "a number" + (" > 0" if positive else f" >= {lo:g}" if lo is not None else "")
+        return None
+    return check
+
+
+def _str(v: Any) -> str | None:
+    return None if isinstance(v, str) else "a string"
+
+
+def _str_or_int(v: Any) -> str | None:
+    return None if isinstance(v, str) or _is_int(v) else "a string or an integer"
+
+
+def _str_list(v: Any) -> str | None:
+    if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+        return None
+    return "a string or a list of strings"
+
+
+def _choice(*names: str) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if v in names else "one of " + ", ".join(names)
+    return check
+
+
+#: Options shared by every command, and those of ``text`` (the main command's options).
+COMMON = {"network": _str, "device": _str, "clip_model": _str, "clip_pretrained": _str}
+TEXT_OPTIONS: dict[str, Callable[[Any], str | None]] = {
+    **COMMON, "prompt": _str, "steps": _int(1), "lr": _float(positive=True), "seed": _int(0, 2**32 - 1),
+    "truncation": _float(), "class": _int(0), "blocks": _str_or_int, "cutouts": _int(0), "l2": _float(0),
+    "image_prompt": _str, "mix": _str_list, "blend": _str, "recipe": _str, "batch": _int(1),
+    "save_every": _int(1), "precision": _choice("fp32", "bf16", "fp16"),
+}
+#: Keys holding paths resolved against the job file's folder.
+PATH_KEYS = ("image_prompt", "photo", "latents", "photo_or_latents")
+
+#: The values a text job gets when neither the job nor the command line sets them (the main command's).
+TEXT_DEFAULTS: dict[str, Any] = {"network": "ffhq", "clip_model": "ViT-B-32", "clip_pretrained": "openai",
+                                 "steps": 300, "lr": 0.1, "truncation": 1.0, "save_every": 10,
+                                 "precision": "fp32", "batch": 1}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One validated job.
+
+    Attributes:
+        id: folder name under ``--outdir`` (unique in the file).
+        command: one of :data:`COMMANDS`.
+        options: the job's options with underscores (``clip_model``), defaults filled in for ``text``;
+            relative paths made absolute.
+        line: the line (JSON lines) or ``[[job]]`` header line (TOML) it came from, 1-based.
+        source: the job file's name, for messages.
+    """
+
+    id: str
+    command: str
+    options: Mapping[str, Any]
+    line: int
+    source: str = ""
+    explicit_id: bool = field(default=False, compare=False)
+
+    def where(self) -> str:
+        """``jobs.jsonl:7`` for messages."""
+        return f"{self.source}:{self.line}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (sent to Ray workers, written to the manifest)."""
+        return {"id": self.id, "command": self.command, "options": dict(self.options), "line": self.line,
+                "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Job":
+        return cls(id=d["id"], command=d["command"], options=dict(d["options"]), line=int(d["line"]),
+                   source=d.get("source", ""))
+
+
+def group_key(job: Job) -> tuple:
+    """Jobs with the same key can share one batch of latents: same command, network (and blend), CLIP
+    model, step count, learning rate, frame interval and precision (one generator, one CLIP, one Adam
+    schedule and one loop for all of them). Jobs of other commands only share loaded models."""
+    o = job.options
+    if job.command != "text":
+        return (job.command, o.get("network"), o.get("clip_model"), o.get("clip_pretrained"), job.id)
+    return ("text", o["network"], o.get("blend"), o["clip_model"], o["clip_pretrained"], o["steps"], o["lr"],
+            o["save_every"], o["precision"])
+
+
+# ----------------------------------------------------------------------------- parsing
+
+def _normalize_keys(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not key.strip():
+            raise JobFileError(f"{where}: empty key")
+        k = key.strip().lstrip("-").replace("-", "_")
+        if k == "class_idx":
+            k = "class"
+        if k in out:
+            raise JobFileError(f"{where}: key {key!r} is given twice")
+        out[k] = value
+    return out
+
+
+def _resolve_paths(opts: dict[str, Any], base: Path) -> None:
+    for key in PATH_KEYS:
+        v = opts.get(key)
+        if isinstance(v, str) and v and not Path(v).is_absolute() and "://" not in v:
+            opts[key] = str((base / v).resolve())
+    mix = opts.get("mix")
+    if mix is not None:
+        items = [mix] if isinstance(mix, str) else list(mix)
+        fixed = []
+        for item in items:
+            src, sep, blocks = item.rpartition(":")
+            if sep and (src.endswith(".npz") or ".npz#" in src) and not Path(src).is_absolute():
+                item = f"{(base / src).resolve()}:{blocks}"
+            fixed.append(item)
+        opts["mix"] = fixed
+
+
+def _default_id(command: str, opts: Mapping[str, Any]) -> str:
+    from clipstyle.io.files import slugify
+
+    text = opts.get("prompt") or opts.get("recipe") or Path(str(opts.get("photo") or opts.get("photo_or_latents")
+                                                               or opts.get("latents") or command)).stem
+    digest = hashlib.sha1(json.dumps({"command": command, **opts}, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{slugify(str(text), max_len=40, fallback=command)}-{digest[:8]}"
+
+
+def parse_job(raw: Any, where: str, *, base: Path, defaults: Mapping[str, Any] | None = None,
+              option_names: Callable[[str], set[str] | None] | None = None) -> tuple[str, str, dict[str, Any], bool]:
+    """Validate one job object → ``(id, command, options, explicit_id)``.
+
+    Args:
+        raw: the decoded JSON object / TOML table.
+        where: ``file:line`` for messages.
+        base: folder against which relative paths are resolved.
+        defaults: values for keys the job does not set (the command line's ``--network``, ``--steps``…).
+        option_names: for commands other than ``text``: the option names their pipeline accepts, or
+            ``None`` when it is not available here (then any key is accepted and the job fails when run).
+
+    Raises:
+        JobFileError: not an object, unknown command or key, a value of the wrong type, a bad id.
+    """
+    if not isinstance(raw, dict):
+        raise JobFileError(f"{where}: a job must be an object like {{\"prompt\": \"a smiling child\"}}, "
+                           f"got {type(raw).__name__}")
+    opts = _normalize_keys(raw, where)
+    command = opts.pop("command", "text")
+    if command not in COMMANDS:
+        raise JobFileError(f"{where}: unknown command {command!r}; use one of {', '.join(COMMANDS)}")
+    job_id = opts.pop("id", None)
+    for key, flag in BATCH_ONLY.items():
+        if key in opts:
+            raise JobFileError(f"{where}: {key!r} is an option of the whole batch, not of a job: use {flag} "
+                               f"on the command line")
+    known = option_names(command) if command != "text" and option_names is not None else None
+    for key, value in (defaults or {}).items():
+        if value is None or key in opts:
+            continue
+        if command == "text" or (key in known if known is not None else key in COMMON or key == "steps"):
+            opts[key] = value
+    if command == "text":
+        for key, value in opts.items():
+            if key not in TEXT_OPTIONS:
+                raise JobFileError(f"{where}: unknown key {key!r} for a text job; known: "
+                                   f"{', '.join(sorted(TEXT_OPTIONS))}")
+            if value is None:
+                continue
+            problem = TEXT_OPTIONS[key](value)
+            if problem:
+                raise JobFileError(f"{where}: {key!r} must be {problem}, got {json.dumps(value, default=str)}")
+        opts = {k: v for k, v in opts.items() if v is not None}
+        for key, value in TEXT_DEFAULTS.items():
+            opts.setdefault(key, value)
+        if isinstance(opts.get("blocks"), int):
+            opts["blocks"] = str(opts["blocks"])
+        if not str(opts.get("prompt", "")).strip() and not opts.get("image_prompt") and not opts.get("recipe"):
+            raise JobFileError(f"{where}: a text job needs a 'prompt' (or an 'image_prompt' or a 'recipe')")
+    else:
+        for key, value in opts.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
+                raise JobFileError(f"{where}: bad key {key!r}")
+            if known is not None and key not in known:
+                raise JobFileError(f"{where}: unknown key {key!r} for a {command} job; known: "
+                                   f"{', '.join(sorted(known))}")
+            if key in COMMON and value is not None and COMMON[key](value):
+                raise JobFileError(f"{where}: {key!r} must be a string, got {json.dumps(value, default=str)}")
+        if "steps" in opts and opts["steps"] is not None and _int(1)(opts["steps"]):
+            raise JobFileError(f"{where}: 'steps' must be an integer >= 1, got {json.dumps(opts['steps'])}")
+    _resolve_paths(opts, base)
+    explicit = job_id is not None
+    if explicit:
+        if not isinstance(job_id, (str, int)) or isinstance(job_id, bool) or not _ID.match(str(job_id)):
+            raise JobFileError(f"{where}: 'id' must be a folder name of letters, digits, '.', '_' or '-' "
+                               f"(at most 100, not starting with '.' or '-'), got {json.dumps(job_id)}")
+        job_id = str(job_id)
+    else:
+        job_id = _default_id(command, opts)
+    return job_id, command, opts, explicit
+
+
+def _json_lines(text: str, name: str) -> list[tuple[int, Any]]:
+    items = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            items.append((number, json.loads(stripped)))
+        except json.JSONDecodeError as exc:
+            raise JobFileError(f"{name}:{number}: not valid JSON ({exc.msg} at column {exc.colno}); each line must "
+                               f"be one JSON object") from None
+        except RecursionError:
+            raise JobFileError(f"{name}:{number}: JSON nested too deeply for a job") from None
+    return items
+
+
+def _toml_jobs(text: str, name: str) -> tuple[list[tuple[int, Any]], dict[str, Any]]:
+    import tomllib
+
+    try:
+        doc = tomllib.loads(text)
+    except RecursionError:
+        raise JobFileError(f"{name}:1: TOML nested too deeply for a job file") from None
+    except tomllib.TOMLDecodeError as exc:
+        line = re.search(r"line (\d+)", str(exc))
+        raise JobFileError(f"{name}:{line.group(1) if line else 1}: not valid TOML ({str(exc).split(' (')[0]})") from None
+    extra = sorted(set(doc) - {"job", "defaults"})
+    if extra:
+        raise JobFileError(f"{name}:1: unknown top-level key(s) {', '.join(extra)}; use [[job]] tables and an "
+                           f"optional [defaults] table")
+    jobs = doc.get("job", [])
+    if not isinstance(jobs, list):
+        raise JobFileError(f"{name}:1: 'job' must be an array of tables: write [[job]] above each job")
+    headers = [n for n, line in enumerate(text.splitlines(), start=1) if re.match(r"^\s*\[\[\s*job\s*\]\]", line)]
+    lines = headers if len(headers) == len(jobs) else list(range(1, len(jobs) + 1))
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise JobFileError(f"{name}:1: 'defaults' must be a table")
+    return list(zip(lines, jobs)), defaults
+
+
+def read_jobs(path: str | Path, defaults: Mapping[str, Any] | None = None,
+              option_names: Callable[[str], set[str] | None] | None = None) -> list[Job]:
+    """Read and validate a whole job file (``.toml`` is TOML, anything else JSON lines).
+
+    Args:
+        path: the job file.
+        defaults: values of keys a job does not set (from the command line); a TOML file's own
+            ``[defaults]`` table comes between these and the job's keys.
+        option_names: see :func:`parse_job`.
+
+    Returns:
+        The jobs in file order.
+
+    Raises:
+        JobFileError: the file is missing, unreadable, empty, or any job is invalid; duplicate ids.
+    """
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise JobFileError(f"no such job file: {path}")
+    try:
+        data = path.read_bytes()
+        if len(data) > 256 * 2**20:
+            raise JobFileError(f"{path} is larger than 256 MiB; split it into several job files")
+        text = data.decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobFileError(f"cannot read job file {path}: {type(exc).__name__}") from None
+    file_defaults: dict[str, Any] = {}
+    if path.suffix.lower() == ".toml":
+        items, file_defaults = _toml_jobs(text, name)
+    else:
+        items = _json_lines(text, name)
+    if not items:
+        raise JobFileError(f"{path} holds no job (one JSON object per line, e.g. {{\"prompt\": \"a smiling child\"}})")
+    merged = {**(defaults or {}), **_normalize_keys(file_defaults, f"{name}: [defaults]")}
+    base = path.resolve().parent
+    jobs: list[Job] = []
+    seen: dict[str, int] = {}
+    for line, raw in items:
+        where = f"{name}:{line}"
+        job_id, command, opts, explicit = parse_job(raw, where, base=base, defaults=merged, option_names=option_names)
+        key = job_id.lower()  # case-insensitive file systems
+        if key in seen:
+            hint = "" if explicit else " (the same options: give one of them an 'id')"
+            raise JobFileError(f"{where}: id {job_id!r} is already used on line {seen[key]}{hint}")
+        seen[key] = line
+        jobs.append(Job(job_id, command, opts, line, name, explicit))
+    return jobs
