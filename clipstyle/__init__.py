@@ -21,6 +21,8 @@ _LAZY = {
     "load_latents": ("clipstyle.latents", "load_latents"),
     "save_latents": ("clipstyle.latents", "save_latents"),
     "parse_blocks": ("clipstyle.latents", "parse_blocks"),
+    "load_encoder": ("clipstyle.encoders.e4e", "load_encoder"),
+    "load_face_identity": ("clipstyle.encoders.arcface", "load_face_identity"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -34,7 +34,7 @@ from clipstyle.generator.formats.safe_pickle import (
 
 SUPPORTED = (
     "clipstyle .safetensors, NVIDIA stylegan2-ada-pytorch/stylegan3 .pkl, "
-    "TensorFlow StyleGAN2 .pkl, rosinality stylegan2-pytorch .pt"
+    "TensorFlow StyleGAN2 .pkl, rosinality stylegan2-pytorch .pt, e4e .pt (decoder)"
 )
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -92,7 +92,12 @@ def _read_generator_file(path: Path) -> Generator:
         )
 
         ckpt = load_rosinality_checkpoint(path)
-        G, fmt = generator_from_rosinality(ckpt), "rosinality"
+        from clipstyle.generator.formats.e4e import generator_from_e4e, is_e4e_checkpoint
+
+        if is_e4e_checkpoint(ckpt):  # an e4e/pSp checkpoint: its StyleGAN2 decoder
+            G, fmt = generator_from_e4e(ckpt), "e4e-decoder"
+        else:
+            G, fmt = generator_from_rosinality(ckpt), "rosinality"
     elif kind == "pickle":
         data = path.read_bytes()
         if data[2:3] == b"\x8a":  # a legacy (pre-zip) torch.save stream starts with the magic long
