@@ -110,7 +110,7 @@ def _autocast(precision: str, device: torch.device) -> Callable[[], contextlib.A
 def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule, *, noise_mode: str = "const",
         save_every: int = 0, callbacks: Sequence[Callback] = (), betas: tuple[float, float] = (0.9, 0.999),
         extra_params: Sequence[torch.nn.Parameter] = (), after_step: Callable[[], None] | None = None,
-        precision: str = "fp32") -> OptimizeResult:
+        precision: str = "fp32", stop: Callable[[], bool] | None = None) -> OptimizeResult:
     """Optimize ``latent`` so that ``loss_fn(G.synthesis(latent.ws()), ws)`` falls.
 
     Args:
@@ -125,6 +125,7 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
         after_step: called after each optimizer step (e.g. to renormalize noise buffers).
         precision: ``fp32`` (default), or ``bf16``/``fp16`` to run the generator's forward under
             ``torch.autocast`` (meant for GPUs; the latent, the optimizer and the loss stay float32).
+        stop: polled before every step; ``True`` ends the loop like Ctrl-C (best result kept, ``interrupted``).
 
     Returns:
         :class:`OptimizeResult`. Ctrl-C (``KeyboardInterrupt``) ends the loop early and returns the best
@@ -143,6 +144,8 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
     step = 0
     try:
         for step in range(schedule.steps):
+            if stop is not None and stop():
+                raise KeyboardInterrupt
             lr = schedule.lr_at(step)
             for group in opt.param_groups:
                 group["lr"] = lr
