@@ -103,3 +103,18 @@ def load_face_identity(source: str | Path, device: str | torch.device = "cpu") -
     except CheckpointError as exc:
         raise WeightsFileError(f"{path.name}: {exc}") from None
     return FaceIdentity(backbone).to(device).eval().requires_grad_(False)
+
+
+class IdentityLoss:
+    """Loss term ``1 − similarity(x, x0)`` (mean over the batch) for :class:`~clipstyle.guidance.CombinedLoss`:
+    the ArcFace identity loss of StyleCLIP (Patashnik et al. 2021, eq. 2). ``x0``: ``[1 or N, 3, H, W]``."""
+
+    name = "identity"
+
+    def __init__(self, model: FaceIdentity, reference: Tensor) -> None:
+        self.model = model
+        with torch.no_grad():
+            self.ref = model.features(reference.detach())  # [1 or N, D]
+
+    def __call__(self, images: Tensor, ws: Tensor | None = None) -> Tensor:
+        return (1.0 - (self.model.features(images) * self.ref).sum(dim=1)).mean()

@@ -132,7 +132,8 @@ def edit_terms(guide: Any, prompt: str, before: Tensor, start_ws: Tensor, config
 
 def edit(G: Any, start_ws: Tensor, prompt: str, guide: Any, cutouts: Any, config: EditConfig = EditConfig(), *,
          noise: Mapping[str, Tensor] | None = None, mix: Mapping[int, Tensor] | None = None,
-         extra_terms: Sequence[tuple[Any, float]] = (), callbacks: Sequence[Callback] = ()) -> EditResult:
+         extra_terms: Sequence[tuple[Any, float]] = (), callbacks: Sequence[Callback] = (),
+         stop: Any = None) -> EditResult:
     """Edit the image of ``start_ws`` towards ``prompt``.
 
     Args:
@@ -147,6 +148,7 @@ def edit(G: Any, start_ws: Tensor, prompt: str, guide: Any, cutouts: Any, config
             mixing; :func:`clipstyle.latents.constraints.parse_mix`); a mixed row is never free.
         extra_terms: more ``(term, weight)`` pairs added to the loss.
         callbacks: per-step callbacks (see :func:`clipstyle.optimize.loop.run`).
+        stop: polled before each step; True ends the edit keeping the best latent.
 
     Returns:
         :class:`EditResult`; rows outside ``config.free_rows`` of ``ws`` equal w_s (``EditResult.start_ws``)
@@ -169,7 +171,7 @@ def edit(G: Any, start_ws: Tensor, prompt: str, guide: Any, cutouts: Any, config
     loss = CombinedLoss([*edit_terms(guide, prompt, before, start_ws, config, cutouts, generator=gen), *extra_terms])
     schedule = Schedule(lr=config.lr, steps=config.steps, rampup=config.rampup, rampdown=config.rampdown)
     result = run(synth, latent, loss, schedule, noise_mode="const", save_every=config.save_every,
-                 callbacks=callbacks)
+                 callbacks=callbacks, stop=stop)
     after = result.extra.get("final_image")
     if after is None:
         after = render(synth, result.ws.to(device))
