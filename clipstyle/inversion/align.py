@@ -10,7 +10,8 @@ Appendix A), from 68 facial landmarks (iBUG layout):
 * the photo is first shrunk by an integer factor while the square stays ≥ 2× the output size, cropped to the
   square plus a 10% border, and *reflect-padded* where the square leaves the photo (padding ≥ 30% of the
   side), the padded band blurred (σ = 2% of the side) and faded towards the median colour so no mirrored
-  features show;
+  features show (the photo itself is not blurred: the released script's weight ``clip(3m + 1, 0, 1)`` is 1
+  everywhere, which blurs the whole face whenever padding happens; we use the ramp ``clip(3m, 0, 1)``);
 * the square is resampled (bilinear) at 4× the output size and the result downsized with Lanczos —
   supersampling, so the face is antialiased.
 
@@ -159,7 +160,9 @@ def _pad_reflect(img: np.ndarray, pad: tuple[int, int, int, int], qsize: float) 
     radius = max(qsize * 0.02, 0.5)
     blurred = np.asarray(Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8)).filter(
         ImageFilter.GaussianBlur(radius)), dtype=np.float32)
-    out += (blurred - out) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+    # FFHQ's script weights the blur by clip(3·mask + 1, 0, 1), which is 1 everywhere (the whole photo is
+    # blurred whenever it pads); the intended ramp, clip(3·mask, 0, 1), leaves the photo itself sharp.
+    out += (blurred - out) * np.clip(mask * 3.0, 0.0, 1.0)
     out += (np.median(out, axis=(0, 1)) - out) * np.clip(mask, 0.0, 1.0)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
