@@ -168,3 +168,15 @@ def test_widths_are_read_from_shapes(tmp_path):
     x = torch.rand(2, 3, 112, 112) * 2 - 1
     assert model.dim == emb
     assert torch.allclose(model.embed(x), net.embed(x), atol=1e-6)
+
+
+def test_public_names_are_lazy():
+    import subprocess
+    import sys
+
+    code = ("import sys, clipstyle; assert 'clipstyle.encoders.e4e' not in sys.modules; "
+            "f = clipstyle.load_encoder; g = clipstyle.load_face_identity; "
+            "print(f.__module__, g.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__('os').environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.stdout.split() == ["clipstyle.encoders.e4e", "clipstyle.encoders.arcface"]

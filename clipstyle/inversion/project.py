@@ -364,7 +364,8 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
         c: class labels ``[1 or N, c_dim]`` for conditional networks (one-hot); required when ``G.c_dim > 0``.
         mix: ``{row: [w_dim] tensor}`` rows fixed, bit-exactly, to another latent during the whole projection.
         callbacks: called after each step (see :func:`clipstyle.optimize.loop.run`).
-        init: ``[N or 1, num_ws, w_dim]`` start latent instead of μ_w (an e4e encoding…); no W warm-up then.
+        init: ``[N or 1, num_ws, w_dim]`` start latent instead of μ_w (an e4e encoding…); in W+ it is refined
+            like the W+ phase (``wplus_lr``, no w-noise, no ramp-up), in W its rows are averaged first.
         noise_init: start noise maps ``{name: [res, res]}`` instead of the generator's buffers.
         stop: polled before each step; True ends the projection keeping the best latent.
 
@@ -379,6 +380,8 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
     """
     kw = dict(perceptual=perceptual, c=c, mix=mix, stop=stop)
     n1 = int(round(config.steps * config.w_warmup))
+    if init is not None and config.space == "w+":  # refine a given W+ start (an encoding): the W+ phase only
+        config = replace(config, lr=config.wplus_lr or config.lr, initial_noise_factor=0.0, rampup=0.0)
     if config.space != "w+" or init is not None or n1 < 1 or config.steps - n1 < 1:
         return _project_once(G, target, config, callbacks=callbacks, init=init, noise_init=noise_init, **kw)
     total = config.steps
