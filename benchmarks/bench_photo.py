@@ -33,7 +33,11 @@ import torch
 
 
 def ffhq_generator(res: int):
-    from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator, channels_for
+    from clipstyle.generator.stylegan2 import (
+        StyleGAN2Config,
+        StyleGAN2Generator,
+        channels_for,
+    )
 
     torch.manual_seed(0)
     G = StyleGAN2Generator(StyleGAN2Config(z_dim=512, w_dim=512, c_dim=0, img_resolution=res, img_channels=3,

@@ -27,7 +27,13 @@ def _eye_line(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("size", [256, 512])
 def test_redetected_landmarks_sit_where_the_ffhq_procedure_puts_them(astronaut, size):
-    from clipstyle.inversion.align import align_photo, detect_faces, face_quad, predictor_path, quad_to_output
+    from clipstyle.inversion.align import (
+        align_photo,
+        detect_faces,
+        face_quad,
+        predictor_path,
+        quad_to_output,
+    )
 
     assert predictor_path().name == "shape_predictor_68_face_landmarks.dat"
     face = align_photo(astronaut, size)

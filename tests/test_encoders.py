@@ -145,7 +145,7 @@ def test_wrong_file_kinds_say_what_they_are(tmp_path):
 def test_widths_are_read_from_shapes(tmp_path):
     """Another width table (stage widths, SE ratio, embedding) than the fixture's: built from shapes alone."""
     from clipstyle.encoders.arcface import load_face_identity
-    from clipstyle.encoders.irse import IRSEBackbone, IRSEConfig, STAGE_UNITS
+    from clipstyle.encoders.irse import STAGE_UNITS, IRSEBackbone, IRSEConfig
 
     widths, stem, emb = (4, 12, 20, 24), 4, 40
     units, prev = [], stem

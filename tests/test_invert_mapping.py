@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from clipstyle.cli import main
 from clipstyle.generator import read_generator_file
 from clipstyle.generator.formats.native import save_native
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
@@ -171,7 +170,7 @@ def test_invert_z_cli_wplus_and_errors(net_and_latents, tmp_path, capsys, monkey
     import socket
     import urllib.error
 
-    import clipstyle.io.cache as cache
+    from clipstyle.io import cache
 
     def offline(url, timeout):
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))

@@ -247,7 +247,7 @@ def test_lpips_offline_download_error(tmp_path, monkeypatch):
     assert "\n" not in msg and "--lpips-weights" in msg and "--perceptual none" in msg
 
     # The published URLs, with the network unreachable.
-    import clipstyle.io.cache as cache
+    from clipstyle.io import cache
 
     def offline(url, timeout):
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))

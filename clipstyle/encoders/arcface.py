@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from clipstyle.encoders.files import WeightsFileError, read_torch_file
 from clipstyle.encoders.irse import IRSEBackbone, load_backbone
 
-__all__ = ["FaceIdentity", "load_face_identity", "crop_and_pool"]
+__all__ = ["FaceIdentity", "crop_and_pool", "load_face_identity"]
 
 #: The identity crop of a 256² FFHQ-aligned face: rows 35:223, columns 32:220.
 CROP = (35, 223, 32, 220)

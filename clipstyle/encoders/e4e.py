@@ -20,18 +20,19 @@ Every width and count comes from the tensor shapes; ``opts['stylegan_size']`` is
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clipstyle.encoders.files import WeightsFileError, read_torch_file
-from clipstyle.encoders.irse import IRSEBackbone, clean_state, irse_config
+from clipstyle.encoders.irse import IRSEBackbone, clean_state
 from clipstyle.generator.formats.common import CheckpointError
 
-__all__ = ["Encoder", "load_encoder", "encoder_from_checkpoint"]
+__all__ = ["Encoder", "encoder_from_checkpoint", "load_encoder"]
 
 INPUT_SIZE = 256
 

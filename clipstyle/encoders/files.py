@@ -7,7 +7,7 @@ from typing import Any
 
 from clipstyle.generator.formats.common import CheckpointError
 
-__all__ = ["read_torch_file", "WeightsFileError"]
+__all__ = ["WeightsFileError", "read_torch_file"]
 
 
 class WeightsFileError(CheckpointError):

@@ -20,14 +20,14 @@ checkpoints (``input_layer.*``, ``body.{k}.res_layer.{0..5}.*``, ``body.{k}.shor
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from clipstyle.generator.formats.common import CheckpointError
 
-__all__ = ["IRSEBackbone", "IRSEConfig", "irse_config", "STAGE_UNITS", "clean_state"]
+__all__ = ["STAGE_UNITS", "IRSEBackbone", "IRSEConfig", "clean_state", "irse_config"]
 
 #: Units per stage for each depth (the IR-SE50/100/152 layouts).
 STAGE_UNITS = {24: (3, 4, 14, 3), 49: (3, 13, 30, 3), 50: (3, 8, 36, 3)}

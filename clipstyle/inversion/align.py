@@ -27,8 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["AlignmentError", "AlignedFace", "face_quad", "align_face", "align_photo", "detect_faces",
-           "detect_landmarks", "predictor_path", "quad_to_output"]
+__all__ = [
+    "AlignedFace",
+    "AlignmentError",
+    "align_face",
+    "align_photo",
+    "detect_faces",
+    "detect_landmarks",
+    "face_quad",
+    "predictor_path",
+    "quad_to_output",
+]
 
 INSTALL_HINT = "pip install clipstyle[align] (dlib-bin and face-recognition-models)"
 

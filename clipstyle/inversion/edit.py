@@ -23,8 +23,9 @@ by a small function so commands can add terms (recipes), row mixing or blended g
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -33,7 +34,7 @@ from clipstyle.inversion.noise import SynthesisWithNoise
 from clipstyle.latents import Latent
 from clipstyle.optimize.loop import Callback, OptimizeResult, Schedule, run
 
-__all__ = ["EditConfig", "EditResult", "edit", "edit_terms", "edit_latent", "edit_synthesis", "render"]
+__all__ = ["EditConfig", "EditResult", "edit", "edit_latent", "edit_synthesis", "edit_terms", "render"]
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,9 @@ LPIPS compares images downsampled to at most 256² (as the paper does for 1024²
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,7 +42,7 @@ from clipstyle.inversion.noise import (
 from clipstyle.latents import Latent
 from clipstyle.optimize.loop import Callback, OptimizeResult, Schedule, StepInfo, run
 
-__all__ = ["ProjectConfig", "ProjectionResult", "project", "w_statistics", "psnr", "prepare_target"]
+__all__ = ["ProjectConfig", "ProjectionResult", "prepare_target", "project", "psnr", "w_statistics"]
 
 
 @dataclass(frozen=True)

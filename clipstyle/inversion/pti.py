@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,7 +31,7 @@ from clipstyle.inversion.noise import SynthesisWithNoise
 from clipstyle.latents import Latent
 from clipstyle.optimize.loop import Callback, OptimizeResult, Schedule, run
 
-__all__ = ["TuneConfig", "TuneResult", "tune", "locality"]
+__all__ = ["TuneConfig", "TuneResult", "locality", "tune"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class _Tuned:
         self.inner = SynthesisWithNoise(G, noise)
         self.G = G
 
-    def requires_grad_(self, flag: bool = True) -> "_Tuned":
+    def requires_grad_(self, flag: bool = True) -> _Tuned:
         return self
 
     def synthesis(self, ws: Tensor, noise_mode: str = "const") -> Tensor:

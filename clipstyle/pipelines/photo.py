@@ -19,8 +19,9 @@ stage keeping its best result).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from clipstyle.pipelines.photo_parts import (
     PhotoOptionError,
@@ -34,18 +35,16 @@ from clipstyle.pipelines.photo_parts import (
     noise_meta,
     photo_image,
     projection_config,
-    read_meta,
     say_once,
     side_by_side_frames,
     stage,
-    start_from_latents,
     target_tensor,
     uint8_image,
     with_blend,
 )
 from clipstyle.pipelines.run import Run
 
-__all__ = ["project", "encode", "edit", "invert_z", "PhotoOptionError"]
+__all__ = ["PhotoOptionError", "edit", "encode", "invert_z", "project"]
 
 Log = Callable[[str], None] | None
 
@@ -223,4 +222,4 @@ def encode(photo: str | Path, *, encoder: str | Path, network: str | None = None
                     gif_frames=(proj_u8,))
 
 
-from clipstyle.pipelines.photo_edit import edit, invert_z  # noqa: E402  (the edit half of this module)
+from clipstyle.pipelines.photo_edit import edit, invert_z

@@ -9,13 +9,14 @@ distinct rows) ``w_avg`` is the seeded mean of mapped z, as for rosinality files
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from clipstyle.generator.formats.common import CheckpointError
 
-__all__ = ["is_e4e_checkpoint", "generator_from_e4e"]
+__all__ = ["generator_from_e4e", "is_e4e_checkpoint"]
 
 
 def is_e4e_checkpoint(ckpt: Any) -> bool:
