@@ -126,10 +126,10 @@ def project(photo: str | Path, *, network: str | None = None, steps: int = 1000,
     photo = Path(photo)
     load_image_array(photo)  # a missing or broken photo fails before any network is loaded
     check_blend_spec(blend)
+    if tune and blend:
+        raise PhotoOptionError("--tune and --blend cannot be combined (pivotal tuning tunes one network)")
     enc = load_weights("encoder", encoder, "--encoder", device)
     face_id = load_weights("identity", id_weights, "--id-weights", device)
-    if init == "e4e" and enc is None and encoder is None:
-        pass  # said in _project_photo
     perceptual_model = load_perceptual(perceptual, lpips_weights, device, quiet)
     base = load_network(network or (str(encoder) if enc is not None else None), None, device, quiet)
     c = class_vector(base.c_dim, class_idx, 1, device)
