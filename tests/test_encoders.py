@@ -180,3 +180,50 @@ def test_public_names_are_lazy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**__import__('os').environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert out.stdout.split() == ["clipstyle.encoders.e4e", "clipstyle.encoders.arcface"]
+
+
+def test_e4e_of_another_size_and_widths(tmp_path):
+    """An e4e file the fixtures do not have: stylegan_size 32 (8 styles), stage widths 4/8/12/16, stem 6,
+    SE width/8, heads 16 wide with a 64-d linear (the fixture's are 64→64): the loader builds it from shapes and opts alone, and its decoder loads too."""
+    from clipstyle.encoders.e4e import Encoder, StyleHead, load_encoder
+    from clipstyle.encoders.irse import STAGE_UNITS, IRSEBackbone, IRSEConfig
+    from clipstyle.generator import load_generator
+    from clipstyle.generator.formats.rosinality import load_rosinality_checkpoint
+
+    widths, stem, head_w, w_dim = (4, 8, 12, 16), 6, 16, 64
+    units, prev, k = [], stem, 0
+    for s, n in enumerate(STAGE_UNITS[24]):
+        for j in range(n):
+            units.append((prev, widths[s], 2 if j == 0 else 1, max(1, widths[s] // 8)))
+            prev, k = widths[s], k + 1
+    torch.manual_seed(5)
+    body = IRSEBackbone(IRSEConfig(stem, tuple(units), STAGE_UNITS[24], None, None))
+    heads = [StyleHead(head_w, head_w, 4 if i < 3 else 5 if i < 7 else 6, w_dim)
+             for i in range(8)]
+    ref = Encoder(body, heads, torch.nn.Conv2d(widths[2], head_w, 1), torch.nn.Conv2d(widths[1], head_w, 1),
+                  torch.randn(8, w_dim), "e4e").eval()
+    for m in ref.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    enc_state = {}
+    for key, v in ref.state_dict().items():
+        if key == "latent_avg":
+            continue
+        key = key.replace("body.input_layer.", "input_layer.").replace("body.body.", "body.")
+        enc_state[f"encoder.{key}"] = v
+    g_ema = load_rosinality_checkpoint(fixture_path("rosinality_train_32.pt"))["g_ema"]
+    state = {**enc_state, **{f"decoder.{k}": v for k, v in g_ema.items()}}
+    path = tmp_path / "e4e_other.pt"
+    torch.save({"state_dict": state, "opts": {"stylegan_size": 32, "encoder_type": "Encoder4Editing"},
+                "latent_avg": ref.latent_avg.clone()}, path)
+    enc = load_encoder(path)
+    x = torch.rand(2, 3, 256, 256) * 2 - 1
+    assert (enc.num_ws, enc.w_dim) == (8, 64)
+    assert torch.allclose(enc(x), ref(x), atol=1e-5)
+    G = load_generator(str(path))
+    assert G.num_ws == 8 and G.img_resolution == 32
+    assert G.synthesis(enc(x), noise_mode="const").shape == (2, 3, 32, 32)
+    torch.save({"state_dict": state, "opts": {"stylegan_size": 64}, "latent_avg": ref.latent_avg}, path)
+    with pytest.raises(Exception, match="stylegan_size 64"):
+        load_encoder(path)
