@@ -24,6 +24,8 @@ _LAZY = {
     "parse_blocks": ("clipstyle.latents", "parse_blocks"),
     "text_to_image": ("clipstyle.pipelines.text", "text_to_image"),
     "Run": ("clipstyle.pipelines.run", "Run"),
+    "load_encoder": ("clipstyle.encoders.e4e", "load_encoder"),
+    "load_face_identity": ("clipstyle.encoders.arcface", "load_face_identity"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from clipstyle.cli import main
 from clipstyle.generator import read_generator_file
 from clipstyle.generator.formats.native import save_native
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
@@ -171,7 +170,7 @@ def test_invert_z_cli_wplus_and_errors(net_and_latents, tmp_path, capsys, monkey
     import socket
     import urllib.error
 
-    import clipstyle.io.cache as cache
+    from clipstyle.io import cache
 
     def offline(url, timeout):
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
@@ -194,3 +193,17 @@ def test_invert_z_cli_wplus_and_errors(net_and_latents, tmp_path, capsys, monkey
         assert float(data["row_residual"].max()) <= 1e-4
     code, _, err = run_cli(["invert-z", tmp_path / "missing.npz", "--network", net], capsys)
     assert code == 2 and err.count("\n") == 1 and "no such latent file" in err
+
+
+def test_float32_w_on_a_badly_conditioned_8_layer_mapping():
+    """From float32 w, the random 8-layer mapping traps Levenberg–Marquardt (~0.1 residual): restarts and
+    basin hops bring it to <= 1e-2, and the note says they ran."""
+    G = read_generator_file(fixture_path("sg2_skip_64.pkl"))
+    z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(1))
+    w = G.mapping(z, None)[:, 0]  # float32
+    plain = invert_mapping(G, w, starts=0, hops=0)
+    assert float(plain.residual.max()) > 5e-2  # a local minimum
+    inv = invert_mapping(G, w)
+    assert float(inv.residual.max()) <= 1e-2
+    assert any("random restarts" in n for n in inv.notes)
+    assert torch.allclose(inv.residual, mapping_residual(G, inv.z, w), rtol=1e-6)

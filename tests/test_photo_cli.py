@@ -128,8 +128,17 @@ def test_lpips_offline_message(tmp_path, tiny_net, capsys, monkeypatch):
     assert "--lpips-weights" in err and "--perceptual none" in err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("face_alignment") is not None, reason="face_alignment is installed")
-def test_align_without_the_extra(tmp_path, tiny_net, capsys):
+def test_align_without_the_extra(tmp_path, tiny_net, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_dlib(name, *args, **kwargs):
+        if name == "dlib":
+            raise ImportError("No module named 'dlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dlib)
     Image.new("RGB", (8, 8)).save(tmp_path / "p.png")
     code, _, err = run_cli(project_args(tmp_path / "p.png", tiny_net, tmp_path / "out", "--align"), capsys)
     assert code == 2 and "pip install clipstyle[align]" in err and err.count("\n") == 1

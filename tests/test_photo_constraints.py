@@ -140,11 +140,11 @@ def test_edit_in_a_blend(G, net, files, tmp_path, capsys):
 def test_edit_photo_projects_into_a_and_edits_in_the_blend(G, net, files, tmp_path, capsys, monkeypatch):
     import importlib
 
-    photo = importlib.import_module("clipstyle.cli.photo")
+    photo = importlib.import_module("clipstyle.inversion.project")  # the pipeline calls project() from here
     edit_mod = importlib.import_module("clipstyle.inversion.edit")  # the package re-exports edit() under that name
 
     seen = {}
-    real_projection, real_edit = photo.run_projection, edit_mod.edit
+    real_projection, real_edit = photo.project, edit_mod.edit
 
     def spy_projection(G_, *args, **kwargs):
         seen["projected_in"] = G_.source.format
@@ -154,7 +154,7 @@ def test_edit_photo_projects_into_a_and_edits_in_the_blend(G, net, files, tmp_pa
         seen["edited_in"] = G_.source.format
         return real_edit(G_, *args, **kwargs)
 
-    monkeypatch.setattr(photo, "run_projection", spy_projection)
+    monkeypatch.setattr(photo, "project", spy_projection)
     monkeypatch.setattr(edit_mod, "edit", spy_edit)
     code, out, err = run_cli(edit_args(net, tmp_path / "out", files["photo"], "smiling", "--blend",
                                        f"{files['b']}@16", "--perceptual", "none", "--project-steps", 2,

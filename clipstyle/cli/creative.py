@@ -55,7 +55,7 @@ def styleblocks_command(
     scale: Annotated[str, typer.Option(help="Factor range LO:HI for the row (negative allowed: -2:2).")] = "0:1",
     frames: Annotated[int, typer.Option(help="Factors per block (columns of the sheet, GIF frames).", min=1)] = 10,
     around: Annotated[str, typer.Option(help="zero: multiply the row; avg: scale it about w_avg.")] = "zero",
-    network: NetworkOpt = "ffhq", truncation: TruncOpt = 1.0, class_idx: ClassOpt = None,
+    network: FileNetworkOpt = None, truncation: TruncOpt = 1.0, class_idx: ClassOpt = None,
     noise_mode: NoiseOpt = "const", fps: FpsOpt = 10.0, outdir: OutdirOpt = Path("out"), device: DeviceOpt = "auto",
 ) -> None:
     """Scale one styleblock (row of ws) at a time: a GIF per block and a contact sheet (rows = blocks, columns = factors)."""
@@ -145,7 +145,7 @@ def interpolate_command(
                                        "(needs z: seeds, or latent files that store z).")] = "w",
     loop: Annotated[bool, typer.Option(help="Go back to the first keyframe (seamless loop).")] = False,
     mp4: Annotated[bool, typer.Option(help="Also write an MP4 (needs imageio-ffmpeg).")] = False,
-    network: NetworkOpt = "ffhq", truncation: TruncOpt = 1.0, class_idx: ClassOpt = None,
+    network: FileNetworkOpt = None, truncation: TruncOpt = 1.0, class_idx: ClassOpt = None,
     noise_mode: NoiseOpt = "const", fps: FpsOpt = 15.0, outdir: OutdirOpt = Path("out"), device: DeviceOpt = "auto",
 ) -> None:
     """Interpolate between latents → interpolation.gif (+ .mp4), latents.npz with every frame's ws."""

@@ -38,7 +38,7 @@ from clipstyle.generator.formats.safe_pickle import (
 SUPPORTED = (
     "clipstyle .safetensors, NVIDIA stylegan2-ada-pytorch/stylegan3 .pkl, "
     "TensorFlow StyleGAN2 .pkl, rosinality stylegan2-pytorch .pt, "
-    "StyleGAN1: NVlabs/stylegan TensorFlow .pkl and lernapparat g_all .pt"
+    "e4e .pt (its decoder), StyleGAN1: NVlabs/stylegan TensorFlow .pkl and lernapparat g_all .pt"
 )
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -79,6 +79,8 @@ def _tf_synthesis_func(gs: TFNetworkStandIn) -> str:
 #: torch archives (``torch.load(weights_only=True)`` result, a dict), recognised by their top-level keys.
 #: Add a format with one line; the first match wins.
 TORCH_READERS: list[Reader] = [
+    Reader("e4e-decoder", lambda d: _call("clipstyle.generator.formats.e4e:is_e4e_checkpoint", d),
+           "clipstyle.generator.formats.e4e:generator_from_e4e"),
     Reader("lernapparat-stylegan1", lambda d: _call("clipstyle.generator.formats.lernapparat:is_lernapparat_state", d),
            "clipstyle.generator.formats.lernapparat:generator_from_lernapparat"),
     Reader("rosinality", lambda d: "g_ema" in d or "style.1.weight" in d,

@@ -23,8 +23,9 @@ by a small function so commands can add terms (recipes), row mixing or blended g
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -33,7 +34,7 @@ from clipstyle.inversion.noise import SynthesisWithNoise
 from clipstyle.latents import Latent
 from clipstyle.optimize.loop import Callback, OptimizeResult, Schedule, run
 
-__all__ = ["EditConfig", "EditResult", "edit", "edit_terms", "edit_latent", "edit_synthesis", "render"]
+__all__ = ["EditConfig", "EditResult", "edit", "edit_latent", "edit_synthesis", "edit_terms", "render"]
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,8 @@ def edit_terms(guide: Any, prompt: str, before: Tensor, start_ws: Tensor, config
 
 def edit(G: Any, start_ws: Tensor, prompt: str, guide: Any, cutouts: Any, config: EditConfig = EditConfig(), *,
          noise: Mapping[str, Tensor] | None = None, mix: Mapping[int, Tensor] | None = None,
-         extra_terms: Sequence[tuple[Any, float]] = (), callbacks: Sequence[Callback] = ()) -> EditResult:
+         extra_terms: Sequence[tuple[Any, float]] = (), callbacks: Sequence[Callback] = (),
+         stop: Any = None) -> EditResult:
     """Edit the image of ``start_ws`` towards ``prompt``.
 
     Args:
@@ -147,6 +149,7 @@ def edit(G: Any, start_ws: Tensor, prompt: str, guide: Any, cutouts: Any, config
             mixing; :func:`clipstyle.latents.constraints.parse_mix`); a mixed row is never free.
         extra_terms: more ``(term, weight)`` pairs added to the loss.
         callbacks: per-step callbacks (see :func:`clipstyle.optimize.loop.run`).
+        stop: polled before each step; True ends the edit keeping the best latent.
 
     Returns:
         :class:`EditResult`; rows outside ``config.free_rows`` of ``ws`` equal w_s (``EditResult.start_ws``)
@@ -169,7 +172,7 @@ def edit(G: Any, start_ws: Tensor, prompt: str, guide: Any, cutouts: Any, config
     loss = CombinedLoss([*edit_terms(guide, prompt, before, start_ws, config, cutouts, generator=gen), *extra_terms])
     schedule = Schedule(lr=config.lr, steps=config.steps, rampup=config.rampup, rampdown=config.rampdown)
     result = run(synth, latent, loss, schedule, noise_mode="const", save_every=config.save_every,
-                 callbacks=callbacks)
+                 callbacks=callbacks, stop=stop)
     after = result.extra.get("final_image")
     if after is None:
         after = render(synth, result.ws.to(device))

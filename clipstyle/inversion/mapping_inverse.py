@@ -233,6 +233,39 @@ def _refine(m64: Any, z0: Tensor, c: Tensor | None, targets: Tensor, psis: Tenso
     return z
 
 
+@torch.no_grad()
+def _global_search(m64: Any, z_cur: Tensor, c: Tensor | None, targets: Tensor, psis: Tensor, starts: int,
+                   hops: int, steps: int, seed: int) -> Tensor:
+    """Escape Levenberg–Marquardt's local minima (the mapping is piecewise linear: every kink of its leaky
+    ReLUs can trap a local method). Per item: LM from ``starts`` seeded random points of the √z_dim sphere,
+    the best of those and ``z_cur`` kept, then ``hops`` rounds of basin hopping (a random kick of
+    decreasing size, LM, accept when the objective falls). Returns ``[M, z_dim]``, never worse than ``z_cur``.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    out = z_cur.clone()
+    d = z_cur.shape[1]
+    for i in range(z_cur.shape[0]):
+        ci = c if c is None or c.shape[0] == 1 else c[i:i + 1]
+        tgt = targets[i:i + 1]
+        best = z_cur[i:i + 1]
+        cost = _objective(m64, best, ci, tgt, psis)
+        if starts > 0:
+            z0 = _to_sphere(torch.randn([starts, d], generator=gen, dtype=torch.float64))
+            zr = _refine(m64, z0, ci, tgt.expand(starts, -1, -1), psis, steps)
+            cr = _objective(m64, zr, ci, tgt.expand(starts, -1, -1), psis)
+            k = int(cr.argmin())
+            if float(cr[k]) < float(cost[0]):
+                best, cost = zr[k:k + 1], cr[k:k + 1]
+        for h in range(hops):
+            kick = 0.3 * 0.85**h * torch.randn([1, d], generator=gen, dtype=torch.float64)
+            zp = _refine(m64, _to_sphere(best + kick), ci, tgt, psis, max(steps // 2, 1))
+            cp = _objective(m64, zp, ci, tgt, psis)
+            if float(cp[0]) < float(cost[0]):
+                best, cost = zp, cp
+        out[i] = best[0]
+    return out
+
+
 def _relative(m64: Any, z: Tensor, c: Tensor | None, targets: Tensor, psis: Tensor) -> Tensor:
     """Relative residual of float32-rounded z: ``sqrt(objective / Σ‖target‖²)`` per item."""
     z32 = z.to(torch.float32).to(torch.float64)
@@ -253,7 +286,8 @@ def mapping_residual(G: Any, z: Tensor, w: Tensor, c: Tensor | None = None, trun
 
 def invert_mapping(G: Any, w: Tensor | np.ndarray, c: Tensor | np.ndarray | None = None,
                    truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
-                   refine_steps: int = 30) -> MappingInversion:
+                   refine_steps: int = 30, starts: int = 16, hops: int = 20, seed: int = 0,
+                   tolerance: float = 1e-5) -> MappingInversion:
     """Find z with ``mapping(z, c, ψ) ≈ w``.
 
     Args:
@@ -264,6 +298,10 @@ def invert_mapping(G: Any, w: Tensor | np.ndarray, c: Tensor | np.ndarray | None
         truncation_psi: the ψ the latent was made with (undone first; must be > 0).
         truncation_cutoff: rows ≥ cutoff were not truncated (W+ input only).
         refine_steps: Levenberg–Marquardt iterations after the algebraic solution (0 = none).
+        starts, hops, seed: when the refined residual of a latent is still above ``tolerance`` (a badly
+            conditioned mapping, float32 w), LM is restarted from ``starts`` seeded random z and then
+            ``hops`` rounds of basin hopping are run (:func:`_global_search`); the best z is kept.
+        tolerance: relative residual below which no global search is run.
 
     Returns:
         :class:`MappingInversion`. For a W+ input, ``row_z`` holds one z per row, and ``z`` is the best
@@ -311,7 +349,8 @@ def invert_mapping(G: Any, w: Tensor | np.ndarray, c: Tensor | np.ndarray | None
     notes: list[str] = []
     if plus and rows > 1 and bool((targets == targets[:, :1]).all()) and bool((psi_rows == psi_rows[0]).all()):
         # A W latent broadcast to every row: invert one row, the best single z is the same.
-        single = invert_mapping(G, targets[:, 0], c, truncation_psi, None, refine_steps)
+        single = invert_mapping(G, targets[:, 0], c, truncation_psi, None, refine_steps, starts, hops, seed,
+                                tolerance)
         return MappingInversion(
             z=single.z, residual=single.residual, row_z=single.z[:, None].repeat(1, rows, 1),
             row_residual=single.residual[:, None].repeat(1, rows), algebraic_residual=single.algebraic_residual,
@@ -350,6 +389,18 @@ def invert_mapping(G: Any, w: Tensor | np.ndarray, c: Tensor | np.ndarray | None
     # W: the rows' refined solution is the answer; W+: refine the best candidate against all rows.
     z = _refine(m64, z0, c_items, targets, psi_rows, refine_steps) if plus else z_rows_ref
     residual = _relative(m64, z, c_items, targets, psi_rows)
+    bad = torch.nonzero(residual > tolerance).flatten() if refine_steps > 0 and (starts > 0 or hops > 0) \
+        else torch.zeros(0, dtype=torch.long)
+    if bad.numel():
+        before = float(residual[bad].max())
+        cc = c_items if c_items is None or c_items.shape[0] == 1 else c_items[bad]
+        z = z.clone()
+        z[bad] = _global_search(m64, z[bad], cc, targets[bad], psi_rows, starts, hops, refine_steps, seed)
+        residual = _relative(m64, z, c_items, targets, psi_rows)
+        notes.append(f"{starts} random restarts and {hops} basin hops for {bad.numel()} latent(s) stuck at a "
+                     f"local minimum: residual {before:.3g} → {float(residual[bad].max()):.3g}")
+        if not plus:
+            z_rows_ref = z
     if refine_steps > 0:
         notes.append(f"refined by Levenberg–Marquardt (≤ {refine_steps} iterations): residual {float(algebraic.max()):.3g} → "
                      f"{float(residual.max()):.3g}")

@@ -25,8 +25,9 @@ LPIPS compares images downsampled to at most 256² (as the paper does for 1024²
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,9 +40,9 @@ from clipstyle.inversion.noise import (
     normalize_noise_,
 )
 from clipstyle.latents import Latent
-from clipstyle.optimize.loop import Callback, OptimizeResult, Schedule, run
+from clipstyle.optimize.loop import Callback, OptimizeResult, Schedule, StepInfo, run
 
-__all__ = ["ProjectConfig", "ProjectionResult", "project", "w_statistics", "psnr", "prepare_target"]
+__all__ = ["ProjectConfig", "ProjectionResult", "prepare_target", "project", "psnr", "w_statistics"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,15 @@ class ProjectConfig:
         seed: seeds the z samples and the w-noise.
         lpips_max_size: LPIPS sees images area-downsampled to at most this side.
         save_every: keep a projection frame every this many steps (0 = none).
+        betas: Adam's (β₁, β₂).
+        w_warmup: W+ only: this fraction of the steps is first spent in W (NVIDIA's schedule, w-noise
+            included), and the remaining steps refine every row from that W solution without w-noise.
+            Starting W+ from μ_w directly gets stuck far from the target on many networks (27 dB after 300
+            steps on a random one, where W then W+ reaches > 38 dB); 0 = W+ from the start.
+        noise_lr: the noise maps' step relative to w's (NVIDIA: 1). At 1 the maps absorb the early,
+            large w errors and are then pinned by the regularizer; 0.01 keeps them close to what fits.
+        wplus_lr: W+ only: peak lr of the W+ phase (None = ``lr``); per-row optimization needs a smaller
+            step than the shared w.
     """
 
     steps: int = 1000
@@ -80,6 +90,10 @@ class ProjectConfig:
     seed: int = 0
     lpips_max_size: int = 256
     save_every: int = 0
+    betas: tuple[float, float] = (0.9, 0.999)
+    w_warmup: float = 0.5
+    noise_lr: float = 0.01
+    wplus_lr: float | None = 0.03
 
     def __post_init__(self) -> None:
         if self.space not in ("w", "w+"):
@@ -93,6 +107,10 @@ class ProjectConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.noise_ramp_length <= 1:
             raise ValueError(f"noise_ramp_length must be in (0, 1], got {self.noise_ramp_length}")
+        if not self.noise_lr > 0:
+            raise ValueError(f"noise_lr must be > 0, got {self.noise_lr}")
+        if not 0 <= self.w_warmup < 1:
+            raise ValueError(f"w_warmup must be in [0, 1), got {self.w_warmup}")
         if self.w_avg_samples < 2:
             raise ValueError(f"w_avg_samples must be >= 2, got {self.w_avg_samples}")
 
@@ -178,9 +196,11 @@ def prepare_target(image: Tensor, G: Any) -> Tensor:
     raise ValueError(f"the target has {image.shape[1]} channels, the network makes {channels}")
 
 
-def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
-            perceptual: Callable[[Tensor, Tensor], Tensor] | None = None, c: Tensor | None = None,
-            mix: dict[int, Tensor] | None = None, callbacks: Sequence[Callback] = ()) -> ProjectionResult:
+def _project_once(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
+                  perceptual: Callable[[Tensor, Tensor], Tensor] | None = None, c: Tensor | None = None,
+                  mix: dict[int, Tensor] | None = None, callbacks: Sequence[Callback] = (),
+                  init: Tensor | None = None, noise_init: dict[str, Tensor] | None = None,
+                  stop: Callable[[], bool] | None = None) -> ProjectionResult:
     """Find the latent (and noise) whose image matches ``target``.
 
     Args:
@@ -195,6 +215,10 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
             projection (see :func:`clipstyle.latents.constraints.parse_mix`); the other rows are projected (in W
             space they share one w). The w-noise ramp perturbs only the projected rows.
         callbacks: called after each step (see :func:`clipstyle.optimize.loop.run`).
+        init: ``[N or 1, num_ws, w_dim]`` start latent instead of μ_w (e.g. an e4e encoding, or a W
+            projection to refine in W+); in W space its rows are averaged.
+        noise_init: start noise maps ``{name: [res, res]}`` instead of the generator's buffers.
+        stop: polled before each step; True ends the projection keeping the best latent.
 
     Returns:
         :class:`ProjectionResult` (mixed rows of ``ws`` equal ``mix`` bit for bit). Ctrl-C stops early and
@@ -215,15 +239,30 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
         raise ValueError(f"this network is conditional: give a class label c [1, {G.c_dim}]")
 
     w_mean, w_std = w_statistics(G, config.w_avg_samples, config.seed, c)
-    start = w_mean[None, None].repeat(n, G.num_ws, 1)
+    if init is None:
+        start = w_mean[None, None].repeat(n, G.num_ws, 1)
+    else:
+        init = init.detach().to(device, torch.float32)
+        if init.ndim != 3 or init.shape[0] not in (1, n) or tuple(init.shape[1:]) != (G.num_ws, G.w_dim):
+            raise ValueError(f"init must be [1 or {n}, {G.num_ws}, {G.w_dim}], got {list(init.shape)}")
+        start = init.expand(n, -1, -1).clone()
+        if config.space == "w":
+            start = start.mean(dim=1, keepdim=True).expand(-1, G.num_ws, -1).clone()
     latent = Latent(start, space=config.space, mix=mix).to(device)
     row_mask = latent.mask[None, :, None].to(torch.float32) if mix else None  # w-noise on projected rows only
 
     noise: dict[str, Tensor] = {}
     if config.optimize_noise:
-        noise = {name: buf.detach().clone().to(torch.float32).requires_grad_(True)
-                 for name, buf in noise_buffers(G).items()}
+        noise = {name: (noise_init[name] if noise_init and name in noise_init else buf).detach().clone()
+                 .to(device, torch.float32).requires_grad_(True) for name, buf in noise_buffers(G).items()}
         normalize_noise_(noise.values())
+    # The maps are optimized as raw / k with k = noise_lr (Adam's step is ~lr in the raw parameter, so the
+    # maps move k times slower than w); `scaled()` gives the maps themselves.
+    k = float(config.noise_lr)
+    raw = {name: (v.detach() / k).requires_grad_(True) for name, v in noise.items()}
+
+    def scaled() -> dict[str, Tensor]:
+        return {name: v * k for name, v in raw.items()}
 
     gen = torch.Generator(device=device).manual_seed(int(config.seed) + 1)
     state = {"step": 0}
@@ -236,7 +275,7 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
         delta = torch.randn(shape, generator=gen, device=ws.device, dtype=ws.dtype) * std
         return delta if row_mask is None else delta * row_mask.to(ws)
 
-    synth = SynthesisWithNoise(G, noise, w_noise)
+    synth = _ScaledNoiseSynthesis(G, scaled, w_noise)
     target_small = downsample_for_lpips(target, config.lpips_max_size) if use_perceptual else None
 
     def loss_fn(images: Tensor, ws: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -256,20 +295,24 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
             total = total + config.mse * m
             terms["mse"] = m.detach()
         if noise and config.noise_reg > 0:
-            r = noise_regularization(noise.values())
+            r = noise_regularization(scaled().values())
             total = total + config.noise_reg * r
             terms["noise_reg"] = r.detach()
         return total, terms
 
     def after_step() -> None:
         state["step"] += 1
-        normalize_noise_(noise.values())
+        with torch.no_grad():
+            normalize_noise_(raw.values())
+            for v in raw.values():
+                v.div_(k)
 
     schedule = Schedule(lr=config.lr, steps=config.steps, rampup=config.rampup, rampdown=config.rampdown)
     result = run(synth, latent, loss_fn, schedule, noise_mode="const", save_every=config.save_every,
-                 callbacks=callbacks, extra_params=list(noise.values()), after_step=after_step)
+                 callbacks=callbacks, extra_params=list(raw.values()), after_step=after_step,
+                 betas=tuple(config.betas), stop=stop)
 
-    final_noise = {k: v.detach().clone() for k, v in noise.items()}
+    final_noise = {name: v.detach().clone() for name, v in scaled().items()}
     clean = SynthesisWithNoise(G, final_noise)
     with torch.no_grad():
         image = clean.synthesis(result.ws.to(device), noise_mode="const")
@@ -288,3 +331,83 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
     return ProjectionResult(ws=result.ws.cpu(), noise={k: v.cpu() for k, v in final_noise.items()},
                             image=image.cpu(), target=target.cpu(), metrics=metrics, w_mean=w_mean.cpu(),
                             w_std=w_std, run=result, config=config)
+
+
+class _ScaledNoiseSynthesis(SynthesisWithNoise):
+    """:class:`SynthesisWithNoise` whose maps are recomputed by ``maps()`` at every synthesis."""
+
+    def __init__(self, G: Any, maps: Callable[[], dict[str, Tensor]], w_noise: Callable | None) -> None:
+        super().__init__(G, maps(), w_noise)
+        self.maps = maps
+
+    def synthesis(self, ws: Tensor, noise_mode: str = "const") -> Tensor:
+        self.noise = self.maps()
+        return super().synthesis(ws, noise_mode)
+
+
+def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
+            perceptual: Callable[[Tensor, Tensor], Tensor] | None = None, c: Tensor | None = None,
+            mix: dict[int, Tensor] | None = None, callbacks: Sequence[Callback] = (),
+            init: Tensor | None = None, noise_init: dict[str, Tensor] | None = None,
+            stop: Callable[[], bool] | None = None) -> ProjectionResult:
+    """Find the latent (and noise) whose image matches ``target``.
+
+    In W+ with ``config.w_warmup > 0`` (and no ``init``) the first ``w_warmup·steps`` steps project into W
+    and the rest refine each row from there (lr ``wplus_lr``, no w-noise); callbacks see one run of
+    ``steps`` steps and the history is one sequence.
+
+    Args:
+        G: a generator (StyleGAN2 or StyleGAN3; not modified — its noise buffers are copied).
+        target: float ``[N, C, R, R]`` in [-1, 1], R = ``G.img_resolution`` (see :func:`prepare_target`).
+        config: see :class:`ProjectConfig`.
+        perceptual: a distance ``(x, y) → [N]``, e.g. :class:`~clipstyle.inversion.lpips.LPIPS`; ``None``
+            turns the perceptual term off.
+        c: class labels ``[1 or N, c_dim]`` for conditional networks (one-hot); required when ``G.c_dim > 0``.
+        mix: ``{row: [w_dim] tensor}`` rows fixed, bit-exactly, to another latent during the whole projection.
+        callbacks: called after each step (see :func:`clipstyle.optimize.loop.run`).
+        init: ``[N or 1, num_ws, w_dim]`` start latent instead of μ_w (an e4e encoding…); in W+ it is refined
+            like the W+ phase (``wplus_lr``, no w-noise, no ramp-up), in W its rows are averaged first.
+        noise_init: start noise maps ``{name: [res, res]}`` instead of the generator's buffers.
+        stop: polled before each step; True ends the projection keeping the best latent.
+
+    Returns:
+        :class:`ProjectionResult` (mixed rows of ``ws`` equal ``mix`` bit for bit). Ctrl-C / ``stop`` ends
+        early and keeps the best latent so far.
+
+    Raises:
+        ValueError: a target of the wrong shape, no loss term, a conditional network without ``c``, every
+            row mixed, or a mis-shaped ``init``.
+        FloatingPointError: the loss became NaN/inf.
+    """
+    kw = dict(perceptual=perceptual, c=c, mix=mix, stop=stop)
+    n1 = int(round(config.steps * config.w_warmup))
+    if init is not None and config.space == "w+":  # refine a given W+ start (an encoding): the W+ phase only
+        config = replace(config, lr=config.wplus_lr or config.lr, initial_noise_factor=0.0, rampup=0.0)
+    if config.space != "w+" or init is not None or n1 < 1 or config.steps - n1 < 1:
+        return _project_once(G, target, config, callbacks=callbacks, init=init, noise_init=noise_init, **kw)
+    total = config.steps
+
+    def shifted(offset: int) -> list[Callback]:
+        def cb(info: StepInfo, images: Tensor) -> None:
+            moved = replace(info, step=info.step + offset, steps=total, seconds=info.seconds + elapsed[0])
+            for f in callbacks:
+                f(moved, images)
+        return [cb] if callbacks else []
+
+    elapsed = [0.0]
+    first = _project_once(G, target, replace(config, space="w", steps=n1), callbacks=shifted(0), init=None,
+                          noise_init=noise_init, **kw)
+    if first.run.interrupted:
+        return replace(first, config=config)
+    elapsed[0] = first.run.seconds
+    second_cfg = replace(config, steps=total - n1, lr=config.wplus_lr or config.lr, initial_noise_factor=0.0,
+                         rampup=0.0)
+    second = _project_once(G, target, second_cfg, callbacks=shifted(n1), init=first.ws,
+                           noise_init=first.noise or None, **kw)
+    r1, r2 = first.run, second.run
+    history = r1.history + tuple({**h, "step": h["step"] + n1} for h in r2.history)
+    run_result = replace(r2, history=history, frames=r1.frames[:-1] + r2.frames,
+                         frame_steps=r1.frame_steps[:-1] + tuple(s + n1 for s in r2.frame_steps),
+                         seconds=r1.seconds + r2.seconds, steps_done=r1.steps_done + r2.steps_done,
+                         best_step=r2.best_step + n1)
+    return replace(second, run=run_result, w_mean=first.w_mean, w_std=first.w_std, config=config)

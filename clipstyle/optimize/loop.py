@@ -125,8 +125,8 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
         after_step: called after each optimizer step (e.g. to renormalize noise buffers).
         precision: ``fp32`` (default), or ``bf16``/``fp16`` to run the generator's forward under
             ``torch.autocast`` (meant for GPUs; the latent, the optimizer and the loss stay float32).
-        stop: asked after every step (after the callbacks); ``True`` ends the loop exactly as Ctrl-C does
-            (the UI's Stop button).
+        stop: polled before every step; ``True`` ends the loop exactly as Ctrl-C does (best result kept,
+            ``interrupted``): the UI's Stop button.
 
     Returns:
         :class:`OptimizeResult`. Ctrl-C (``KeyboardInterrupt``) or ``stop()`` returning True ends the loop
@@ -145,6 +145,8 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
     step = 0
     try:
         for step in range(schedule.steps):
+            if stop is not None and stop():
+                raise KeyboardInterrupt
             lr = schedule.lr_at(step)
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -174,9 +176,6 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
                             time.perf_counter() - t0)
             for cb in callbacks:
                 cb(info, images)
-            if stop is not None and step + 1 < schedule.steps and stop():
-                interrupted = True
-                break
     except KeyboardInterrupt:
         interrupted = True
     final_ws = best_ws if interrupted else latent.ws().detach().cpu().clone()

@@ -10,7 +10,7 @@ import torch
 from clipstyle.latents.constraints import SpecError
 
 __all__ = ["NOISE_MODES", "check_noise_mode", "labels", "load_network", "load_guide", "parse_seeds", "pick_device",
-           "latent_file_of", "read_latent_meta"]
+           "latent_file_of", "read_latent_meta", "network_for_latents"]
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -124,17 +124,28 @@ def latent_file_of(spec: str) -> Path | None:
 
 
 def read_latent_meta(path: Any) -> dict:
-    """The JSON ``meta`` of a latent ``.npz`` (``{}`` when it has none or cannot be read: the latent
+    """The JSON ``meta`` of a latent file of any layout (``{}`` when it has none or cannot be read: the latent
     loader reports a bad file with its own message)."""
-    import json
-
-    import numpy as np
+    from clipstyle.latents.latent import read_latent_meta as read_meta
 
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "meta" not in data.files:
-                return {}
-            meta = json.loads(str(data["meta"]))
+        return read_meta(path)
     except Exception:  # noqa: BLE001 - parse_sources raises the user-facing LatentFileError
         return {}
-    return meta if isinstance(meta, dict) else {}
+
+
+def network_for_latents(path: Path | None, network: str | None, meta: dict | None = None) -> str:
+    """The network a latent file is rendered with unless told otherwise: ``network`` when given, else the
+    pivotal-tuning generator the file names (``meta['generator']``, relative to the file, when it exists),
+    else the network its meta records, else ``ffhq``."""
+    if network:
+        return network
+    if path is None:
+        return "ffhq"
+    meta = read_latent_meta(path) if meta is None else meta
+    tuned = meta.get("generator")
+    if tuned:
+        tuned_path = Path(tuned) if Path(tuned).is_absolute() else Path(path).parent / tuned
+        if tuned_path.is_file():
+            return str(tuned_path)
+    return str(meta.get("network") or "ffhq")

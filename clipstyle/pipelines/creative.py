@@ -57,7 +57,7 @@ def render_frames(G: Any, ws: torch.Tensor, noise_mode: str = "const", *, batch_
     return np.concatenate(chunks)
 
 
-def _setup(network: str, device: str, G: Any, class_idx: int | None, blend_spec: str | None = None,
+def _setup(network: str, device: str, G: Any, class_idx: "int | str | None", blend_spec: str | None = None,
            quiet: bool = True) -> tuple[Any, str, torch.Tensor]:
     dev = pick_device(device, G)
     G = load_network(network, dev, blend_spec, G=G, progress=not quiet)
@@ -65,8 +65,8 @@ def _setup(network: str, device: str, G: Any, class_idx: int | None, blend_spec:
 
 
 def styleblocks(*, seed: int | None = None, latents: str | None = None, blocks: str = "all", scale: str = "0:1",
-                frames: int = 10, around: str = "zero", network: str = "ffhq", truncation: float = 1.0,
-                class_idx: int | None = None, noise_mode: str = "const", fps: float = 10.0, device: str = "auto",
+                frames: int = 10, around: str = "zero", network: str | None = None, truncation: float = 1.0,
+                class_idx: "int | str | None" = None, noise_mode: str = "const", fps: float = 10.0, device: str = "auto",
                 G: Any = None, callback: Progress | None = None) -> Run:
     """Scale one styleblock (row of ws) at a time: a GIF per block and a contact sheet.
 
@@ -92,7 +92,10 @@ def styleblocks(*, seed: int | None = None, latents: str | None = None, blocks: 
     lo, hi = parse_range(scale, "--scale")
     values = factors(lo, hi, frames)
     nm = check_noise_mode(noise_mode)
-    G, dev, c = _setup(network, device, G, class_idx)
+    from clipstyle.pipelines.common import latent_file_of, network_for_latents
+
+    source = network_for_latents(None if latents is None else latent_file_of(latents), network)
+    G, dev, c = _setup(source, device, G, class_idx)
     rows = parse_blocks(blocks, G.num_ws, G.block_groups())
     (src,) = parse_source(str(seed) if latents is None else latents, G, dev, truncation, c, allow_many=False)
     sheet, all_ws, gifs, files = [], [], {}, {}
@@ -114,7 +117,7 @@ def styleblocks(*, seed: int | None = None, latents: str | None = None, blocks: 
 
 
 def mix_grid(*, rows: str, cols: str, blocks: str = "coarse", network: str = "ffhq", truncation: float = 1.0,
-             class_idx: int | None = None, noise_mode: str = "const", device: str = "auto", G: Any = None) -> Run:
+             class_idx: "int | str | None" = None, noise_mode: str = "const", device: str = "auto", G: Any = None) -> Run:
     """Style-mixing grid (Karras et al. 2019, §3.1): cell (a, b) takes ``blocks`` from column source b and
     every other row of ws from row source a (``mix_styles``; each row a bit-exact copy of one source's).
 
@@ -161,7 +164,8 @@ def mix_grid(*, rows: str, cols: str, blocks: str = "coarse", network: str = "ff
 
 
 def interpolate(sources: Sequence[str], *, frames: int = 30, mode: str = "lerp", space: str = "w",
-                loop: bool = False, network: str = "ffhq", truncation: float = 1.0, class_idx: int | None = None,
+                loop: bool = False, network: str | None = None, truncation: float = 1.0,
+                class_idx: "int | str | None" = None,
                 noise_mode: str = "const", fps: float = 15.0, device: str = "auto", G: Any = None,
                 callback: Progress | None = None, stop: Callable[[], bool] | None = None) -> Run:
     """Interpolate between keyframe latents: ``frames`` per segment, lerp or slerp (Shoemake 1985; about
@@ -186,7 +190,10 @@ def interpolate(sources: Sequence[str], *, frames: int = 30, mode: str = "lerp",
     if space not in ("w", "z"):
         raise SpecError(f"--space must be w or z, got {space!r}")
     nm = check_noise_mode(noise_mode)
-    G, dev, c = _setup(network, device, G, class_idx)
+    from clipstyle.pipelines.common import latent_file_of, network_for_latents
+
+    files = [f for f in (latent_file_of(spec) for spec in sources) if f is not None]
+    G, dev, c = _setup(network_for_latents(files[0] if files else None, network), device, G, class_idx)
     keys = [s for spec in sources for s in parse_sources(spec, G, dev, truncation, c)]
     if len(keys) < 2:
         raise SpecError("interpolation needs at least two keyframes")
@@ -216,7 +223,7 @@ def interpolate(sources: Sequence[str], *, frames: int = 30, mode: str = "lerp",
 
 
 def render(latents: str, *, network: str | None = None, blend: str | None = None, truncation: float = 1.0,
-           class_idx: int | None = None, noise_mode: str = "const", file_noise: bool = True,
+           class_idx: "int | str | None" = None, noise_mode: str = "const", file_noise: bool = True,
            device: str = "auto", G: Any = None) -> Run:
     """Render a latent file (e.g. a projection) or seeds, optionally in a blended network.
 
@@ -233,11 +240,12 @@ def render(latents: str, *, network: str | None = None, blend: str | None = None
     """
     from clipstyle.latents.constraints import parse_sources
     from clipstyle.latents.styleblocks import render_ws
-    from clipstyle.pipelines.common import latent_file_of, read_latent_meta
+    from clipstyle.pipelines.common import latent_file_of, network_for_latents, read_latent_meta
 
     path = latent_file_of(latents)
     meta = read_latent_meta(path) if path is not None else {}
-    G, dev, c = _setup(network or meta.get("network") or "ffhq", device, G, class_idx, blend)
+    source = network_for_latents(path, network, meta)
+    G, dev, c = _setup(source, device, G, class_idx, blend)
     srcs = parse_sources(latents, G, dev, truncation, c)
     ws = torch.cat([s.ws for s in srcs])
     synth = G
@@ -249,7 +257,7 @@ def render(latents: str, *, network: str | None = None, blend: str | None = None
         if noise:
             synth, noise_used = SynthesisWithNoise(G, noise), True
     imgs = render_ws(synth, ws, check_noise_mode(noise_mode))
-    settings = {"command": "render", "latents": latents, "network": network or meta.get("network") or "ffhq",
+    settings = {"command": "render", "latents": latents, "network": source,
                 "blend": blend, "truncation": truncation, "noise_mode": noise_mode, "file_noise": noise_used}
     return Run(name=f"render-{srcs[0].label}", result=None, settings=settings, network=G.describe(),
                ws_=ws.cpu(), images_=imgs)
