@@ -74,7 +74,7 @@ def test_ctrl_c_returns_the_best_so_far(G):
     assert result.best_loss == min(losses) and losses[result.best_step] == result.best_loss
 
 
-def test_stop_ends_like_ctrl_c_and_is_asked_after_every_step(G):
+def test_stop_ends_like_ctrl_c_and_is_asked_before_every_step(G):
     target = torch.zeros(1, 3, 16, 16)
     latent = Latent(G.w_avg[None, None].repeat(1, G.num_ws, 1))
     asked = []
@@ -84,7 +84,7 @@ def test_stop_ends_like_ctrl_c_and_is_asked_after_every_step(G):
         return len(asked) == 5
 
     result = run(G, latent, mse_to(target), Schedule(lr=0.05, steps=50), stop=stop)
-    assert result.interrupted and result.steps_done == 5 and len(asked) == 5
+    assert result.interrupted and result.steps_done == 4 and len(asked) == 5  # the 5th ask comes before step 4
     assert torch.equal(result.ws, result.best_ws)
     full = run(G, Latent(G.w_avg[None, None].repeat(1, G.num_ws, 1)), mse_to(target), Schedule(lr=0.05, steps=5),
                stop=lambda: False)
