@@ -39,6 +39,7 @@ import torch
 
 from clipstyle.generator.base import Generator, SourceInfo
 from clipstyle.generator.formats.common import CheckpointError
+from clipstyle.errors import UsageError
 
 __all__ = ["blend_generators", "blend_weights", "synthesis_resolutions", "check_blendable", "INPUT_RESOLUTION"]
 
@@ -114,9 +115,9 @@ def blend_weights(resolutions: dict[str, float | None], at: int, smooth: float |
         ValueError: ``at`` not a power of two, or ``smooth`` negative or not finite.
     """
     if not isinstance(at, int) or not _is_power_of_two(at):
-        raise ValueError(f"the blend resolution must be a power of two (4, 8, 16, …), got {at}")
+        raise UsageError(f"the blend resolution must be a power of two (4, 8, 16, …), got {at}")
     if smooth is not None and (not math.isfinite(smooth) or smooth < 0):
-        raise ValueError(f"the blend smoothness must be >= 0 octaves, got {smooth}")
+        raise UsageError(f"the blend smoothness must be >= 0 octaves, got {smooth}")
     weights: dict[str, float] = {}
     for key, res in resolutions.items():
         if res is None or res <= at:

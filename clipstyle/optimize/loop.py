@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from clipstyle.latents import Latent
+from clipstyle.errors import UsageError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
@@ -33,9 +34,9 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise UsageError(f"steps must be >= 1, got {self.steps}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise UsageError(f"lr must be > 0, got {self.lr}")
 
     def lr_at(self, step: int) -> float:
         """Learning rate of step ``step`` (0-based): ``lr · min(1, t/rampup) · cosine_rampdown(t)``."""
@@ -100,7 +101,7 @@ def _autocast(precision: str, device: torch.device) -> Callable[[], contextlib.A
         ValueError: an unknown precision.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp32":
         return contextlib.nullcontext
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
