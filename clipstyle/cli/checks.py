@@ -12,6 +12,7 @@ To check a new kind of argument, add a function to :data:`CHECKS` under the para
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -261,9 +262,19 @@ def _mp4(kw: dict[str, Any]) -> None:
                          "or leave out --mp4 for the GIF alone")
 
 
+def _finite(name: str, positive: bool = False) -> Callable[[dict[str, Any]], None]:
+    def check(kw: dict[str, Any]) -> None:
+        value = kw.get(name)
+        if isinstance(value, float) and (not math.isfinite(value) or (positive and value <= 0)):
+            need = "a finite number > 0" if positive else "a finite number"
+            raise UsageError(f"{_flag(name)} must be {need}, got {value}")
+    return check
+
+
 def _truncation(kw: dict[str, Any]) -> None:
     from clipstyle.cli.common import warn
 
+    _finite("truncation")(kw)
     psi = kw.get("truncation")
     if "seed" in kw and kw.get("seed") is None and psi is not None and psi != 1.0 and kw.get("batch", 1) == 1:
         if kw.get("latents") is None:
@@ -337,6 +348,9 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "out": _out,
     "positive": _positive_negative,
     "truncation": _truncation,
+    "lr": _finite("lr", positive=True),
+    "project_lr": _finite("project_lr", positive=True),
+    "strength": _finite("strength"),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from clipstyle.latents import Latent
-from clipstyle.errors import UsageError
+from clipstyle.errors import NonFiniteLossWarning, UsageError, interrupt_requested
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
@@ -128,8 +129,11 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
             ``torch.autocast`` (meant for GPUs; the latent, the optimizer and the loss stay float32).
 
     Returns:
-        :class:`OptimizeResult`. Ctrl-C (``KeyboardInterrupt``) ends the loop early and returns the best
-        result so far with ``interrupted=True``.
+        :class:`OptimizeResult`. Ctrl-C (``KeyboardInterrupt``, or an earlier one of the same CLI command:
+        :func:`clipstyle.errors.interrupt_requested`) ends the loop early and returns the best result so far
+        with ``interrupted=True``. A NaN/inf loss does the same, with ``extra["stop_reason"]`` naming the
+        cause (:func:`nonfinite_cause`) and a :class:`~clipstyle.errors.NonFiniteLossWarning` (the CLI turns
+        it into an exit-1 error line after the command saved the best result).
     """
     G.requires_grad_(False)
     autocast = _autocast(precision, latent.param.device)
@@ -141,9 +145,12 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
     best_ws = latent.ws().detach().cpu().clone()
     t0 = time.perf_counter()
     interrupted = False
+    stop_reason = ""
     step = 0
     try:
         for step in range(schedule.steps):
+            if interrupt_requested():  # Ctrl-C in an earlier phase of the same command: stop this one too
+                raise KeyboardInterrupt
             lr = schedule.lr_at(step)
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -154,7 +161,8 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
             loss, terms = loss_fn(images, ws)
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise FloatingPointError(f"the loss became {value} at step {step}; try a smaller --lr")
+                stop_reason = nonfinite_cause(step, value, ws, terms)
+                break
             if value < best_loss:  # the loss belongs to the ws *before* this step's update
                 best_loss, best_step = value, step
                 best_ws = ws.detach().cpu().clone()
@@ -175,6 +183,9 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
                 cb(info, images)
     except KeyboardInterrupt:
         interrupted = True
+    if stop_reason:  # stopped on NaN/inf: keep the best so far, as for Ctrl-C, and say why
+        interrupted = True
+        warnings.warn(stop_reason, NonFiniteLossWarning, stacklevel=2)
     final_ws = best_ws if interrupted else latent.ws().detach().cpu().clone()
     with torch.no_grad():
         final_img = G.synthesis(final_ws.to(latent.param.device), noise_mode=noise_mode)
@@ -183,4 +194,22 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
     return OptimizeResult(ws=final_ws, best_ws=best_ws, best_loss=best_loss, best_step=best_step,
                           history=tuple(history), frames=tuple(frames), frame_steps=tuple(frame_steps),
                           interrupted=interrupted, seconds=time.perf_counter() - t0, steps_done=len(history),
-                          extra={"final_image": final_img.detach().cpu()})
+                          extra={"final_image": final_img.detach().cpu(), "stop_reason": stop_reason})
+
+
+def nonfinite_cause(step: int, value: float, ws: torch.Tensor, terms: dict[str, torch.Tensor]) -> str:
+    """One line naming why the loss of ``step`` is ``value`` (NaN/inf): the start latent, the latent after an
+    update (the learning rate), or a loss term."""
+    if not bool(torch.isfinite(ws.detach()).all()):
+        if step == 0:
+            return ("the start latent holds NaN or infinite values (check --truncation, the seed's latent or the "
+                    "latent file); nothing was optimized")
+        return (f"the latent overflowed to NaN/inf at step {step}: the learning rate is too large for this "
+                "loss; try a smaller --lr (the best result so far was kept)")
+    bad = [k for k, v in terms.items() if not math.isfinite(float(v))]
+    if bad:
+        where = "the generator's image" if step == 0 else f"step {step}"
+        return (f"the loss term {', '.join(repr(b) for b in bad)} became {value} at {where} while the latent is "
+                "finite (check that term's inputs and weights); the best result so far was kept")
+    return f"the loss became {value} at step {step} (the best result so far was kept)"
+
