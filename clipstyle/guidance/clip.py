@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from clipstyle.errors import UserRuntimeError
+from clipstyle.io.offline import OfflineError
+
 __all__ = ["CLIPGuide", "GuidanceError"]
 
 _NO_WEIGHTS = {"", "none", "random"}
@@ -397,13 +400,17 @@ def _fetch_tag(open_clip, tag_cfg: dict, model: str, tag: str, cache_dir: str | 
     return path
 
 
+class CLIPWeightsOffline(GuidanceError, UserRuntimeError, OfflineError):
+    """CLIP weights must be downloaded while offline: a GuidanceError for callers, exit code 1 for the CLI."""
+
+
 def _require_online(tag_cfg: dict, model: str, tag: str) -> None:
     """Offline (one quick probe, :mod:`clipstyle.io.offline`): one line naming the file and ``--clip-pretrained``.
 
     Raises:
-        clipstyle.io.offline.OfflineError: the weights are not cached and the hub/CDN cannot be reached.
+        GuidanceError (also an OfflineError, exit 1): the weights are not cached and the hub/CDN cannot be reached.
     """
-    from clipstyle.io.offline import OfflineError, offline_reason, reachable
+    from clipstyle.io.offline import offline_reason, reachable
 
     hub = str(tag_cfg.get("hf_hub", "") or "")
     source = f"https://huggingface.co/{hub.rstrip('/')}" if hub else str(tag_cfg.get("url", "") or "")
@@ -413,7 +420,7 @@ def _require_online(tag_cfg: dict, model: str, tag: str) -> None:
     if not hub:
         filename = os.path.basename(urllib.parse.urlparse(source).path) or filename
     quick = "-quickgelu" if tag_cfg.get("quick_gelu") else ""
-    raise OfflineError(
+    raise CLIPWeightsOffline(
         f"cannot download the CLIP weights '{tag}' for model '{model}' ({filename} from {source}): "
         f"{offline_reason(source)}; download that file elsewhere and pass --clip-pretrained PATH"
         + (f" together with --clip-model {model.replace('/', '-')}{quick} (the OpenAI weights use QuickGELU)"
