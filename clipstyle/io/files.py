@@ -1,9 +1,12 @@
 """Safe file writing: atomic writes, JSON/NPZ helpers, per-run output folders.
 
-Every file clipstyle writes (images, GIFs, latents, ``run.json``, downloaded weights) goes
-through :func:`atomic_writer` or :func:`atomic_temp_path`: the data is written to a hidden
+Every file clipstyle writes (images, GIFs, latents, ``run.json``, networks, downloaded weights)
+goes through :func:`atomic_writer` or :func:`atomic_temp_path`: the data is written to a hidden
 temporary file *in the destination folder*, flushed and ``fsync``-ed, then moved over the
-destination with :func:`os.replace`. A crash, an exception or Ctrl-C therefore leaves either
+destination with :func:`os.replace` — or, when the destination did not exist as the write began,
+published with a hard link that fails if another process created it meanwhile (one writer wins,
+the other gets :class:`OutputExistsError`). Every new file gets one mode, ``0o666 & ~umask``; a
+replaced file keeps its mode. A crash, an exception or Ctrl-C therefore leaves either
 the complete old file or the complete new file, never a truncated one, and the temporary file
 is removed.
 
@@ -117,6 +120,32 @@ def _remove_quietly(path: Path) -> None:
         path.unlink()
 
 
+def _publish(tmp: Path, dest: Path, replace: bool) -> None:
+    """Move the finished ``tmp`` to ``dest``.
+
+    ``replace`` (``dest`` existed when the write began, so the caller meant to replace it): ``os.replace``.
+    Otherwise the file is *created*: published with ``os.link``, which fails if another process created
+    ``dest`` meanwhile — then :class:`OutputExistsError` is raised and the other file is kept, so of two
+    processes writing one new path, one wins and the other fails cleanly. Where hard links are not
+    supported, ``dest`` is claimed with ``O_CREAT | O_EXCL`` before the rename.
+    """
+    if replace:
+        os.replace(tmp, dest)
+        return
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        raise OutputExistsError(dest) from None
+    except OSError:  # no hard links here (FAT, some network file systems)
+        try:
+            os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            raise OutputExistsError(dest) from None
+        os.replace(tmp, dest)
+        return
+    _remove_quietly(tmp)
+
+
 @contextlib.contextmanager
 def atomic_temp_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success move it over ``path`` atomically.
@@ -137,6 +166,7 @@ def atomic_temp_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         ``KeyboardInterrupt``) and ``path`` is left untouched.
     """
     dest = Path(path)
+    replace = dest.exists()
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)
@@ -145,7 +175,7 @@ def atomic_temp_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.chmod(tmp, _final_mode(dest))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, dest)
+        _publish(tmp, dest, replace)
     except BaseException:
         _remove_quietly(tmp)
         raise
@@ -177,6 +207,7 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str 
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_writer mode must be 'w' or 'wb', got {mode!r}")
     dest = Path(path)
+    replace = dest.exists()
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
@@ -186,7 +217,7 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str 
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _final_mode(dest))
-        os.replace(tmp, dest)
+        _publish(tmp, dest, replace)
     except BaseException:
         _remove_quietly(tmp)
         raise

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import types
 import typing
 from pathlib import Path
@@ -69,14 +67,10 @@ def save_native(G: Generator, path: str | Path, meta: dict[str, Any] | None = No
         t = t.detach().to("cpu")
         t = t.to(torch.float32) if t.is_floating_point() else t
         tensors[name] = t.contiguous().clone()  # clone: safetensors refuses tensors that share memory
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from clipstyle.io.files import atomic_temp_path
+
+    with atomic_temp_path(path) as tmp:  # one file mode for every output; one of two writers wins
+        save_file(tensors, str(tmp), metadata=header)
     return path
 
 
