@@ -56,12 +56,10 @@ def build_app():
 
 def walk_commands(group, path: tuple[str, ...] = ()):
     """Yield ``(name path, click command)`` for every leaf command of a click group, depth first."""
-    import click
-
-    ctx = click.Context(group, info_name="clipstyle")
+    ctx = group.context_class(group, info_name="clipstyle")
     for name in group.list_commands(ctx):
         cmd = group.get_command(ctx, name)
-        if isinstance(cmd, click.Group):
+        if hasattr(cmd, "list_commands"):  # a group (typer vendors its own click: no isinstance here)
             yield from walk_commands(cmd, (*path, name))
         else:
             yield (*path, name), cmd
@@ -98,15 +96,13 @@ def _route(argv: list[str], commands: set[str]) -> list[str]:
 
 
 def _root_help(group) -> None:
-    import click
-
-    with click.Context(group, info_name="clipstyle") as ctx:
+    with group.context_class(group, info_name="clipstyle") as ctx:
         text = group.get_help(ctx)
         if text:
             print(text)
         default = group.get_command(ctx, DEFAULT_COMMAND)
         print(f"\nThe default command, clipstyle [{DEFAULT_COMMAND}] \"PROMPT\" [OPTIONS]:")
-        with click.Context(default, info_name=f"[{DEFAULT_COMMAND}]", parent=ctx) as sub:
+        with default.context_class(default, info_name=f"[{DEFAULT_COMMAND}]", parent=ctx) as sub:
             text = default.get_help(sub)
             if text:
                 print(text)

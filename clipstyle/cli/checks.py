@@ -262,12 +262,20 @@ def _mp4(kw: dict[str, Any]) -> None:
                          "or leave out --mp4 for the GIF alone")
 
 
-def _finite(name: str, positive: bool = False) -> Callable[[dict[str, Any]], None]:
+#: Largest learning rate accepted: Adam moves each coordinate by about lr per step, so anything near
+#: float32's range (3.4e38) overflows inside the optimizer instead of optimizing.
+MAX_LR = 1e4
+
+
+def _finite(name: str, positive: bool = False, most: float | None = None) -> Callable[[dict[str, Any]], None]:
     def check(kw: dict[str, Any]) -> None:
         value = kw.get(name)
         if isinstance(value, float) and (not math.isfinite(value) or (positive and value <= 0)):
             need = "a finite number > 0" if positive else "a finite number"
             raise UsageError(f"{_flag(name)} must be {need}, got {value}")
+        if isinstance(value, float) and most is not None and value > most:
+            raise UsageError(f"{_flag(name)} {value:g} is too large (at most {most:g}; Adam moves the latent by "
+                             "about lr per step)")
     return check
 
 
@@ -348,8 +356,8 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "out": _out,
     "positive": _positive_negative,
     "truncation": _truncation,
-    "lr": _finite("lr", positive=True),
-    "project_lr": _finite("project_lr", positive=True),
+    "lr": _finite("lr", positive=True, most=MAX_LR),
+    "project_lr": _finite("project_lr", positive=True, most=MAX_LR),
     "strength": _finite("strength"),
 }
 

@@ -148,7 +148,12 @@ def handle_errors(func: F) -> F:
                 from clipstyle.cli.checks import check_arguments
 
                 check_arguments(func, kwargs)
-                result = func(*args, **kwargs)
+                from clipstyle.io.files import exclusive_outputs
+
+                out = kwargs.get("out")
+                claim = [out] if out is not None and not kwargs.get("overwrite") else []
+                with exclusive_outputs(claim):  # of two processes writing one new --out, one wins
+                    result = func(*args, **kwargs)
         except typer.Exit:
             raise
         except KeyboardInterrupt:

@@ -291,7 +291,8 @@ def invert_z_command(
     network: OptNetwork = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the result (default: NAME_z.npz next to the "
                                                 "input; the input is never overwritten).")] = None,
-    truncation: Annotated[float, typer.Option(help="The truncation psi the latent was made with (undone first).")] = 1.0,
+    truncation: Annotated[Optional[float], typer.Option(help="The truncation psi the latent was made with (undone "
+                                                       "first; default: the one recorded in the file, else 1).")] = None,
     truncation_cutoff: Annotated[Optional[int], typer.Option(help="Rows from this index on were not truncated.")] = None,
     class_idx: OptClass = None,
     refine_steps: Annotated[int, typer.Option(help="Levenberg–Marquardt refinement iterations (0 = algebraic "
@@ -312,6 +313,10 @@ def invert_z_command(
     from clipstyle.io.files import refuse_overwrite
     from clipstyle.latents import save_latents
 
+    from clipstyle.latents.context import read_context
+
+    ctx = read_context(latents)  # the file's truncation unless --truncation/--truncation-cutoff say otherwise
+    truncation, truncation_cutoff = ctx.truncation_or(truncation), ctx.cutoff_or(truncation_cutoff)
     dev = resolve_device(device)
     meta = read_meta(latents)
     G = load_network(network, meta, dev, quiet)

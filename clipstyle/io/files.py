@@ -16,6 +16,7 @@ Nothing here keeps module-level mutable state.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import enum
 import io
@@ -25,7 +26,7 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +39,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "atomic_writer",
+    "exclusive_outputs",
     "make_run_dir",
     "refuse_overwrite",
     "slugify",
@@ -120,6 +122,37 @@ def _remove_quietly(path: Path) -> None:
         path.unlink()
 
 
+_EXCLUSIVE: contextvars.ContextVar[set[Path] | None] = contextvars.ContextVar("clipstyle_exclusive_outputs",
+                                                                              default=None)
+
+
+@contextlib.contextmanager
+def exclusive_outputs(paths: Iterable[str | os.PathLike[str]]) -> Iterator[None]:
+    """Within the block, the first write of each of ``paths`` *creates* it: if another process created the
+    file in the meantime (after the command checked that it was free), the write raises
+    :class:`OutputExistsError` instead of replacing the other's file. Later writes of the same path (a file
+    the block itself wrote, e.g. arrays added to a latent file) replace as usual.
+
+    The CLI wraps every command whose ``--out`` is not ``--overwrite`` in this (``cli/common.py``). The state is
+    a :class:`contextvars.ContextVar`, reset when the block ends.
+    """
+    token = _EXCLUSIVE.set({Path(p).absolute() for p in paths})
+    try:
+        yield
+    finally:
+        _EXCLUSIVE.reset(token)
+
+
+def _claimed(dest: Path) -> bool:
+    """Whether this write is the first of a path under :func:`exclusive_outputs` (and so must create it)."""
+    pending = _EXCLUSIVE.get()
+    key = dest.absolute()
+    if pending and key in pending:
+        pending.discard(key)
+        return True
+    return False
+
+
 def _publish(tmp: Path, dest: Path, replace: bool) -> None:
     """Move the finished ``tmp`` to ``dest``.
 
@@ -129,6 +162,8 @@ def _publish(tmp: Path, dest: Path, replace: bool) -> None:
     processes writing one new path, one wins and the other fails cleanly. Where hard links are not
     supported, ``dest`` is claimed with ``O_CREAT | O_EXCL`` before the rename.
     """
+    if _claimed(dest):
+        replace = False
     if replace:
         os.replace(tmp, dest)
         return
