@@ -257,7 +257,8 @@ def _prompt(kw: dict[str, Any]) -> None:
 
 
 def _mp4(kw: dict[str, Any]) -> None:
-    if kw.get("mp4") and importlib.util.find_spec("imageio_ffmpeg") is None:
+    if kw.get("mp4") and (importlib.util.find_spec("imageio_ffmpeg") is None
+                          or importlib.util.find_spec("imageio") is None):
         raise UsageError("--mp4 needs ffmpeg: pip install imageio-ffmpeg (or clipstyle[video]); "
                          "or leave out --mp4 for the GIF alone")
 

@@ -298,7 +298,7 @@ def invert_z_command(
     refine_steps: Annotated[int, typer.Option(help="Levenberg–Marquardt refinement iterations (0 = algebraic "
                                               "solution only).", min=0)] = 30,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     quiet: OptQuiet = False,
 ) -> None:
     """Find the z whose mapping gives the latent's w (W→Z inversion of the mapping network).
