@@ -333,6 +333,18 @@ def test_mp4_without_ffmpeg_fails_before_work(files, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("args", [["render", "1", "--blend", "NET@64", "--out", "OUTPNG"], ["blend", "NET", "NET", "--at", "64",
+                                                                                       "--out", "OUT"]])
+def test_a_blend_at_a_resolution_the_network_lacks_is_an_error(args, files, tmp_path, capsys):
+    subst = {"OUT": str(tmp_path / "b.safetensors"), "OUTPNG": str(tmp_path / "r.png"), "NET@64": files["NET"] + "@64"}
+    full = [subst.get(a, files.get(a, a)) for a in args]
+    if args[0] == "render":
+        full += ["--network", files["NET"], "--device", "cpu"]
+    code, out, err = run_cli(full, capsys)
+    one_line_error(code, err, 2, "is not below the network's resolution 64")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_prompt_longer_than_77_tokens_warns(capsys):
     from clipstyle.cli.checks import warn_long_prompt
 

@@ -156,14 +156,16 @@ def blend_command(
 ) -> None:
     """Network blending (Pinkney & Adler 2020, 'toonify'): write a generator mixing A's low and B's high resolutions."""
     from clipstyle.generator import load_generator
-    from clipstyle.generator.blend import blend_generators
+    from clipstyle.generator.blend import blend_generators, check_cut
     from clipstyle.generator.formats.native import save_native
     from clipstyle.io.files import refuse_overwrite
 
     refuse_overwrite(out, overwrite)
     if not out.parent.is_dir():
         raise UsageError(f"the folder of --out does not exist: {out.parent}")
-    G_a, G_b = load_generator(network_a), load_generator(network_b)
+    G_a = load_generator(network_a)
+    check_cut(G_a, at)  # a cut at the top resolution would take nothing from B
+    G_b = load_generator(network_b)
     G = blend_generators(G_a, G_b, at, smooth)
     save_native(G, out, meta={"blend": {"a": G_a.source.source, "b": G_b.source.source, "at": at, "smooth": smooth}})
     typer.echo(str(out))

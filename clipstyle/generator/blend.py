@@ -103,6 +103,21 @@ def synthesis_resolutions(G: Generator) -> dict[str, float | None]:
     return out
 
 
+def check_cut(G: Generator, at: int, option: str = "--at") -> None:
+    """A user's cut must take something from the second network: ``at`` below ``G.img_resolution``.
+
+    (:func:`blend_generators` itself accepts any cut; a cut at the top resolution is all of A.)
+
+    Raises:
+        UsageError: ``at >= G.img_resolution``, naming the resolutions that would blend.
+    """
+    top = int(G.img_resolution)
+    if at >= top:
+        choices = ", ".join(str(2 ** k) for k in range(2, top.bit_length() - 1))
+        raise UsageError(f"{option} {at} is not below the network's resolution {top}: nothing would come from the "
+                         f"second network; choose one of {choices}")
+
+
 def blend_weights(resolutions: dict[str, float | None], at: int, smooth: float | None = None) -> dict[str, float]:
     """Weight of network A for every synthesis tensor (1 = A's tensor, 0 = B's).
 

@@ -297,9 +297,10 @@ def blend_from_spec(G: Any, spec: str, device: Any = "cpu", *, progress: bool = 
         FileNotFoundError / DownloadError: ``NETWORK`` cannot be found.
     """
     from clipstyle.generator import load_generator
-    from clipstyle.generator.blend import blend_generators
+    from clipstyle.generator.blend import blend_generators, check_cut
 
     bs = parse_blend_spec(spec)
+    check_cut(G, bs.at, f"--blend {spec}: the resolution")  # before loading the second network
     other = load_generator(bs.network, device=device, progress=progress)
     return blend_generators(G, other, bs.at, bs.smooth).to(device)
 
