@@ -477,7 +477,7 @@ def test_two_converts_to_one_path_one_fails_cleanly(files, tmp_path):
 # --------------------------------------------------------------------------- 5. tables fit 80 columns
 
 
-@pytest.mark.parametrize("args", [["networks"], ["recipes"], ["info", "NET"]])
+@pytest.mark.parametrize("args", [["networks"], ["recipes"], ["info", "NET"], ["kernels", "check"]])
 def test_tables_fit_80_columns_without_cutting_names(args, files, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     code, out, err = run_cli([files.get(a, a) for a in args], capsys)
