@@ -2,7 +2,7 @@
 
 :func:`check_arguments` is called by :func:`clipstyle.cli.common.handle_errors` with the keyword arguments
 Typer passes, so a new command whose options use the shared names (``outdir``, ``out``, ``photo``,
-``latents``, ``network``, ``prompts``, ``mp4`` …) is checked without code of its own. Nothing here
+``latents``, ``network``, ``prompts`` …) is checked without code of its own. Nothing here
 loads a network or imports torch: a mistake is reported in well under a second, before any work and
 before any output folder exists.
 
@@ -11,7 +11,6 @@ To check a new kind of argument, add a function to :data:`CHECKS` under the para
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 from pathlib import Path
@@ -256,13 +255,6 @@ def _prompt(kw: dict[str, Any]) -> None:
         warn_long_prompt(kw["prompt"])
 
 
-def _mp4(kw: dict[str, Any]) -> None:
-    if kw.get("mp4") and (importlib.util.find_spec("imageio_ffmpeg") is None
-                          or importlib.util.find_spec("imageio") is None):
-        raise UsageError("--mp4 needs ffmpeg: pip install imageio-ffmpeg (or clipstyle[video]); "
-                         "or leave out --mp4 for the GIF alone")
-
-
 #: Largest learning rate accepted: Adam moves each coordinate by about lr per step, so anything near
 #: float32's range (3.4e38) overflows inside the optimizer instead of optimizing.
 MAX_LR = 1e4
@@ -352,7 +344,6 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "direction": _direction,
     "prompts": _prompts,
     "prompt": _prompt,
-    "mp4": _mp4,
     "outdir": _outdir,
     "out": _out,
     "positive": _positive_negative,
