@@ -94,7 +94,7 @@ def offline_reason(url: str) -> str:
     host = target[0] if target else url
     if offline_forced():
         return f"offline (CLIPSTYLE_OFFLINE or HF_HUB_OFFLINE is set), cannot reach {host}"
-    return f"no network: {host} cannot be reached"
+    return f"offline: no network, {host} cannot be reached"
 
 
 def forget() -> None:
