@@ -1,43 +1,59 @@
-"""What every command shares: user-error handling (one line on stderr, exit 1 or 2), devices, options."""
+"""What every command shares: the one guard around a command (checks first, errors as one line, Ctrl-C),
+devices, options.
+
+:func:`handle_errors` is applied to every registered command (``clipstyle.cli.click_app`` wraps any
+command that forgot), so a new command gets every class of behaviour below without code of its own:
+
+* **checks before work** — :func:`clipstyle.cli.checks.check_arguments` validates the arguments by their
+  *parameter names* (``outdir``, ``out``, input files, ``--prompts``, ``--mp4`` …) before the body runs;
+* **errors by type** — :class:`clipstyle.errors.UsageError` (and the classes mapped to it) is the only
+  exit-2 path; other user-facing errors exit 1 with one line; anything else is an internal error: one
+  ``internal error`` line, the traceback, exit 1;
+* **interrupts** — Ctrl-C stops the command as a whole (later phases see
+  :func:`clipstyle.errors.interrupt_requested`), the command keeps the best result, exit 130;
+* **non-finite losses** — the loop's :class:`~clipstyle.errors.NonFiniteLossWarning` becomes an exit-1
+  line after the command saved the best result.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
+import re
+import signal
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+import traceback
+import warnings
+from typing import Any, Callable, TypeVar
 
 import typer
 
+from clipstyle.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    BadFileError,
+    NonFiniteLossWarning,
+    UsageError,
+    UserRuntimeError,
+    exit_code_for,
+)
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_RUNTIME = 1
-EXIT_USAGE = 2
+__all__ = ["EXIT_INTERRUPTED", "EXIT_RUNTIME", "EXIT_USAGE", "BadFileError", "InterruptWatch", "UsageError",
+           "UserRuntimeError", "class_vector", "debug_enabled", "fail", "handle_errors", "resolve_device", "warn"]
+
+# Our temporary files (io.files: ".NAME.<8 random chars>.tmp[.suffix]") are never shown to a user.
+_TEMP_NAME = re.compile(r"\.([^/\s'\"]+?)\.[A-Za-z0-9_]{8}\.tmp(?:\.[A-Za-z0-9]+)?")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-class UsageError(ValueError):
-    """A mistake in the command line (exit code 2)."""
-
-
-def _classes(spec: list[tuple[str, str]]) -> tuple[type, ...]:
-    import importlib
-
-    out = []
-    for module, name in spec:
-        try:
-            out.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(out)
-
-
-# Errors that mean "the user asked for something that can't be": usage (2) or runtime (1).
-_USAGE = [("clipstyle.latents", "BlockSpecError"), ("clipstyle.latents", "LatentFileError"),
-          ("clipstyle.guidance", "GuidanceError"), ("clipstyle.io.images", "ImageError"),
-          ("clipstyle.io.files", "OutputExistsError")]
-_RUNTIME = [("clipstyle.io.cache", "DownloadError"), ("clipstyle.generator.formats.common", "CheckpointError"),
-            ("clipstyle.generator.formats.safe_pickle", "UnsafePickleError"),
-            ("clipstyle.generator.formats.safe_pickle", "CorruptPickleError"), ("clipstyle.render.files", "RenderError")]
+def one_line(message: object) -> str:
+    """``message`` as one clean line: whitespace collapsed, ANSI codes and our temp-file names removed."""
+    text = _ANSI.sub("", str(message))
+    text = _TEMP_NAME.sub(lambda m: m.group(1), text)
+    return " ".join(text.split())
 
 
 def _printable(text: str) -> str:
@@ -47,31 +63,125 @@ def _printable(text: str) -> str:
 
 def fail(message: str, code: int = EXIT_RUNTIME) -> typer.Exit:
     """Print ``error: message`` (one line, control characters escaped) to stderr; return the ``typer.Exit``."""
-    line = _printable(" ".join(str(message).split()))
-    print(f"error: {line}", file=sys.stderr)
+    print(f"error: {_printable(one_line(message))}", file=sys.stderr)
     return typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    """Print ``warning: message`` (one line) to stderr: something the user should know but that is not fatal."""
+    print(f"warning: {one_line(message)}", file=sys.stderr)
+
+
+def debug_enabled() -> bool:
+    """``clipstyle --debug …`` (or ``CLIPSTYLE_DEBUG=1``): show the traceback of every error."""
+    return os.environ.get("CLIPSTYLE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, (UsageError, BadFileError)):
+        name = exc.filename if exc.filename is not None else ""
+        if isinstance(exc, FileNotFoundError):
+            return f"no such file or folder: {name}" if name else exc.strerror
+        return f"{exc.strerror}: {name}" if name else exc.strerror
+    if isinstance(exc, MemoryError):
+        return "out of memory; try a smaller --cutouts or --batch, or a GPU"
+    return str(exc) or type(exc).__name__
+
+
+class InterruptWatch:
+    """SIGINT handler for the duration of one command: records the interrupt, then raises KeyboardInterrupt.
+
+    ``signal.getsignal(SIGINT).interrupted`` is how :func:`clipstyle.errors.interrupt_requested` (called by the
+    optimization loop before each step) learns that the command as a whole must stop. The previous handler is
+    restored on exit. Outside the main thread (a UI worker) it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.interrupted = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "InterruptWatch":
+        try:
+            self._previous = signal.signal(signal.SIGINT, self)
+            self._installed = True
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _guarded(callback: Callable[..., Any]) -> bool:
+    seen = callback
+    for _ in range(8):
+        if getattr(seen, "_clipstyle_guarded", False):
+            return True
+        seen = getattr(seen, "__wrapped__", None)
+        if seen is None:
+            return False
+    return False
+
+
 def handle_errors(func: F) -> F:
-    """Turn a user's mistake into one line on stderr and exit code 2 (usage) or 1 (runtime)."""
+    """The one guard of every command: checks, errors by type, Ctrl-C → 130, non-finite losses (module doc)."""
+    if _guarded(func):
+        return func
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonfinite: list[str] = []
+        watch = InterruptWatch()
         try:
-            return func(*args, **kwargs)
+            with watch, warnings.catch_warnings():
+                warnings.simplefilter("always", NonFiniteLossWarning)
+                show = warnings.showwarning
+
+                def capture(message, category, *rest, **kw):  # noqa: ANN001
+                    if issubclass(category, NonFiniteLossWarning):
+                        nonfinite.append(str(message))
+                    else:
+                        show(message, category, *rest, **kw)
+
+                warnings.showwarning = capture
+                from clipstyle.cli.checks import check_arguments
+
+                check_arguments(func, kwargs)
+                from clipstyle.io.files import exclusive_outputs
+
+                out = kwargs.get("out")
+                claim = [out] if out is not None and not kwargs.get("overwrite") else []
+                with exclusive_outputs(claim):  # of two processes writing one new --out, one wins
+                    result = func(*args, **kwargs)
         except typer.Exit:
             raise
-        except (UsageError, FileNotFoundError, *_classes(_USAGE)) as exc:
-            raise fail(str(exc), EXIT_USAGE) from None
-        except (FloatingPointError, *_classes(_RUNTIME)) as exc:
-            raise fail(str(exc), EXIT_RUNTIME) from None
-        except ValueError as exc:  # our value checks (shapes, names) raise ValueError with one line
-            raise fail(str(exc), EXIT_USAGE) from None
         except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
-        except MemoryError:
-            raise fail("out of memory; try a smaller --cutouts or --batch, or a GPU", EXIT_RUNTIME) from None
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:  # noqa: BLE001 - classified by type below, never by a guess
+            code = exit_code_for(exc)
+            if code is None:
+                print(f"internal error (a bug in clipstyle, please report it): {type(exc).__name__}: "
+                      f"{one_line(exc)}", file=sys.stderr)
+                traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+                raise typer.Exit(EXIT_RUNTIME) from None
+            if debug_enabled():
+                traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+            raise fail(_message(exc), code) from None
+        if nonfinite:
+            raise fail(nonfinite[0], EXIT_RUNTIME)
+        if watch.interrupted:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(EXIT_INTERRUPTED)
+        return result
 
+    wrapper._clipstyle_guarded = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 

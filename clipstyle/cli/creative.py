@@ -270,6 +270,8 @@ def recipes_command(
         typer.echo(json.dumps([dataclasses.asdict(r) for r in items], indent=2))
         return
     table = Table("name", "category", "edit", "source → target", "blocks", "strengths")
+    for i, col in enumerate(table.columns):  # fit 80 columns: names and block sets whole, long words folded, never "…"
+        col.no_wrap, col.overflow = i in (0, 4), "fold"
     for r in items:
         table.add_row(r.name, r.category, r.description, f"{r.source} → {r.target}", r.blocks,
                       f"{r.strengths[0]:g}:{r.strengths[1]:g}")

@@ -157,6 +157,8 @@ def check_command(
     from rich.table import Table
 
     table = Table("op", "reference", "CUDA device", "extension", "CUDA = reference", "note", title="clipstyle kernels")
+    for i, col in enumerate(table.columns):  # fit 80 columns: op names whole, long words folded, never "…"
+        col.no_wrap, col.overflow = i == 0, "fold"
     for r in rows:
         table.add_row(r["op"], r["reference"], r["cuda_device"], r["extension"], r["parity"], r["note"])
     console = Console()

@@ -80,6 +80,8 @@ def networks_command() -> None:
     from clipstyle.generator.registry import PRETRAINED
 
     table = Table("alias", "family", "resolution", "description")
+    for i, col in enumerate(table.columns):  # fit 80 columns: aliases whole, long words folded, never "…"
+        col.no_wrap, col.overflow = i == 0, "fold"
     for p in PRETRAINED.values():
         table.add_row(p.alias, p.family, str(p.resolution), p.description)
     Console().print(table)

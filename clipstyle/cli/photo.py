@@ -202,7 +202,8 @@ def invert_z_command(
     network: OptNetwork = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the result (default: NAME_z.npz next to the "
                                                 "input; the input is never overwritten).")] = None,
-    truncation: Annotated[float, typer.Option(help="The truncation psi the latent was made with (undone first).")] = 1.0,
+    truncation: Annotated[Optional[float], typer.Option(help="The truncation psi the latent was made with (undone "
+                                                       "first; default: the one recorded in the file, else 1).")] = None,
     truncation_cutoff: Annotated[Optional[int], typer.Option(help="Rows from this index on were not truncated.")] = None,
     class_idx: OptClass = None,
     refine_steps: Annotated[int, typer.Option(help="Levenberg–Marquardt refinement iterations (0 = algebraic "
@@ -210,7 +211,7 @@ def invert_z_command(
     starts: Annotated[int, typer.Option(help="Random restarts (and basin hops) when LM stops at a local minimum "
                                         "(0 = none).", min=0)] = 16,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     quiet: OptQuiet = False,
 ) -> None:
     """Find the z whose mapping gives the latent's w (W→Z inversion of the mapping network).

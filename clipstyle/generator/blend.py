@@ -39,6 +39,7 @@ import torch
 
 from clipstyle.generator.base import Generator, SourceInfo
 from clipstyle.generator.formats.common import CheckpointError
+from clipstyle.errors import UsageError
 
 __all__ = ["blend_generators", "blend_weights", "synthesis_resolutions", "check_blendable", "INPUT_RESOLUTION"]
 
@@ -103,6 +104,21 @@ def synthesis_resolutions(G: Generator) -> dict[str, float | None]:
     return out
 
 
+def check_cut(G: Generator, at: int, option: str = "--at") -> None:
+    """A user's cut must take something from the second network: ``at`` below ``G.img_resolution``.
+
+    (:func:`blend_generators` itself accepts any cut; a cut at the top resolution is all of A.)
+
+    Raises:
+        UsageError: ``at >= G.img_resolution``, naming the resolutions that would blend.
+    """
+    top = int(G.img_resolution)
+    if at >= top:
+        choices = ", ".join(str(2 ** k) for k in range(2, top.bit_length() - 1))
+        raise UsageError(f"{option} {at} is not below the network's resolution {top}: nothing would come from the "
+                         f"second network; choose one of {choices}")
+
+
 def blend_weights(resolutions: dict[str, float | None], at: int, smooth: float | None = None) -> dict[str, float]:
     """Weight of network A for every synthesis tensor (1 = A's tensor, 0 = B's).
 
@@ -115,9 +131,9 @@ def blend_weights(resolutions: dict[str, float | None], at: int, smooth: float |
         ValueError: ``at`` not a power of two, or ``smooth`` negative or not finite.
     """
     if not isinstance(at, int) or not _is_power_of_two(at):
-        raise ValueError(f"the blend resolution must be a power of two (4, 8, 16, …), got {at}")
+        raise UsageError(f"the blend resolution must be a power of two (4, 8, 16, …), got {at}")
     if smooth is not None and (not math.isfinite(smooth) or smooth < 0):
-        raise ValueError(f"the blend smoothness must be >= 0 octaves, got {smooth}")
+        raise UsageError(f"the blend smoothness must be >= 0 octaves, got {smooth}")
     weights: dict[str, float] = {}
     for key, res in resolutions.items():
         if res is None or res <= at:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clipstyle.io.cache import is_url
+from clipstyle.errors import UsageError
 
 __all__ = ["PRETRAINED", "Pretrained", "get_pretrained", "list_pretrained", "resolve_network"]
 
@@ -138,7 +139,7 @@ def resolve_network(source: str) -> tuple[str, str]:
     """
     text = source.strip()
     if not text:
-        raise ValueError("empty --network; give a pretrained alias, a URL or a path to a network file")
+        raise UsageError("empty --network; give a pretrained alias, a URL or a path to a network file")
     if is_url(text):
         return text, text
     entry = get_pretrained(text)
@@ -148,7 +149,7 @@ def resolve_network(source: str) -> tuple[str, str]:
         return text, text
     close = difflib.get_close_matches(text.lower(), list(PRETRAINED), n=1, cutoff=0.6)
     suggestion = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ValueError(
+    raise UsageError(
         f"unknown network {text!r}: not a file, a URL or a pretrained alias{suggestion}; "
         f"aliases: {', '.join(PRETRAINED)}"
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import urllib.parse
 import zipfile
 from copy import deepcopy
 from pathlib import Path
@@ -18,6 +19,9 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from clipstyle.errors import UserRuntimeError
+from clipstyle.io.offline import OfflineError
 
 __all__ = ["CLIPGuide", "GuidanceError"]
 
@@ -380,6 +384,7 @@ def _fetch_tag(open_clip, tag_cfg: dict, model: str, tag: str, cache_dir: str | 
                 hit = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
                 if isinstance(hit, str) and os.path.isfile(hit):
                     return hit
+    _require_online(tag_cfg, model, tag)
     try:
         path = open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir)
     except Exception as e:
@@ -393,6 +398,34 @@ def _fetch_tag(open_clip, tag_cfg: dict, model: str, tag: str, cache_dir: str | 
             "pass a local checkpoint path with --clip-pretrained PATH"
         )
     return path
+
+
+class CLIPWeightsOffline(GuidanceError, UserRuntimeError, OfflineError):
+    """CLIP weights must be downloaded while offline: a GuidanceError for callers, exit code 1 for the CLI."""
+
+
+def _require_online(tag_cfg: dict, model: str, tag: str) -> None:
+    """Offline (one quick probe, :mod:`clipstyle.io.offline`): one line naming the file and ``--clip-pretrained``.
+
+    Raises:
+        GuidanceError (also an OfflineError, exit 1): the weights are not cached and the hub/CDN cannot be reached.
+    """
+    from clipstyle.io.offline import offline_reason, reachable
+
+    hub = str(tag_cfg.get("hf_hub", "") or "")
+    source = f"https://huggingface.co/{hub.rstrip('/')}" if hub else str(tag_cfg.get("url", "") or "")
+    if not source or reachable(source):
+        return
+    filename = os.path.basename(hub) if hub and not hub.endswith("/") else "open_clip_pytorch_model.bin"
+    if not hub:
+        filename = os.path.basename(urllib.parse.urlparse(source).path) or filename
+    quick = "-quickgelu" if tag_cfg.get("quick_gelu") else ""
+    raise CLIPWeightsOffline(
+        f"cannot download the CLIP weights '{tag}' for model '{model}' ({filename} from {source}): "
+        f"{offline_reason(source)}; download that file elsewhere and pass --clip-pretrained PATH"
+        + (f" together with --clip-model {model.replace('/', '-')}{quick} (the OpenAI weights use QuickGELU)"
+           if quick else "")
+    )
 
 
 def _check_images(images: Tensor) -> None:

@@ -33,6 +33,7 @@ from torch import Tensor
 from clipstyle.inversion.noise import SynthesisWithNoise
 from clipstyle.latents import Latent
 from clipstyle.optimize.loop import Callback, OptimizeResult, Schedule, run
+from clipstyle.errors import UsageError
 
 __all__ = ["EditConfig", "EditResult", "edit", "edit_latent", "edit_synthesis", "edit_terms", "render"]
 
@@ -67,9 +68,9 @@ class EditConfig:
     def __post_init__(self) -> None:
         for name in ("directional", "l2", "keep"):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.source_text.strip():
-            raise ValueError("the source text is empty: describe the unedited photo, e.g. 'a face'")
+            raise UsageError("the source text is empty: describe the unedited photo, e.g. 'a face'")
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,7 @@ def resolve_lpips_weights(spec: str | os.PathLike[str] | Sequence[str | os.PathL
     from clipstyle.io.cache import fetch
 
     if spec is None:
+        _require_online(urls, cache_dir)
         return [fetch(url, cache_dir=cache_dir, progress=progress, hint=LPIPS_HINT, subdir="lpips") for url in urls]
     items = [s.strip() for s in str(spec).split(",") if s.strip()] if isinstance(spec, (str, os.PathLike)) \
         else [os.fspath(s) for s in spec]
@@ -225,6 +226,22 @@ def resolve_lpips_weights(spec: str | os.PathLike[str] | Sequence[str | os.PathL
     if len(paths) != 2:
         raise LPIPSWeightsError(f"--lpips-weights needs a folder or two files (VGG16 and LPIPS 'vgg'), got {len(paths)}")
     return paths
+
+
+def _require_online(urls: Sequence[str], cache_dir: str | os.PathLike[str] | None) -> None:
+    """Offline and not cached: one line naming *every* missing file (not only the first) and ``--lpips-weights``.
+
+    Raises:
+        clipstyle.io.cache.DownloadError: some weights are missing from the cache and their host is unreachable.
+    """
+    from clipstyle.io.cache import DownloadError, cached_path_for, is_url
+    from clipstyle.io.offline import offline_reason, reachable
+
+    missing = [u for u in urls if is_url(u) and not cached_path_for(u, cache_dir, "lpips").is_file()]
+    offline = [u for u in missing if not reachable(u)]
+    if offline:
+        names = " and ".join(f"{u.rsplit('/', 1)[-1]} ({u})" for u in missing)
+        raise DownloadError(offline[0], f"{offline_reason(offline[0])}; LPIPS needs {names}", LPIPS_HINT)
 
 
 def load_lpips(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None, *,

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from clipstyle.generator.base import normalize_2nd_moment
+from clipstyle.errors import UsageError
 
 __all__ = ["MappingInversion", "invert_mapping", "mapping_residual"]
 
@@ -314,9 +315,9 @@ def invert_mapping(G: Any, w: Tensor | np.ndarray, c: Tensor | np.ndarray | None
     """
     mapping = G.mapping
     if not truncation_psi > 0:
-        raise ValueError(f"truncation_psi must be > 0 to be undone, got {truncation_psi}")
+        raise UsageError(f"truncation_psi must be > 0 to be undone, got {truncation_psi}")
     if G.z_dim == 0:
-        raise ValueError("this network has no z input (z_dim = 0); there is nothing to invert")
+        raise UsageError("this network has no z input (z_dim = 0); there is nothing to invert")
     w = torch.as_tensor(np.asarray(w) if isinstance(w, np.ndarray) else w).detach().cpu().to(torch.float64)
     if w.ndim == 1:
         w = w[None]
@@ -329,7 +330,7 @@ def invert_mapping(G: Any, w: Tensor | np.ndarray, c: Tensor | np.ndarray | None
     c64 = None
     if G.c_dim > 0:
         if c is None:
-            raise ValueError(f"this network is conditional: give its class label c [1 or N, {G.c_dim}]")
+            raise UsageError(f"this network is conditional: give its class label c [1 or N, {G.c_dim}]")
         c64 = torch.as_tensor(np.asarray(c) if isinstance(c, np.ndarray) else c).detach().cpu().to(torch.float64)
         if c64.ndim == 1:
             c64 = c64[None]

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from clipstyle.errors import UsageError
 from clipstyle.inversion.lpips import downsample_for_lpips
 from clipstyle.inversion.noise import (
     SynthesisWithNoise,
@@ -97,22 +98,22 @@ class ProjectConfig:
 
     def __post_init__(self) -> None:
         if self.space not in ("w", "w+"):
-            raise ValueError(f"space must be 'w' or 'w+', got {self.space!r}")
+            raise UsageError(f"space must be 'w' or 'w+', got {self.space!r}")
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise UsageError(f"steps must be >= 1, got {self.steps}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise UsageError(f"lr must be > 0, got {self.lr}")
         for name in ("perceptual", "mse", "noise_reg", "initial_noise_factor"):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.noise_ramp_length <= 1:
-            raise ValueError(f"noise_ramp_length must be in (0, 1], got {self.noise_ramp_length}")
+            raise UsageError(f"noise_ramp_length must be in (0, 1], got {self.noise_ramp_length}")
         if not self.noise_lr > 0:
-            raise ValueError(f"noise_lr must be > 0, got {self.noise_lr}")
+            raise UsageError(f"noise_lr must be > 0, got {self.noise_lr}")
         if not 0 <= self.w_warmup < 1:
-            raise ValueError(f"w_warmup must be in [0, 1), got {self.w_warmup}")
+            raise UsageError(f"w_warmup must be in [0, 1), got {self.w_warmup}")
         if self.w_avg_samples < 2:
-            raise ValueError(f"w_avg_samples must be >= 2, got {self.w_avg_samples}")
+            raise UsageError(f"w_avg_samples must be >= 2, got {self.w_avg_samples}")
 
     def w_noise_std(self, step: int, w_std: float) -> float:
         """Std of the noise added to w at ``step``: ``σ_w · factor · max(0, 1 − t/ramp)²``."""
@@ -234,9 +235,9 @@ def _project_once(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(
     n = target.shape[0]
     use_perceptual = perceptual is not None and config.perceptual > 0
     if not use_perceptual and config.mse <= 0:
-        raise ValueError("nothing to project by: use a perceptual model or give mse > 0")
+        raise UsageError("nothing to project by: use a perceptual model or give mse > 0")
     if G.c_dim > 0 and c is None:
-        raise ValueError(f"this network is conditional: give a class label c [1, {G.c_dim}]")
+        raise UsageError(f"this network is conditional: give a class label c [1, {G.c_dim}]")
 
     w_mean, w_std = w_statistics(G, config.w_avg_samples, config.seed, c)
     if init is None:

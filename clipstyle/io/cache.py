@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from clipstyle.io.files import atomic_write_text, atomic_writer
+from clipstyle.io.offline import offline_reason, reachable
 
 __all__ = [
     "DEFAULT_HINT",
@@ -490,6 +491,8 @@ def fetch(
 
     if cache_hit():
         return dest
+    if not reachable(src):  # offline: one line now, not minutes of timeouts
+        raise DownloadError(src, offline_reason(src), hint)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:

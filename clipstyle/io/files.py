@@ -1,9 +1,12 @@
 """Safe file writing: atomic writes, JSON/NPZ helpers, per-run output folders.
 
-Every file clipstyle writes (images, GIFs, latents, ``run.json``, downloaded weights) goes
-through :func:`atomic_writer` or :func:`atomic_temp_path`: the data is written to a hidden
+Every file clipstyle writes (images, GIFs, latents, ``run.json``, networks, downloaded weights)
+goes through :func:`atomic_writer` or :func:`atomic_temp_path`: the data is written to a hidden
 temporary file *in the destination folder*, flushed and ``fsync``-ed, then moved over the
-destination with :func:`os.replace`. A crash, an exception or Ctrl-C therefore leaves either
+destination with :func:`os.replace` — or, when the destination did not exist as the write began,
+published with a hard link that fails if another process created it meanwhile (one writer wins,
+the other gets :class:`OutputExistsError`). Every new file gets one mode, ``0o666 & ~umask``; a
+replaced file keeps its mode. A crash, an exception or Ctrl-C therefore leaves either
 the complete old file or the complete new file, never a truncated one, and the temporary file
 is removed.
 
@@ -13,6 +16,7 @@ Nothing here keeps module-level mutable state.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import enum
 import io
@@ -22,7 +26,7 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +39,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "atomic_writer",
+    "exclusive_outputs",
     "make_run_dir",
     "refuse_overwrite",
     "slugify",
@@ -117,6 +122,65 @@ def _remove_quietly(path: Path) -> None:
         path.unlink()
 
 
+_EXCLUSIVE: contextvars.ContextVar[set[Path] | None] = contextvars.ContextVar("clipstyle_exclusive_outputs",
+                                                                              default=None)
+
+
+@contextlib.contextmanager
+def exclusive_outputs(paths: Iterable[str | os.PathLike[str]]) -> Iterator[None]:
+    """Within the block, the first write of each of ``paths`` *creates* it: if another process created the
+    file in the meantime (after the command checked that it was free), the write raises
+    :class:`OutputExistsError` instead of replacing the other's file. Later writes of the same path (a file
+    the block itself wrote, e.g. arrays added to a latent file) replace as usual.
+
+    The CLI wraps every command whose ``--out`` is not ``--overwrite`` in this (``cli/common.py``). The state is
+    a :class:`contextvars.ContextVar`, reset when the block ends.
+    """
+    token = _EXCLUSIVE.set({Path(p).absolute() for p in paths})
+    try:
+        yield
+    finally:
+        _EXCLUSIVE.reset(token)
+
+
+def _claimed(dest: Path) -> bool:
+    """Whether this write is the first of a path under :func:`exclusive_outputs` (and so must create it)."""
+    pending = _EXCLUSIVE.get()
+    key = dest.absolute()
+    if pending and key in pending:
+        pending.discard(key)
+        return True
+    return False
+
+
+def _publish(tmp: Path, dest: Path, replace: bool) -> None:
+    """Move the finished ``tmp`` to ``dest``.
+
+    ``replace`` (``dest`` existed when the write began, so the caller meant to replace it): ``os.replace``.
+    Otherwise the file is *created*: published with ``os.link``, which fails if another process created
+    ``dest`` meanwhile — then :class:`OutputExistsError` is raised and the other file is kept, so of two
+    processes writing one new path, one wins and the other fails cleanly. Where hard links are not
+    supported, ``dest`` is claimed with ``O_CREAT | O_EXCL`` before the rename.
+    """
+    if _claimed(dest):
+        replace = False
+    if replace:
+        os.replace(tmp, dest)
+        return
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        raise OutputExistsError(dest) from None
+    except OSError:  # no hard links here (FAT, some network file systems)
+        try:
+            os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            raise OutputExistsError(dest) from None
+        os.replace(tmp, dest)
+        return
+    _remove_quietly(tmp)
+
+
 @contextlib.contextmanager
 def atomic_temp_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success move it over ``path`` atomically.
@@ -137,6 +201,7 @@ def atomic_temp_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         ``KeyboardInterrupt``) and ``path`` is left untouched.
     """
     dest = Path(path)
+    replace = dest.exists()
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)
@@ -145,7 +210,7 @@ def atomic_temp_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.chmod(tmp, _final_mode(dest))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, dest)
+        _publish(tmp, dest, replace)
     except BaseException:
         _remove_quietly(tmp)
         raise
@@ -177,6 +242,7 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str 
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_writer mode must be 'w' or 'wb', got {mode!r}")
     dest = Path(path)
+    replace = dest.exists()
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
@@ -186,7 +252,7 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str 
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _final_mode(dest))
-        os.replace(tmp, dest)
+        _publish(tmp, dest, replace)
     except BaseException:
         _remove_quietly(tmp)
         raise

@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -158,6 +159,8 @@ def _load(name: str, sources: tuple[str, ...], with_cuda: bool, verbose: bool):
         env["TORCH_CUDA_ARCH_LIST"] = arch  # explicit, so the cache key names what is compiled
     elif shutil.which(os.environ.get("CXX", "c++")) is None:
         raise KernelBuildError(f"{name}: no C++ compiler found (set CXX or install g++)")
+    if shutil.which("ninja") is None and importlib.util.find_spec("ninja") is None:
+        raise KernelBuildError(f"{name}: building the kernels needs ninja: pip install ninja (or clipstyle[cuda])")
     paths = [Path(s) for s in sources]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:

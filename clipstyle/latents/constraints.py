@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from clipstyle.latents import load_latents, parse_blocks, seed_z
+from clipstyle.errors import UsageError
 
 __all__ = ["SpecError", "LatentSource", "parse_source", "parse_sources", "parse_mix", "merge_mixes", "apply_mix",
            "constraint_rows", "latent_l2_weight", "BlendSpec", "parse_blend_spec", "blend_from_spec",
@@ -296,9 +297,10 @@ def blend_from_spec(G: Any, spec: str, device: Any = "cpu", *, progress: bool = 
         FileNotFoundError / DownloadError: ``NETWORK`` cannot be found.
     """
     from clipstyle.generator import load_generator
-    from clipstyle.generator.blend import blend_generators
+    from clipstyle.generator.blend import blend_generators, check_cut
 
     bs = parse_blend_spec(spec)
+    check_cut(G, bs.at, f"--blend {spec}: the resolution")  # before loading the second network
     other = load_generator(bs.network, device=device, progress=progress)
     return blend_generators(G, other, bs.at, bs.smooth).to(device)
 
@@ -320,7 +322,7 @@ def batch_starts(G: Any, n: int, seed: int | None = None, truncation_psi: float 
         ValueError: ``n < 1``.
     """
     if n < 1:
-        raise ValueError(f"--batch must be >= 1, got {n}")
+        raise UsageError(f"--batch must be >= 1, got {n}")
     device = G.w_avg.device
     first, psi = (0, JITTER_PSI) if seed is None else (seed, truncation_psi)
     if first + n - 1 >= 2**32:

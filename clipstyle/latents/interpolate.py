@@ -22,6 +22,8 @@ import math
 
 import torch
 
+from clipstyle.errors import UsageError
+
 __all__ = ["MODES", "lerp", "slerp", "path_positions", "interpolate_path", "frame_count"]
 
 MODES = ("lerp", "slerp")
@@ -70,9 +72,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float, center: torch.Tensor | Non
 def frame_count(num_keys: int, frames: int, loop: bool) -> int:
     """Total frames of a path: ``frames·(K−1) + 1`` without loop, ``frames·K`` with loop."""
     if num_keys < 2:
-        raise ValueError("interpolation needs at least two keyframes")
+        raise UsageError("interpolation needs at least two keyframes")
     if frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {frames}")
+        raise UsageError(f"--frames must be >= 1, got {frames}")
     return frames * num_keys if loop else frames * (num_keys - 1) + 1
 
 
@@ -111,7 +113,7 @@ def interpolate_path(keys: torch.Tensor, frames: int, mode: str = "lerp", loop: 
         ValueError: unknown mode, fewer than two keyframes, ``frames < 1``.
     """
     if mode not in MODES:
-        raise ValueError(f"--mode must be lerp or slerp, got {mode!r}")
+        raise UsageError(f"--mode must be lerp or slerp, got {mode!r}")
     out = []
     for i, j, t in path_positions(keys.shape[0], frames, loop):
         a, b = keys[i], keys[j]

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from clipstyle.errors import UsageError
+
 GROUP_NAMES = ("coarse", "middle", "fine")
 
 
@@ -80,7 +82,7 @@ def parse_blocks(spec: str | None, num_ws: int, groups: Sequence[str] | None = N
 def seed_z(seed: int, z_dim: int) -> np.ndarray:
     """``z`` for a seed exactly as NVIDIA's scripts draw it: ``RandomState(seed).randn(1, z_dim)`` → ``[1, z_dim]`` float64."""
     if seed < 0 or seed >= 2**32:
-        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+        raise UsageError(f"seed must be in [0, 2**32), got {seed}")
     return np.random.RandomState(seed).randn(1, z_dim)
 
 
@@ -324,18 +326,18 @@ class Latent(nn.Module):
         if start.ndim != 3:
             raise ValueError(f"start must be [N, num_ws, w_dim], got {list(start.shape)}")
         if space not in ("w", "w+"):
-            raise ValueError(f"space must be 'w' or 'w+', got {space!r}")
+            raise UsageError(f"space must be 'w' or 'w+', got {space!r}")
         n, num_ws, w_dim = start.shape
         start = start.detach().to(torch.float32).clone()
         fixed = start.clone()
         free = set(range(num_ws) if free_rows is None else (int(r) for r in free_rows))
         for row, value in (mix or {}).items():
             if not 0 <= row < num_ws:
-                raise ValueError(f"mixed row {row} is out of range 0-{num_ws - 1}")
+                raise UsageError(f"mixed row {row} is out of range 0-{num_ws - 1}")
             fixed[:, row] = value.to(fixed).expand(n, w_dim)
             free.discard(row)
         if not free:
-            raise ValueError("no free styleblocks left to optimize")
+            raise UsageError("no free styleblocks left to optimize")
         mask = torch.zeros(num_ws, dtype=torch.bool)
         mask[sorted(free)] = True
         self.space, self.trust_radius = space, trust_radius

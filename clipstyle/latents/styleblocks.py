@@ -18,6 +18,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from clipstyle.errors import UsageError
+
 __all__ = ["parse_range", "factors", "scale_row", "scale_rows", "render_ws", "styleblock_frames", "mix_styles"]
 
 
@@ -37,9 +39,9 @@ def parse_range(spec: str, what: str = "range") -> tuple[float, float]:
         else:
             raise ValueError
     except ValueError:
-        raise ValueError(f"bad {what} {spec!r}: use LO:HI, e.g. 0:1 or -2:2") from None
+        raise UsageError(f"bad {what} {spec!r}: use LO:HI, e.g. 0:1 or -2:2") from None
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"bad {what} {spec!r}: the ends must be finite numbers")
+        raise UsageError(f"bad {what} {spec!r}: the ends must be finite numbers")
     return lo, hi
 
 
@@ -50,7 +52,7 @@ def factors(lo: float, hi: float, frames: int) -> list[float]:
         ValueError: ``frames < 1``.
     """
     if frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {frames}")
+        raise UsageError(f"--frames must be >= 1, got {frames}")
     if frames == 1:
         return [float(lo)]
     return [float(v) for v in np.linspace(lo, hi, frames)]
@@ -77,7 +79,7 @@ def scale_row(ws: torch.Tensor, row: int, values: Sequence[float], center: torch
     if ws.ndim != 3 or ws.shape[0] != 1:
         raise ValueError(f"ws must be [1, num_ws, w_dim], got {list(ws.shape)}")
     if not 0 <= row < ws.shape[1]:
-        raise ValueError(f"styleblock {row} is out of range 0-{ws.shape[1] - 1}")
+        raise UsageError(f"styleblock {row} is out of range 0-{ws.shape[1] - 1}")
     f = torch.tensor([float(v) for v in values], dtype=ws.dtype, device=ws.device)
     out = ws.repeat(len(values), 1, 1)
     base = ws[0, row]
@@ -140,7 +142,7 @@ def styleblock_frames(G: torch.nn.Module, ws: torch.Tensor, row: int, values: Se
         ValueError: unknown ``around``, bad shapes or row.
     """
     if around not in ("zero", "avg"):
-        raise ValueError(f"--around must be zero or avg, got {around!r}")
+        raise UsageError(f"--around must be zero or avg, got {around!r}")
     center = G.w_avg.detach().to(torch.float32) if around == "avg" else None
     scaled = scale_row(ws.to(torch.float32), row, values, center)
     return render_ws(G, scaled, noise_mode, batch_size), scaled
@@ -170,6 +172,6 @@ def mix_styles(row_ws: torch.Tensor, col_ws: torch.Tensor, rows: Sequence[int]) 
     out = a.to(torch.float32).clone()
     for r in rows:
         if not 0 <= int(r) < a.shape[1]:
-            raise ValueError(f"styleblock {r} is out of range 0-{a.shape[1] - 1}")
+            raise UsageError(f"styleblock {r} is out of range 0-{a.shape[1] - 1}")
         out[:, int(r)] = b[:, int(r)].to(torch.float32)
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from clipstyle.latents import Latent
+from clipstyle.errors import NonFiniteLossWarning, UsageError, interrupt_requested
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
@@ -33,9 +35,9 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise UsageError(f"steps must be >= 1, got {self.steps}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise UsageError(f"lr must be > 0, got {self.lr}")
 
     def lr_at(self, step: int) -> float:
         """Learning rate of step ``step`` (0-based): ``lr · min(1, t/rampup) · cosine_rampdown(t)``."""
@@ -100,7 +102,7 @@ def _autocast(precision: str, device: torch.device) -> Callable[[], contextlib.A
         ValueError: an unknown precision.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp32":
         return contextlib.nullcontext
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -129,8 +131,11 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
             ``interrupted``): the UI's Stop button.
 
     Returns:
-        :class:`OptimizeResult`. Ctrl-C (``KeyboardInterrupt``) or ``stop()`` returning True ends the loop
-        early and returns the best result so far with ``interrupted=True``.
+        :class:`OptimizeResult`. Ctrl-C (``KeyboardInterrupt``, or an earlier one of the same CLI command:
+        :func:`clipstyle.errors.interrupt_requested`) ends the loop early and returns the best result so far
+        with ``interrupted=True``; so does ``stop()`` returning True. A NaN/inf loss does the same, with ``extra["stop_reason"]`` naming the
+        cause (:func:`nonfinite_cause`) and a :class:`~clipstyle.errors.NonFiniteLossWarning` (the CLI turns
+        it into an exit-1 error line after the command saved the best result).
     """
     G.requires_grad_(False)
     autocast = _autocast(precision, latent.param.device)
@@ -142,10 +147,11 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
     best_ws = latent.ws().detach().cpu().clone()
     t0 = time.perf_counter()
     interrupted = False
+    stop_reason = ""
     step = 0
     try:
         for step in range(schedule.steps):
-            if stop is not None and stop():
+            if (stop is not None and stop()) or interrupt_requested():  # also Ctrl-C in an earlier phase
                 raise KeyboardInterrupt
             lr = schedule.lr_at(step)
             for group in opt.param_groups:
@@ -157,7 +163,8 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
             loss, terms = loss_fn(images, ws)
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise FloatingPointError(f"the loss became {value} at step {step}; try a smaller --lr")
+                stop_reason = nonfinite_cause(step, value, ws, terms)
+                break
             if value < best_loss:  # the loss belongs to the ws *before* this step's update
                 best_loss, best_step = value, step
                 best_ws = ws.detach().cpu().clone()
@@ -178,6 +185,9 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
                 cb(info, images)
     except KeyboardInterrupt:
         interrupted = True
+    if stop_reason:  # stopped on NaN/inf: keep the best so far, as for Ctrl-C, and say why
+        interrupted = True
+        warnings.warn(stop_reason, NonFiniteLossWarning, stacklevel=2)
     final_ws = best_ws if interrupted else latent.ws().detach().cpu().clone()
     with torch.no_grad():
         final_img = G.synthesis(final_ws.to(latent.param.device), noise_mode=noise_mode)
@@ -186,4 +196,22 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
     return OptimizeResult(ws=final_ws, best_ws=best_ws, best_loss=best_loss, best_step=best_step,
                           history=tuple(history), frames=tuple(frames), frame_steps=tuple(frame_steps),
                           interrupted=interrupted, seconds=time.perf_counter() - t0, steps_done=len(history),
-                          extra={"final_image": final_img.detach().cpu()})
+                          extra={"final_image": final_img.detach().cpu(), "stop_reason": stop_reason})
+
+
+def nonfinite_cause(step: int, value: float, ws: torch.Tensor, terms: dict[str, torch.Tensor]) -> str:
+    """One line naming why the loss of ``step`` is ``value`` (NaN/inf): the start latent, the latent after an
+    update (the learning rate), or a loss term."""
+    if not bool(torch.isfinite(ws.detach()).all()):
+        if step == 0:
+            return ("the start latent holds NaN or infinite values (check --truncation, the seed's latent or the "
+                    "latent file); nothing was optimized")
+        return (f"the latent overflowed to NaN/inf at step {step}: the learning rate is too large for this "
+                "loss; try a smaller --lr (the best result so far was kept)")
+    bad = [k for k, v in terms.items() if not math.isfinite(float(v))]
+    if bad:
+        where = "the generator's image" if step == 0 else f"step {step}"
+        return (f"the loss term {', '.join(repr(b) for b in bad)} became {value} at {where} while the latent is "
+                "finite (check that term's inputs and weights); the best result so far was kept")
+    return f"the loss became {value} at step {step} (the best result so far was kept)"
+

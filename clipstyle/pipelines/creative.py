@@ -365,9 +365,10 @@ def blend(network_a: str, network_b: str, *, at: int = 32, smooth: float | None 
     Raises:
         CheckpointError: the architectures differ. ValueError: a bad ``at``/``smooth``.
     """
-    from clipstyle.generator.blend import blend_generators
+    from clipstyle.generator.blend import blend_generators, check_cut
 
     dev = pick_device(device, G_a)
     G_a = load_network(network_a, dev, G=G_a)
+    check_cut(G_a, at)  # a cut at the top resolution would take nothing from B: say so before B loads
     G_b = load_network(network_b, dev, G=G_b)
     return blend_generators(G_a, G_b, at, smooth).to(dev)

@@ -177,10 +177,13 @@ def edit(photo_or_latents: str | Path, prompt: str, *, source: str | None = None
                     generator=tuned_G, latent_meta=meta)
 
 
-def invert_z(latents: str | Path, *, network: str | None = None, truncation: float = 1.0,
+def invert_z(latents: str | Path, *, network: str | None = None, truncation: float | None = None,
              truncation_cutoff: int | None = None, class_idx: "int | str | None" = None, refine_steps: int = 30,
              starts: int = 16, device: str = "cpu", quiet: bool = True) -> Run:
     """Find the z whose mapping gives each latent's w (:func:`clipstyle.inversion.invert_mapping`).
+
+    ``truncation``/``truncation_cutoff`` left unset are the ones recorded in the file (else psi 1, all rows):
+    the truncation is undone before the inversion.
 
     Returns:
         A :class:`Run` without an optimization: ``ws`` (the input), ``z`` ``[N, z_dim]``, ``extra_json``
@@ -191,8 +194,11 @@ def invert_z(latents: str | Path, *, network: str | None = None, truncation: flo
 
     from clipstyle.inversion.mapping_inverse import invert_mapping
 
+    from clipstyle.latents.context import read_context
+
     latents = Path(latents)
-    meta = read_meta(latents)
+    ctx = read_context(latents)  # the file's truncation unless told otherwise
+    truncation, truncation_cutoff = ctx.truncation_or(truncation), ctx.cutoff_or(truncation_cutoff)
     G = generator_for_latents(latents, network, device, quiet)
     ws, _, c_file, meta = start_from_latents(latents, G, device)
     c = c_file if c_file is not None and class_idx is None else class_vector(G.c_dim, class_idx, ws.shape[0], device)

@@ -78,11 +78,9 @@ def save_native(G: Generator, path: str | Path, meta: dict[str, Any] | None = No
         t = t.detach().to("cpu")
         t = t.to(torch.float32) if t.is_floating_point() else t
         tensors[name] = t.contiguous().clone()  # clone: safetensors refuses tensors that share memory
-    from clipstyle.io.files import (
-        atomic_temp_path,  # same file mode as every other output (0o666 & ~umask)
-    )
+    from clipstyle.io.files import atomic_temp_path
 
-    with atomic_temp_path(path) as tmp:
+    with atomic_temp_path(path) as tmp:  # one file mode for every output; one of two writers wins
         save_file(tensors, str(tmp), metadata=header)
     return path
 
