@@ -16,10 +16,12 @@ import socket
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from clipstyle.batch.jobs import Job
+from clipstyle.errors import NonFiniteLossWarning
 
 __all__ = ["Models", "Outcome", "execute_batch", "PIPELINES", "pipeline_for", "pipeline_options", "user_error"]
 
@@ -219,9 +221,11 @@ def _text_batch(models: Models, jobs: Sequence[Job]) -> list[Outcome]:
     def optimize(group: list[tuple[Job, Any]]) -> None:
         o = group[0][0].options
         t = time.perf_counter()
-        results = optimize_stacked(G, [tj for _, tj in group], save_every=o["save_every"], precision=o["precision"])
-        if any(r.interrupted for r in results):
-            raise KeyboardInterrupt
+        with warnings.catch_warnings():  # a NaN/inf stop is this job's failure, reported below
+            warnings.simplefilter("ignore", NonFiniteLossWarning)
+            results = optimize_stacked(G, [tj for _, tj in group], save_every=o["save_every"],
+                                       precision=o["precision"])
+        _raise_if_stopped(results)
         seconds = time.perf_counter() - t
         for (job, tj), res in zip(group, results):
             outcomes[job.id] = Outcome(job.id, "done", run=_text_run(job, tj, res, G, models.device),
@@ -242,6 +246,19 @@ def _text_batch(models: Models, jobs: Sequence[Job]) -> list[Outcome]:
     return [outcomes[j.id] for j in jobs]
 
 
+def _raise_if_stopped(results: Sequence[Any]) -> None:
+    """Optimization results that stopped on a NaN/inf loss fail their job(s) (``NonFiniteLossError`` naming the
+    cause); one stopped by Ctrl-C interrupts the batch (``KeyboardInterrupt``: nothing of it is saved, resume
+    redoes it)."""
+    from clipstyle.errors import NonFiniteLossError
+
+    reasons = [r.extra.get("stop_reason") for r in results if r.extra.get("stop_reason")]
+    if reasons:
+        raise NonFiniteLossError(reasons[0])
+    if any(r.interrupted for r in results):
+        raise KeyboardInterrupt
+
+
 def _other_job(models: Models, job: Job) -> Outcome:
     t0 = time.perf_counter()
     try:
@@ -259,7 +276,11 @@ def _other_job(models: Models, job: Job) -> Outcome:
             kwargs["device"] = models.device
         if "quiet" in params:
             kwargs["quiet"] = True
-        run = fn(**kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NonFiniteLossWarning)
+            run = fn(**kwargs)
+        result = getattr(run, "result", None)
+        _raise_if_stopped([result] if result is not None else [])
         if getattr(run, "interrupted", False):
             raise KeyboardInterrupt
         return Outcome(job.id, "done", run=run, seconds=time.perf_counter() - t0)

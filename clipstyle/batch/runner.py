@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from clipstyle.batch.execute import Models, Outcome, execute_batch, user_error
-from clipstyle.batch.folders import is_complete, job_folder, remove_stale_staging, save_run_as, write_files_as
+from clipstyle.batch.folders import (
+    is_complete,
+    job_folder,
+    remove_stale_staging,
+    save_run_as,
+    write_files_as,
+)
 from clipstyle.batch.jobs import Job, group_key
 from clipstyle.batch.manifest import Manifest, outdir_lock
 
@@ -102,8 +108,14 @@ class _Progress:
         import sys
 
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.t0, self.count = time.perf_counter(), 0
         self.progress = Progress(TextColumn("[bold]jobs"), BarColumn(), MofNCompleteColumn(),

@@ -138,5 +138,6 @@ def optimize_stacked(G: Any, jobs: Sequence[Any], *, save_every: int = 10, preci
             ws=result.ws[s].clone(), best_ws=best[i]["ws"], best_loss=best[i]["loss"], best_step=best[i]["step"],
             history=history, frames=tuple(f[s].copy() for f in result.frames), frame_steps=result.frame_steps,
             interrupted=result.interrupted, seconds=result.seconds, steps_done=result.steps_done,
-            extra={"final_image": final[s].clone()} if final is not None else {}))
+            extra={"stop_reason": result.extra.get("stop_reason", ""),
+                   **({"final_image": final[s].clone()} if final is not None else {})}))
     return out
