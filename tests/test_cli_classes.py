@@ -205,6 +205,40 @@ def test_prompts_file_is_parsed_whole_before_the_first_run(files, tmp_path, caps
     assert not (tmp_path / "o").exists()  # the first prompt did not run
 
 
+@pytest.mark.parametrize("name", with_param("outdir"))
+def test_no_empty_run_folder_after_a_failure(name, files, tmp_path, capsys, monkeypatch):
+    import clipstyle.cli.checks as checks
+
+    outdir = tmp_path / "runs"
+
+    def claim_then_fail(func, kwargs):
+        (outdir / "claimed-run").mkdir(parents=True)  # as make_run_dir does before the work
+        raise RuntimeError("something broke during the work")
+
+    monkeypatch.setattr(checks, "check_arguments", claim_then_fail)
+    code, out, err = run_cli(argv(name, files, tmp_path, "--outdir", outdir), capsys)
+    assert code == 1, err
+    assert not outdir.exists()  # neither the run folder nor the outdir it created is left behind
+
+
+def test_a_failure_never_removes_what_was_there(files, tmp_path, capsys, monkeypatch):
+    import clipstyle.cli.checks as checks
+
+    (tmp_path / "old-run").mkdir()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "result.png").write_bytes(b"x")
+
+    def fail(func, kwargs):
+        (tmp_path / "half").mkdir()
+        (tmp_path / "half" / "part.png").write_bytes(b"x")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(checks, "check_arguments", fail)
+    code, out, err = run_cli(argv("text", files, tmp_path, "--outdir", tmp_path), capsys)
+    assert code == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half", "kept", "old-run"]
+
+
 def test_prompts_file_with_a_missing_image_prompt(files, tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a castle\n@/nonexistent/face.png | a smile\n")

@@ -118,6 +118,31 @@ class InterruptWatch:
             signal.signal(signal.SIGINT, self._previous)
 
 
+class _NoHalfMadeFolders:
+    """Remembers ``--outdir`` before the command; after a failure removes the *empty* folders it left there
+    (a run folder claimed before an error, the outdir itself when the command created it). Never touches a
+    folder that holds anything."""
+
+    def __init__(self, outdir: Any) -> None:
+        from pathlib import Path
+
+        self.outdir = Path(outdir) if outdir is not None else None
+        self.existed = bool(self.outdir is not None and self.outdir.is_dir())
+        self.before = {p.name for p in self.outdir.iterdir()} if self.existed else set()
+
+    def clean(self) -> None:
+        if self.outdir is None or not self.outdir.is_dir():
+            return
+        try:
+            for child in self.outdir.iterdir():
+                if child.name not in self.before and child.is_dir() and not any(child.iterdir()):
+                    child.rmdir()
+            if not self.existed and not any(self.outdir.iterdir()):
+                self.outdir.rmdir()
+        except OSError:
+            pass
+
+
 def _guarded(callback: Callable[..., Any]) -> bool:
     seen = callback
     for _ in range(8):
@@ -138,6 +163,7 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         nonfinite: list[str] = []
         watch = InterruptWatch()
+        folders = _NoHalfMadeFolders(kwargs.get("outdir"))
         try:
             with watch, warnings.catch_warnings():
                 warnings.simplefilter("always", NonFiniteLossWarning)
@@ -159,12 +185,16 @@ def handle_errors(func: F) -> F:
                 claim = [out] if out is not None and not kwargs.get("overwrite") else []
                 with exclusive_outputs(claim):  # of two processes writing one new --out, one wins
                     result = func(*args, **kwargs)
-        except typer.Exit:
+        except typer.Exit as exc:
+            if exc.exit_code:
+                folders.clean()
             raise
         except KeyboardInterrupt:
+            folders.clean()
             print("interrupted", file=sys.stderr)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as exc:  # noqa: BLE001 - classified by type below, never by a guess
+            folders.clean()
             code = exit_code_for(exc)
             if code is None:
                 print(f"internal error (a bug in clipstyle, please report it): {type(exc).__name__}: "
