@@ -22,7 +22,7 @@ for _path, _cmd in walk_commands(click_app()):
 CANONICAL = {
     "seed": (None, "Start from"),
     "truncation": (1.0, "Truncation psi"),
-    "device": ("auto", "auto (CUDA when available), cpu or cuda."),
+    "device": ("auto", "auto (CUDA, else Apple MPS, else CPU), cpu, cuda or mps."),
     "cutouts": (None, "Random crops per image fed to CLIP"),
     "lr": (0.1, "Peak Adam learning rate"),
     "outdir": (Path("out"), "Folder under which a new run folder is created."),
@@ -40,6 +40,9 @@ DIVERGENT = {
     ("direction from-text", "cutouts"): "a fixed 8 cutouts per sample seed",
     ("direction apply", "strength"): "a range LO:HI of multiples of the direction, not a loss weight",
     ("invert-z", "truncation"): "the psi to undo; default: the one recorded in the latent file",
+    ("batch", "outdir"): "default out/batch: a batch's folders and its manifest stay together",
+    ("ui", "outdir"): "default out/ui: the folders the UI offers for download",
+    ("generate", "truncation"): "default: the network family's documented value (StyleGAN1 0.7, else none)",
     ("blend", "out"): "default file blended.safetensors",
     ("direction learn", "out"): "default file direction.npy",
     ("direction from-text", "out"): "default file direction.npy",

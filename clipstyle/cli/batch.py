@@ -26,7 +26,7 @@ def batch_command(
     clip_pretrained: Annotated[Optional[str], typer.Option(help="CLIP weights of jobs that name none (default "
                                                            "openai; 'none' = random, for tests).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Steps of jobs that give none.", min=1)] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda; with --ray each worker "
+    device: Annotated[str, typer.Option(help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda or mps. With --ray each worker "
                                         "resolves it on its machine.")] = "auto",
     ray: Annotated[Optional[str], typer.Option(help="Run on Ray: 'local' starts a cluster on this machine; an "
                                                "ADDRESS (host:6379) or 'auto' joins a running one. Needs the [ray] "

@@ -23,6 +23,8 @@ __all__ = ["CHECKS", "check_arguments", "check_input_file", "check_outdir", "che
 
 NETWORK_SUFFIXES = (".pkl", ".pt", ".pth", ".safetensors", ".ckpt")
 LATENT_SUFFIXES = (".npz",)
+#: What a latent source may be (torch .pt files hold latent tensors too: the latent reader tells them apart).
+LATENT_FILE_SUFFIXES = (".npz", ".npy", ".pt", ".pth")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 CLIP_CONTEXT = 77  # tokens CLIP reads, start and end tokens included
 
@@ -124,9 +126,9 @@ def check_latent_sources(value: Any, option: str) -> None:
     for item in _latent_items(value):
         path = item.split("#", 1)[0]
         suffix = Path(path).suffix.lower()
-        if suffix in NETWORK_SUFFIXES:
+        if suffix in NETWORK_SUFFIXES and suffix not in LATENT_FILE_SUFFIXES:
             raise UsageError(f"{path} is a network checkpoint, not a latent file (.npz); give networks with --network")
-        if suffix in LATENT_SUFFIXES or (_looks_like_path(path) and Path(path).expanduser().exists()):
+        if suffix in LATENT_FILE_SUFFIXES or (_looks_like_path(path) and Path(path).expanduser().exists()):
             check_input_file(path, option, "latent file")
 
 
@@ -215,7 +217,7 @@ def _photo_or_latents(kw: dict[str, Any]) -> None:
     p = Path(str(value)).expanduser()
     if p.is_dir():
         raise UsageError(f"{p} is a folder, not a photo or latent file")
-    if suffix in LATENT_SUFFIXES:
+    if suffix in LATENT_FILE_SUFFIXES:
         check_input_file(value, "PHOTO_OR_LATENTS", "latent file")
     elif suffix in IMAGE_SUFFIXES:
         check_input_file(value, "PHOTO_OR_LATENTS", "image")
@@ -336,6 +338,8 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "blend": _blend,
     "photo": _file("photo", "image"),
     "image_prompt": _file("image_prompt", "image"),
+    "encoder": _file("encoder", "e4e checkpoint"),
+    "id_weights": _file("id_weights", "ArcFace weights file"),
     "photo_or_latents": _photo_or_latents,
     "latents": _latents,
     "sources": lambda kw: check_latent_sources(kw.get("sources"), "SOURCES"),

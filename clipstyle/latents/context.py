@@ -136,7 +136,7 @@ def read_context(source: str | Path) -> LatentContext:
         :class:`LatentContext` (all fields None/empty for a file without meta, e.g. NVIDIA's ``projected_w.npz``).
 
     Raises:
-        LatentFileError: the file does not exist, is a folder, or is not a readable ``.npz``.
+        LatentFileError: the file does not exist, is a folder, or is not a readable latent file.
     """
     text = str(source)
     path = Path(text.split("#", 1)[0] if "#" in text and not Path(text).exists() else text).expanduser()
@@ -144,17 +144,9 @@ def read_context(source: str | Path) -> LatentContext:
         raise LatentFileError(f"{path} is a folder, not a latent file")
     if not path.is_file():
         raise LatentFileError(f"no such latent file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            raw = str(data["meta"]) if "meta" in data.files else "{}"
-    except Exception:  # noqa: BLE001 - any failure means "not a latent file"
-        raise LatentFileError(f"{path} is not a readable .npz latent file") from None
-    try:
-        meta = json.loads(raw)
-    except ValueError:
-        meta = {}
-    if not isinstance(meta, dict):
-        meta = {}
+    from clipstyle.latents.latent import read_latent_meta
+
+    meta = read_latent_meta(path)  # any layout (.npz, .npy, torch); {} when it records nothing
     settings = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
     network = meta.get("network") or None
     blend = meta.get("blend") or settings.get("blend") or None
