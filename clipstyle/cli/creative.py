@@ -240,7 +240,7 @@ def direction_from_text_command(
     from clipstyle.pipelines.directions import direction_from_text
 
     refuse_overwrite(out, overwrite)
-    from clipstyle.cli.networks import parse_seeds
+    from clipstyle.pipelines.common import parse_seeds
 
     parse_seeds(seeds)  # a malformed --seeds is a usage error before anything loads
     with ProgressBar("direction", steps, enabled=not quiet) as bar:

@@ -11,27 +11,6 @@ from clipstyle.cli.common import UsageError, handle_errors
 from clipstyle.cli.text import DeviceOpt, NetworkOpt
 
 
-def parse_seeds(spec: str) -> list[int]:
-    """``0-7,12`` → ``[0, 1, …, 7, 12]``. Raises UsageError for malformed or negative items."""
-    seeds: list[int] = []
-    for item in spec.split(","):
-        item = item.strip()
-        try:
-            if "-" in item[1:]:
-                a, b = item.split("-", 1)
-                lo, hi = int(a), int(b)
-                if lo > hi:
-                    raise ValueError
-                seeds.extend(range(lo, hi + 1))
-            else:
-                seeds.append(int(item))
-        except ValueError:
-            raise UsageError(f"bad seed {item!r} in --seeds {spec!r}: use e.g. 0-7,12") from None
-    if any(s < 0 or s >= 2**32 for s in seeds):
-        raise UsageError("seeds must be in 0 … 2**32-1")
-    return seeds
-
-
 @handle_errors
 def info_command(network: Annotated[str, typer.Argument(help="Alias, checkpoint path or URL.")],
                  as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
