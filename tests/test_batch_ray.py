@@ -75,8 +75,11 @@ def test_worker_killed_mid_batch_is_retried(tmp_path):
     entries = {e["id"]: e for e in manifest(tmp_path / "out")}
     assert len(entries) == 6 and all(e["status"] == "done" for e in entries.values())
     killed_pid = marker.read_text().split(" ", 1)[0]
-    assert {i for i, e in entries.items() if e["attempts"] == 2} == set(killed_ids)  # retried once
-    assert all(not entries[i]["worker"].endswith(":" + killed_pid) for i in killed_ids)  # by another process
+    retried = {i for i, e in entries.items() if e["attempts"] >= 2}
+    # The killed batch is retried once; a batch already queued on the dying actor fails with it and is retried
+    # too (how many depends on timing under load), never more than once and never by the killed process.
+    assert set(killed_ids) <= retried and all(entries[i]["attempts"] == 2 for i in retried)
+    assert all(not entries[i]["worker"].endswith(":" + killed_pid) for i in retried)  # by another process
     assert all(is_complete(tmp_path / "out" / j.id) for j in jobs)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([j.id for j in jobs] +
                                                                           ["batch.jsonl", ".batch.lock"])
