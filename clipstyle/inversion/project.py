@@ -202,34 +202,7 @@ def _project_once(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(
                   mix: dict[int, Tensor] | None = None, callbacks: Sequence[Callback] = (),
                   init: Tensor | None = None, noise_init: dict[str, Tensor] | None = None,
                   stop: Callable[[], bool] | None = None) -> ProjectionResult:
-    """Find the latent (and noise) whose image matches ``target``.
-
-    Args:
-        G: a generator (StyleGAN2 or StyleGAN3; not modified — its noise buffers are copied).
-        target: float ``[N, C, R, R]`` in [-1, 1], R = ``G.img_resolution`` (see :func:`prepare_target`).
-        config: see :class:`ProjectConfig`.
-        perceptual: a distance ``(x, y) → [N]``, e.g. :class:`~clipstyle.inversion.lpips.LPIPS`; ``None``
-            turns the perceptual term off.
-        c: class labels ``[1 or N, c_dim]`` for conditional networks (one-hot); used for the w statistics
-            (the start is the class mean) — required when ``G.c_dim > 0``.
-        mix: ``{row: [w_dim] tensor}`` rows fixed, bit-exactly, to another latent during the whole
-            projection (see :func:`clipstyle.latents.constraints.parse_mix`); the other rows are projected (in W
-            space they share one w). The w-noise ramp perturbs only the projected rows.
-        callbacks: called after each step (see :func:`clipstyle.optimize.loop.run`).
-        init: ``[N or 1, num_ws, w_dim]`` start latent instead of μ_w (e.g. an e4e encoding, or a W
-            projection to refine in W+); in W space its rows are averaged.
-        noise_init: start noise maps ``{name: [res, res]}`` instead of the generator's buffers.
-        stop: polled before each step; True ends the projection keeping the best latent.
-
-    Returns:
-        :class:`ProjectionResult` (mixed rows of ``ws`` equal ``mix`` bit for bit). Ctrl-C stops early and
-        keeps the best latent so far.
-
-    Raises:
-        ValueError: a target of the wrong shape, no loss term left (no perceptual model and ``mse == 0``),
-            a conditional network without ``c``, or every row mixed (nothing left to project).
-        FloatingPointError: the loss became NaN/inf.
-    """
+    """One projection run (no W warm-up); arguments, result and errors as :func:`project`."""
     device = G.w_avg.device
     target = prepare_target(target, G).detach().to(device, torch.float32)
     n = target.shape[0]
@@ -363,7 +336,8 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
         config: see :class:`ProjectConfig`.
         perceptual: a distance ``(x, y) → [N]``, e.g. :class:`~clipstyle.inversion.lpips.LPIPS`; ``None``
             turns the perceptual term off.
-        c: class labels ``[1 or N, c_dim]`` for conditional networks (one-hot); required when ``G.c_dim > 0``.
+        c: class labels ``[1 or N, c_dim]`` for conditional networks (one-hot); used for the w statistics
+            (the start is the class mean) — required when ``G.c_dim > 0``.
         mix: ``{row: [w_dim] tensor}`` rows fixed, bit-exactly, to another latent during the whole projection.
         callbacks: called after each step (see :func:`clipstyle.optimize.loop.run`).
         init: ``[N or 1, num_ws, w_dim]`` start latent instead of μ_w (an e4e encoding…); in W+ it is refined
