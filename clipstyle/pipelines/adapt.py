@@ -122,9 +122,13 @@ class AdaptSettings:
                        f"{self.layers!r}")
         if layers != "auto" and self.auto_k is not None:
             raise fail("--auto-k applies to --layers auto only")
+        from clipstyle.latents.constraints import SpecError
         from clipstyle.pipelines.common import parse_seeds
 
-        parse_seeds(self.seeds)
+        try:
+            parse_seeds(self.seeds)
+        except SpecError as exc:
+            raise fail(str(exc)) from None
         self.clip_models()
         self.clip_weight_values()
 
