@@ -46,6 +46,9 @@ DIVERGENT = {
     ("blend", "out"): "default file blended.safetensors",
     ("direction learn", "out"): "default file direction.npy",
     ("direction from-text", "out"): "default file direction.npy",
+    ("adapt", "seed"): "seed of the training latents (a network is trained, there is no start image), default 0",
+    ("adapt", "truncation"): "psi 0.7 of the before/after grid's fixed seeds, as direction from-text",
+    ("adapt", "lr"): "trains generator weights, not a latent: StyleGAN-NADA's constant 0.002",
 }
 
 

@@ -20,7 +20,8 @@ def adapt_command(
         help="Adapt towards the look of these images instead of --target (repeat for several).")] = None,
     steps: Annotated[int, typer.Option(help="Training iterations (NADA: 300 for most domains).")] = 300,
     batch: Annotated[int, typer.Option(help="Latents per iteration.")] = 2,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (constant; NADA's 0.002, betas 0 and 0.99).")] = 0.002,
+    lr: Annotated[float, typer.Option(help="Peak Adam learning rate (constant here: NADA's 0.002, betas 0 and "
+                                      "0.99).")] = 0.002,
     layers: Annotated[str, typer.Option(help="Which synthesis layers train: auto (each iteration, the rows a short "
                                         "latent optimization moves most; NADA Sec. 4.2), all, or ws rows/styleblocks "
                                         "such as 0-7 or coarse,middle.")] = "auto",
@@ -33,12 +34,15 @@ def adapt_command(
     clip_weights: Annotated[Optional[str], typer.Option(help="Their weights, comma-separated (default: equal).")] = None,
     clip_pretrained: ClipPretrainedOpt = "openai",
     templates: Annotated[bool, typer.Option(help="Average each text over the shipped prompt templates.")] = True,
-    cutouts: Annotated[int, typer.Option(help="Matched random crops per image for CLIP (0: whole image).")] = 0,
+    cutouts: Annotated[Optional[int], typer.Option(help="Random crops per image fed to CLIP, matched between the "
+                                                   "base's and the adapted image (default 0: the whole image, as "
+                                                   "NADA).", min=0)] = None,
     seeds: Annotated[str, typer.Option(help="Fixed seeds of the before/after grid, e.g. 0-3.")] = "0-3",
     truncation: Annotated[float, typer.Option(help="Truncation psi of the grid's seeds.")] = 0.7,
     show: Annotated[Optional[List[str]], typer.Option(
         help="More latents for the grid: seeds or latent .npz files (e.g. a projected photo); repeatable.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the training latents.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the training latents (not a start image: a network is "
+                                      "trained).")] = 0,
     preview_every: Annotated[int, typer.Option(help="A progress-GIF frame every N steps (0: before/after only).")] = 10,
     outdir: Annotated[Path, typer.Option(help="Folder under which a new run folder is created.")] = Path("out"),
     device: DeviceOpt = "auto",
@@ -56,7 +60,7 @@ def adapt_command(
     settings = AdaptSettings(network=network, source=source, target=target, style_images=tuple(style_image or ()),
                              steps=steps, batch=batch, lr=lr, layers=layers, auto_k=auto_k, torgb=torgb,
                              clip_model=clip_model, clip_weights=clip_weights, clip_pretrained=clip_pretrained,
-                             templates=templates, cutouts=cutouts, seeds=seeds, truncation=truncation,
+                             templates=templates, cutouts=cutouts or 0, seeds=seeds, truncation=truncation,
                              show=tuple(show or ()), seed=seed, preview_every=preview_every)
     dev = resolve_device(device)
     run = adapt(settings, device=dev, quiet=quiet, log=lambda line: typer.echo(line, err=True))
