@@ -253,6 +253,7 @@ def test_a_projected_latent_renders_on_the_adapted_network_without_a_warning(ada
     (dict(target="sketch", steps=0), "--steps"),
     (dict(target="sketch", style_images=("missing.png",)), "not both"),
     (dict(style_images=("missing.png",)), "no such file"),
+    (dict(target="sketch", show=("3", "nowhere.npz#1")), "no such latent file"),
     (dict(target="sketch", seeds="3-1"), "seed"),
     (dict(target="sketch", layers="0-3", auto_k=2), "auto-k"),
 ])
@@ -301,3 +302,17 @@ def test_the_ui_endpoint_gives_the_same_generator_as_the_api(adapted, tmp_path):
     H = read_generator_file(ui_folder / ADAPTED_GENERATOR)
     for (k, a), b in zip(api.generator.state_dict().items(), H.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_generate_and_blend_read_the_adapted_network(adapted):
+    from clipstyle.pipelines.creative import blend, generate
+
+    folder, base, run = adapted
+    child = str(folder / ADAPTED_GENERATOR)
+    gen = generate(network=child, seeds="0", device="cpu")
+    with torch.no_grad():
+        ws = run.generator.mapping(torch.from_numpy(np.random.RandomState(0).randn(1, 8)).float(), None)
+        expected = (run.generator.synthesis(ws) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    assert np.array_equal(gen.images[0], expected[0].permute(1, 2, 0).numpy())
+    mixed = blend(str(base), child, at=8, device="cpu")  # coarse layers of the base, the rest adapted
+    assert mixed.num_ws == run.generator.num_ws

@@ -90,6 +90,8 @@ class AdaptResult:
             every ``preview_every`` steps, and at the end; ``frame_steps`` their step numbers.
         before: uint8 ``[M, H, W, C]`` renders of the preview latents through the base.
         peak_memory: peak CUDA memory in bytes during training (None on CPU).
+        layers: ``candidates`` (rows that may train), ``k`` (rows per step), ``layers`` (their layer names),
+            ``torgb_frozen``, ``seconds``.
     """
 
     G: Any

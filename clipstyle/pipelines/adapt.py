@@ -100,10 +100,15 @@ class AdaptSettings:
             raise fail("give --target or --style-image, not both")
         if target and target.lower() == str(self.source).strip().lower():
             raise fail(f"--source and --target are the same text ({target!r}): there is no direction to follow")
-        for path in (*self.style_images, *[s for s in self.show if _is_file_spec(s)]):
-            file = Path(path.split("#", 1)[0] if not Path(path).exists() else path).expanduser()
-            if not file.is_file():
-                raise fail(f"no such file: {path}")
+        for path in self.style_images:
+            if not Path(path).expanduser().is_file():
+                raise fail(f"--style-image: no such file: {path}")
+        from clipstyle.pipelines.common import latent_file_of
+
+        for item in self.show:
+            file = latent_file_of(item)  # None for seeds
+            if file is not None and not file.expanduser().is_file():
+                raise fail(f"--show: no such latent file: {item}")
         for name, low in (("steps", 1), ("batch", 1), ("select_steps", 1), ("cutouts", 0), ("preview_every", 0),
                           ("seed", 0)):
             value = getattr(self, name)
@@ -153,11 +158,6 @@ class AdaptSettings:
         if any(not w > 0 or w == float("inf") for w in weights):
             raise AdaptSettingsError("--clip-weights must all be > 0")
         return weights
-
-
-def _is_file_spec(item: str) -> bool:
-    text = str(item).strip()
-    return not re.match(r"^\d+(@[-+]?\d*\.?\d+)?$|^\d+-\d+$", text)
 
 
 @dataclass(frozen=True)
