@@ -19,7 +19,8 @@ from clipstyle.generator.stylegan1 import StyleGAN1Config, StyleGAN1Generator
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator, channels_for
 from clipstyle.generator.stylegan3 import StyleGAN3Config, StyleGAN3Generator
 from clipstyle.guidance import CLIPGuide
-from clipstyle.pipelines.adapt import ADAPTED_GENERATOR, AdaptSettings, AdaptSettingsError, adapt
+from clipstyle.pipelines.adapt import ADAPTED_GENERATOR, adapt
+from clipstyle.workflows.adapt import AdaptSettings
 
 from ._cli import TINY_CLIP, run_cli
 
@@ -221,7 +222,7 @@ def test_a_projected_latent_renders_on_the_adapted_network_without_a_warning(ada
     folder, base, run = adapted
     photo = tmp_path / "me.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(photo)
-    proj = project(photo, network=str(base), steps=3, perceptual="none", save_every=0, device="cpu")
+    proj = project(photo, network=str(base), steps=3, perceptual="none", device="cpu")
     latents = proj.save(tmp_path) / "latents.npz"
     child = folder / ADAPTED_GENERATOR
     ctx = read_context(latents)
@@ -251,7 +252,7 @@ def test_a_projected_latent_renders_on_the_adapted_network_without_a_warning(ada
     (dict(target="sketch", layers="sideways"), "--layers"),
     (dict(target="sketch", clip_weights="1,2"), "2 weights for 1"),
     (dict(target="sketch", steps=0), "--steps"),
-    (dict(target="sketch", style_images=("missing.png",)), "not both"),
+    (dict(target="sketch", style_images=(__file__,)), "not both"),
     (dict(style_images=("missing.png",)), "no such file"),
     (dict(target="sketch", show=("3", "nowhere.npz#1")), "no such latent file"),
     (dict(target="sketch", seeds="3-1"), "seed"),

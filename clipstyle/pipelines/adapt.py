@@ -11,154 +11,17 @@ with the loss history.
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from clipstyle.errors import UsageError
 from clipstyle.pipelines.run import Run
+from clipstyle.workflows.adapt import AdaptSettings
 
-__all__ = ["ADAPTED_GENERATOR", "AdaptRun", "AdaptSettings", "adapt"]
+__all__ = ["ADAPTED_GENERATOR", "AdaptRun", "adapt"]
 
 #: File name of the adapted network inside the run folder.
 ADAPTED_GENERATOR = "generator.safetensors"
-
-_ROWS = re.compile(r"^\s*(all|coarse|middle|fine|\d+(\s*-\s*\d+)?)(\s*,\s*(coarse|middle|fine|\d+(\s*-\s*\d+)?))*\s*$",
-                   re.IGNORECASE)
-
-
-class AdaptSettingsError(UsageError):
-    """A setting of ``adapt`` that cannot work (checked before any model loads; exit code 2)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class AdaptSettings:
-    """Everything that decides the result of ``clipstyle adapt`` (defaults: StyleGAN-NADA's).
-
-    Attributes:
-        network: the base network (alias, path or URL).
-        source, target: the texts of the direction (``"photo"`` → ``"pencil sketch"``).
-        style_images: image files giving the target direction instead of ``target`` (their mean CLIP embedding
-            minus that of the base's samples).
-        steps, batch, lr: iterations, latents per iteration, Adam's learning rate (NADA: 300, 2, 0.002).
-        layers: ``auto`` (NADA's adaptive selection, Sec. 4.2), ``all``, or ``ws`` rows/styleblocks whose layers
-            train (``0-7``, ``coarse,middle``).
-        auto_k: rows the adaptive selection picks per iteration (None: two thirds of the rows).
-        select_steps: latent-optimization steps of the adaptive selection.
-        torgb: train the toRGB layers too (frozen by default, as the mapping network always is).
-        clip_model: comma-separated open_clip models used together (NADA: ``ViT-B-32,ViT-B-16``).
-        clip_weights: their weights, comma-separated (None: equal).
-        clip_pretrained: the open_clip weights tag for every model (``none``: random, for tests).
-        templates: average each text over the shipped prompt templates.
-        cutouts: matched random crops per image for CLIP (0: the whole image).
-        seeds: fixed seeds of the before/after grid; truncation: their ψ.
-        show: more latents for the grid (seeds or latent ``.npz`` files, e.g. a projected photo).
-        seed: seeds the training latents (explicit ``torch.Generator``).
-        preview_every: a progress-GIF frame every this many steps.
-        fps: of the progress GIF.
-
-    Raises:
-        AdaptSettingsError: on construction, for any setting that cannot work (before any model loads).
-    """
-
-    network: str = "ffhq"
-    source: str = "photo"
-    target: str | None = None
-    style_images: tuple[str, ...] = ()
-    steps: int = 300
-    batch: int = 2
-    lr: float = 0.002
-    layers: str = "auto"
-    auto_k: int | None = None
-    select_steps: int = 1
-    torgb: bool = False
-    clip_model: str = "ViT-B-32,ViT-B-16"
-    clip_weights: str | None = None
-    clip_pretrained: str = "openai"
-    templates: bool = True
-    cutouts: int = 0
-    seeds: str = "0-3"
-    truncation: float = 0.7
-    show: tuple[str, ...] = ()
-    seed: int = 0
-    preview_every: int = 10
-    fps: float = 10.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "style_images", tuple(str(s) for s in self.style_images))
-        object.__setattr__(self, "show", tuple(str(s) for s in self.show))
-        fail = AdaptSettingsError
-        if not str(self.network).strip():
-            raise fail("--network is empty")
-        if not str(self.source).strip():
-            raise fail("--source is empty: name the domain the network draws now, e.g. --source photo")
-        target = (self.target or "").strip()
-        if not target and not self.style_images:
-            raise fail("say what to adapt to: --target \"pencil sketch\" or --style-image PATH")
-        if target and self.style_images:
-            raise fail("give --target or --style-image, not both")
-        if target and target.lower() == str(self.source).strip().lower():
-            raise fail(f"--source and --target are the same text ({target!r}): there is no direction to follow")
-        for path in self.style_images:
-            if not Path(path).expanduser().is_file():
-                raise fail(f"--style-image: no such file: {path}")
-        from clipstyle.pipelines.common import latent_file_of
-
-        for item in self.show:
-            file = latent_file_of(item)  # None for seeds
-            if file is not None and not file.expanduser().is_file():
-                raise fail(f"--show: no such latent file: {item}")
-        for name, low in (("steps", 1), ("batch", 1), ("select_steps", 1), ("cutouts", 0), ("preview_every", 0),
-                          ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise fail(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
-        if self.auto_k is not None and (not isinstance(self.auto_k, int) or self.auto_k < 1):
-            raise fail(f"--auto-k must be an integer >= 1, got {self.auto_k!r}")
-        for name in ("lr", "fps", "truncation"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value) > 0 \
-                    or float(value) != float(value) or float(value) == float("inf"):
-                raise fail(f"--{name} must be a number > 0, got {value!r}")
-        layers = str(self.layers).strip().lower()
-        if layers != "auto" and not _ROWS.match(layers):
-            raise fail(f"--layers must be auto, all, or rows/styleblocks such as 0-7 or coarse,middle; got "
-                       f"{self.layers!r}")
-        if layers != "auto" and self.auto_k is not None:
-            raise fail("--auto-k applies to --layers auto only")
-        from clipstyle.latents.constraints import SpecError
-        from clipstyle.pipelines.common import parse_seeds
-
-        try:
-            parse_seeds(self.seeds)
-        except SpecError as exc:
-            raise fail(str(exc)) from None
-        self.clip_models()
-        self.clip_weight_values()
-
-    def clip_models(self) -> list[str]:
-        """The CLIP model names, in order."""
-        models = [m.strip() for m in str(self.clip_model).split(",")]
-        if not models or any(not m for m in models):
-            raise AdaptSettingsError(f"--clip-model {self.clip_model!r}: give model names separated by commas")
-        return models
-
-    def clip_weight_values(self) -> list[float]:
-        """One weight per CLIP model (equal when not given)."""
-        n = len(self.clip_models())
-        if self.clip_weights is None or not str(self.clip_weights).strip():
-            return [1.0] * n
-        try:
-            weights = [float(w) for w in str(self.clip_weights).split(",")]
-        except ValueError:
-            raise AdaptSettingsError(f"--clip-weights {self.clip_weights!r}: give numbers separated by commas") from None
-        if len(weights) != n:
-            raise AdaptSettingsError(f"--clip-weights gives {len(weights)} weights for {n} CLIP models")
-        if any(not w > 0 or w == float("inf") for w in weights):
-            raise AdaptSettingsError("--clip-weights must all be > 0")
-        return weights
-
 
 @dataclass(frozen=True)
 class AdaptRun(Run):
@@ -231,28 +94,32 @@ def _provenance(settings: AdaptSettings, G: Any, result: Any, guides: Sequence[t
             "clip_weights": [w for _, w in guides], "clip_pretrained": settings.clip_pretrained}
 
 
-def adapt(settings: AdaptSettings | None = None, *, G: Any = None, guide: Any = None, device: str = "auto",
-          callback: Callable | None = None, stop: Callable[[], bool] | None = None,
-          log: Callable[[str], None] | None = None, quiet: bool = True, **options: Any) -> Run:
+def adapt(settings: AdaptSettings | None = None, /, *, G: Any = None, guide: Any = None, device: str = "auto",
+          callback: Callable | None = None, stop: Callable[[], bool] | None = None, log: Any = None,
+          notify: Callable[[str], None] | None = None, quiet: bool = True, **options: Any) -> Run:
     """Adapt a network to a text (or style images) with the directional CLIP loss (StyleGAN-NADA).
 
     Args:
-        settings: :class:`AdaptSettings` (or give its fields as keyword ``options``).
-        G: a loaded base generator (else ``settings.network`` is loaded); not modified.
-        guide: a loaded :class:`~clipstyle.guidance.CLIPGuide`, or a list of them (else ``settings.clip_model``
-            is loaded; a list as long as the models takes their weights).
-        device: ``auto``, ``cpu``, ``cuda``…; callback: ``(StepInfo, images)`` after every step; stop: True ends
-            training keeping the best generator so far (Ctrl-C does the same).
-        log: receives one-line notes; quiet: no progress bar.
+        settings: a whole :class:`~clipstyle.workflows.adapt.AdaptSettings`, or None and its fields as keyword
+            ``options`` (the CLI's option names: ``adapt(target="pencil sketch", steps=300)``).
+        G: a loaded base generator (else ``network`` is loaded); its weights are not modified.
+        guide: a loaded :class:`~clipstyle.guidance.CLIPGuide`, or a list of them (else ``clip_model`` is loaded;
+            a list as long as the models takes their weights).
+        device: ``auto`` (with ``G`` given: G's device), ``cpu``, ``cuda``…; callback: ``(StepInfo, images)``
+            after every step; stop: True ends training keeping the best generator so far (Ctrl-C does the same).
+        log: experiment trackers (accepted as by every pipeline). notify: receives one-line notes.
+        quiet: no progress bar.
 
     Returns:
         :class:`AdaptRun` named ``adapt-<target>``: ``generator`` (the adapted network), ``provenance``, ``images``
-        the adapted renders of the grid latents (uint8 ``[M, H, W, C]``), ``history`` the loss per step.
+        the adapted renders of the grid latents (uint8 ``[M, H, W, C]``), ``history`` the loss per step. The same
+        settings and seed give bit-identical weights (on one device).
 
     Raises:
-        AdaptSettingsError: bad settings (before anything loads). FamilyError: a network adapt cannot train.
-        DirectionError / GuidanceError: texts or style images with no direction. SpecError / LatentFileError /
-        BlockSpecError: bad ``seeds``/``show``/``layers`` for this network. CheckpointError, DownloadError.
+        SettingsError (AdaptSettingsError): bad settings, before anything loads. FamilyError: a network adapt
+        cannot train. DirectionError / GuidanceError: texts or style images with no direction. SpecError /
+        LatentFileError / BlockSpecError: bad ``seeds``/``show``/``layers`` for this network. CheckpointError,
+        DownloadError.
     """
     import numpy as np
     import torch
@@ -266,10 +133,7 @@ def adapt(settings: AdaptSettings | None = None, *, G: Any = None, guide: Any = 
     from clipstyle.pipelines.photo_parts import stage
     from clipstyle.render.files import make_grid
 
-    if settings is None:
-        settings = AdaptSettings(**options)
-    elif options:
-        raise TypeError(f"give settings or keyword options, not both ({', '.join(options)})")
+    settings = AdaptSettings.of(settings, **options)
     dev = pick_device(device, G)
     G = load_network(settings.network, dev, G=G, progress=not quiet)
     check_trainable(G)
@@ -278,15 +142,15 @@ def adapt(settings: AdaptSettings | None = None, *, G: Any = None, guide: Any = 
     shown = parse_sources(spec, G, dev, settings.truncation)
     preview = torch.cat([s.ws for s in shown]).to(dev, torch.float32)  # [M, num_ws, w_dim]
     guides = _guides(settings, guide, dev)
-    loss = AdaptLoss(_critics(settings, guides, G, dev), cutouts=settings.cutouts,
+    loss = AdaptLoss(_critics(settings, guides, G, dev), cutouts=settings.cutouts or 0,
                      generator=torch.Generator().manual_seed(int(settings.seed) + 1))
     config = AdaptConfig(steps=settings.steps, batch=settings.batch, lr=settings.lr, rows=rows, k=settings.auto_k,
                          select_steps=settings.select_steps, torgb=settings.torgb, seed=settings.seed,
                          preview_every=settings.preview_every)
     with stage("adapting", settings.steps, quiet, callback) as cbs:
         result = adapt_generator(G, loss, config, preview=preview, callbacks=cbs, stop=stop)
-    if result.run.stop_reason and log is not None:
-        log(result.run.stop_reason)
+    if result.run.stop_reason and notify is not None:
+        notify(result.run.stop_reason)
     before = result.before
     grids = tuple(make_grid(np.concatenate([before, f]), rows=2) for f in result.frames)
     provenance = _provenance(settings, G, result, guides)
@@ -298,7 +162,7 @@ def adapt(settings: AdaptSettings | None = None, *, G: Any = None, guide: Any = 
     extra = {"provenance": provenance, "shown": [s.label for s in shown], "rows_trained": [list(x) for x in
              result.rows_trained], "trainable_layers": result.layers, "peak_cuda_memory_bytes": result.peak_memory}
     name = "adapt-" + (settings.target or Path(settings.style_images[0]).stem)
-    return AdaptRun(name=name, result=opt, settings={"command": "adapt", **asdict(settings)}, network=G.describe(),
+    return AdaptRun(name=name, result=opt, settings={"command": "adapt", **settings.to_dict(), "device": dev}, network=G.describe(),
                     extra_json=extra, extra_images={"before.png": make_grid(before), "after.png":
                     make_grid(result.frames[-1])}, result_image=grids[-1], gif_frames=grids, fps=settings.fps,
                     generator=result.G, provenance=provenance)

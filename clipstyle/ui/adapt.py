@@ -37,7 +37,8 @@ def adapt_stream(models: Any, source: str, target: str, steps: int, layers: str,
     Raises:
         AdaptSettingsError (a UsageError): bad settings, before anything runs; the pipeline's errors.
     """
-    from clipstyle.pipelines.adapt import AdaptSettings, adapt
+    from clipstyle.pipelines.adapt import adapt
+    from clipstyle.workflows.adapt import AdaptSettings
 
     cfg = models.config
     settings = AdaptSettings(network=cfg.network, source=source, target=target or None, steps=int(steps),

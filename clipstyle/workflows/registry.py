@@ -130,6 +130,8 @@ _ENTRIES = (
     _W("direction-from-text", "clipstyle.workflows.directions:DirectionFromTextSettings",
        "clipstyle.pipelines.directions:direction_from_text", ("G", "guide"), ("direction", "from-text"), batch=False,
        summary="Find a W+ direction from two texts."),
+    _W("adapt", "clipstyle.workflows.adapt:AdaptSettings", "clipstyle.pipelines.adapt:adapt", ("G", "guide"),
+       ("adapt",), ui="adapt", summary="A new network from two words: 'photo' → 'pencil sketch' (StyleGAN-NADA)."),
 )
 
 #: Every workflow by name (read-only).
