@@ -317,3 +317,20 @@ def test_generate_and_blend_read_the_adapted_network(adapted):
     assert np.array_equal(gen.images[0], expected[0].permute(1, 2, 0).numpy())
     mixed = blend(str(base), child, at=8, device="cpu")  # coarse layers of the base, the rest adapted
     assert mixed.num_ws == run.generator.num_ws
+
+
+def test_a_batch_job_gives_the_same_generator_as_the_api(adapted, tmp_path, capsys):
+    import json
+
+    from clipstyle.generator import read_generator_file
+
+    folder, base, run = adapted
+    job = {"command": "adapt", "id": "sketch", "network": str(base), "target": "pencil sketch", "steps": 6,
+           "lr": 0.01, "clip_model": TINY_CLIP, "clip_pretrained": "none", "seeds": "0-2", "preview_every": 2}
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps(job) + "\n")
+    code, out, err = run_cli(["batch", jobs, "--outdir", tmp_path / "out", "--device", "cpu", "--quiet"], capsys)
+    assert code == 0, err
+    H = read_generator_file(tmp_path / "out" / "sketch" / ADAPTED_GENERATOR)
+    for (k, a), b in zip(run.generator.state_dict().items(), H.state_dict().values()):
+        assert torch.equal(a, b), k
