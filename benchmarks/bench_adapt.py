@@ -40,7 +40,11 @@ MODES = ("auto", "all", "coarse")
 def build_generator(name: str):
     import torch
 
-    from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator, channels_for
+    from clipstyle.generator.stylegan2 import (
+        StyleGAN2Config,
+        StyleGAN2Generator,
+        channels_for,
+    )
 
     torch.manual_seed(0)
     res = int(name.split("-")[1])

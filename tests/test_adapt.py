@@ -16,7 +16,11 @@ from clipstyle.adapt.trainer import AdaptConfig, FamilyError, adapt_generator
 from clipstyle.errors import UsageError
 from clipstyle.generator.formats.native import read_provenance, save_native
 from clipstyle.generator.stylegan1 import StyleGAN1Config, StyleGAN1Generator
-from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator, channels_for
+from clipstyle.generator.stylegan2 import (
+    StyleGAN2Config,
+    StyleGAN2Generator,
+    channels_for,
+)
 from clipstyle.generator.stylegan3 import StyleGAN3Config, StyleGAN3Generator
 from clipstyle.guidance import CLIPGuide
 from clipstyle.pipelines.adapt import ADAPTED_GENERATOR, adapt

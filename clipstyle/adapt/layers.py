@@ -15,8 +15,8 @@ trained in that iteration.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -88,7 +88,7 @@ def layer_map(G: nn.Module, *, torgb: bool = False) -> LayerMap:
     torgbs: list[str] = []
     modules = dict(G.synthesis.named_modules())
     for name, got in seen.items():
-        layer = name[: -len(".affine")] if name.endswith(".affine") else name
+        layer = name.removesuffix(".affine")
         if _is_torgb(layer, modules.get(layer, G.synthesis)):
             torgbs.append(layer)
             if not torgb:

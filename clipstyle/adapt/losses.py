@@ -19,8 +19,9 @@ Global loss (Eq. 1–2), used by the adaptive layer selection (Sec. 4.2): ``Σ_m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ from torch import Tensor
 
 from clipstyle.guidance import CutoutConfig, Cutouts, GuidanceError
 
-__all__ = ["Critic", "AdaptLoss", "text_critic", "image_critic"]
+__all__ = ["AdaptLoss", "Critic", "image_critic", "text_critic"]
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +23,14 @@ from torch import Tensor
 from clipstyle.adapt.layers import LayerMap, layer_map, select_rows, trainable_params
 from clipstyle.adapt.losses import AdaptLoss
 from clipstyle.errors import UsageError
-from clipstyle.optimize.loop import Callback, Schedule, StepInfo, TrainResult, to_uint8_frames, train
+from clipstyle.optimize.loop import (
+    Callback,
+    Schedule,
+    StepInfo,
+    TrainResult,
+    to_uint8_frames,
+    train,
+)
 
 __all__ = ["AdaptConfig", "AdaptResult", "FamilyError", "adapt_generator", "check_trainable"]
 

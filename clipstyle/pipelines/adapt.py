@@ -11,9 +11,10 @@ with the loss history.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from clipstyle.pipelines.run import Run
 from clipstyle.workflows.adapt import AdaptSettings
@@ -22,6 +23,7 @@ __all__ = ["ADAPTED_GENERATOR", "AdaptRun", "adapt"]
 
 #: File name of the adapted network inside the run folder.
 ADAPTED_GENERATOR = "generator.safetensors"
+
 
 @dataclass(frozen=True)
 class AdaptRun(Run):
@@ -107,7 +109,7 @@ def adapt(settings: AdaptSettings | None = None, /, *, G: Any = None, guide: Any
             a list as long as the models takes their weights).
         device: ``auto`` (with ``G`` given: G's device), ``cpu``, ``cuda``…; callback: ``(StepInfo, images)``
             after every step; stop: True ends training keeping the best generator so far (Ctrl-C does the same).
-        log: experiment trackers (accepted as by every pipeline). notify: receives one-line notes.
+        log: experiment trackers (accepted as by every pipeline). notify: receives one-line notes (a stop).
         quiet: no progress bar.
 
     Returns:
@@ -149,8 +151,9 @@ def adapt(settings: AdaptSettings | None = None, /, *, G: Any = None, guide: Any
                          preview_every=settings.preview_every)
     with stage("adapting", settings.steps, quiet, callback) as cbs:
         result = adapt_generator(G, loss, config, preview=preview, callbacks=cbs, stop=stop)
-    if result.run.stop_reason and notify is not None:
-        notify(result.run.stop_reason)
+    if notify is not None and result.run.interrupted and not result.run.stop_reason:
+        notify(f"stopped after {result.run.steps_done} steps: kept the weights of step {result.run.best_step}, "
+               "the lowest loss so far")
     before = result.before
     grids = tuple(make_grid(np.concatenate([before, f]), rows=2) for f in result.frames)
     provenance = _provenance(settings, G, result, guides)
@@ -162,7 +165,7 @@ def adapt(settings: AdaptSettings | None = None, /, *, G: Any = None, guide: Any
     extra = {"provenance": provenance, "shown": [s.label for s in shown], "rows_trained": [list(x) for x in
              result.rows_trained], "trainable_layers": result.layers, "peak_cuda_memory_bytes": result.peak_memory}
     name = "adapt-" + (settings.target or Path(settings.style_images[0]).stem)
-    return AdaptRun(name=name, result=opt, settings={"command": "adapt", **settings.to_dict(), "device": dev}, network=G.describe(),
-                    extra_json=extra, extra_images={"before.png": make_grid(before), "after.png":
-                    make_grid(result.frames[-1])}, result_image=grids[-1], gif_frames=grids, fps=settings.fps,
-                    generator=result.G, provenance=provenance)
+    images = {"before.png": make_grid(before), "after.png": make_grid(result.frames[-1])}
+    return AdaptRun(name=name, result=opt, settings={"command": "adapt", **settings.to_dict(), "device": dev},
+                    network=G.describe(), extra_json=extra, extra_images=images, result_image=grids[-1],
+                    gif_frames=grids, fps=settings.fps, generator=result.G, provenance=provenance)

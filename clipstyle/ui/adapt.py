@@ -6,8 +6,9 @@ the app's ``gr.Blocks`` and wires it (endpoint ``/adapt``; Stop keeps the best n
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from clipstyle.ui.runner import StopFlags, preview, status_html, stream
 
