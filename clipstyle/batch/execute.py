@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from clipstyle.batch.jobs import Job
-from clipstyle.errors import NonFiniteLossWarning
+from clipstyle.errors import NonFiniteLossWarning, UserRuntimeError, describe, error_line
 
 __all__ = ["Models", "Outcome", "execute_batch", "PIPELINES", "pipeline_for", "pipeline_options", "user_error"]
 
@@ -39,7 +39,7 @@ _RENAMES = {"class": "class_idx"}
 _MODEL_KEYS = ("network", "clip_model", "clip_pretrained", "blend")
 
 
-class PipelineMissingError(RuntimeError):
+class PipelineMissingError(UserRuntimeError):
     """The pipeline of a job's command is not part of this clipstyle."""
 
 
@@ -68,34 +68,12 @@ class Outcome:
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
-def _error_classes() -> tuple[type, ...]:
-    names = [("clipstyle.latents", "BlockSpecError"), ("clipstyle.latents", "LatentFileError"),
-             ("clipstyle.latents.constraints", "SpecError"), ("clipstyle.guidance", "GuidanceError"),
-             ("clipstyle.guidance.recipes", "RecipeError"), ("clipstyle.io.images", "ImageError"),
-             ("clipstyle.io.cache", "DownloadError"), ("clipstyle.generator.formats.common", "CheckpointError"),
-             ("clipstyle.generator.formats.safe_pickle", "UnsafePickleError"),
-             ("clipstyle.generator.formats.safe_pickle", "CorruptPickleError"),
-             ("clipstyle.optimize.devices", "DeviceError"), ("clipstyle.render.files", "RenderError"),
-             ("clipstyle.batch.folders", "FolderTakenError")]
-    out: list[type] = [FileNotFoundError, FloatingPointError, PipelineMissingError, MemoryError, ValueError]
-    for module, name in names:
-        try:
-            out.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(out)
-
-
 def user_error(exc: BaseException) -> str:
-    """One line for a failed job: the message of a user's mistake, or ``internal error …`` for a bug (whose
-    traceback also goes to stderr, so it is never disguised as the user's fault)."""
-    line = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, MemoryError):
-        return "out of memory; try a smaller --batch-size or --cutouts"
-    if isinstance(exc, _error_classes()):
-        return line
-    print("".join(traceback.format_exception(exc)), file=sys.stderr, end="")
-    return f"internal error (a bug in clipstyle; please report it): {type(exc).__name__}: {line}"
+    """One line for a failed job: :func:`clipstyle.errors.error_line`, the line the CLI and the UI show for the
+    same exception; a bug's traceback also goes to stderr, so it is never disguised as the user's fault."""
+    if describe(exc) is None:
+        print("".join(traceback.format_exception(exc)), file=sys.stderr, end="")
+    return error_line(exc)
 
 
 def pipeline_for(command: str) -> Callable[..., Any]:
@@ -284,12 +262,7 @@ def _other_job(models: Models, job: Job) -> Outcome:
         if getattr(run, "interrupted", False):
             raise KeyboardInterrupt
         return Outcome(job.id, "done", run=run, seconds=time.perf_counter() - t0)
-    except TypeError as exc:
-        if "argument" in str(exc) and job.command != "text":
-            return Outcome(job.id, "failed", error=f"{job.command} job: {' '.join(str(exc).split())}",
-                           seconds=time.perf_counter() - t0)
-        return Outcome(job.id, "failed", error=user_error(exc), seconds=time.perf_counter() - t0)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - classified by type in clipstyle.errors.describe
         return Outcome(job.id, "failed", error=user_error(exc), seconds=time.perf_counter() - t0)
 
 

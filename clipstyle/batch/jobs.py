@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from clipstyle.errors import BadFileError
+
 __all__ = ["COMMANDS", "BATCH_ONLY", "Job", "JobFileError", "read_jobs", "parse_job", "group_key"]
 
 #: Commands a job may name.
@@ -39,7 +41,7 @@ BATCH_ONLY = {"device": "--device", "outdir": "--outdir", "quiet": "--quiet", "p
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-class JobFileError(ValueError):
+class JobFileError(BadFileError):
     """A job file that cannot be run: ``str()`` is one line naming the file and line."""
 
 

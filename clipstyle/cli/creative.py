@@ -116,7 +116,7 @@ def blend_command(
 def render_command(
     latents: Annotated[str, typer.Argument(help="Latent .npz (all items; FILE#i for one) or seeds (0-3).")],
     network: FileNetworkOpt = None, blend: BlendOpt = None, file_noise: FileNoiseOpt = True,
-    out: Annotated[Optional[Path], typer.Option(help="Output PNG (default: LATENTS-render.png beside the file; "
+    out: Annotated[Optional[Path], typer.Option(help="Output image, .png/.jpg/.webp… by extension (default: LATENTS-render.png beside the file; "
                                                 "a grid when there are several latents).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
     truncation: TruncOpt = 1.0, class_idx: ClassOpt = None, noise_mode: NoiseOpt = "const", device: DeviceOpt = "auto",
@@ -124,16 +124,17 @@ def render_command(
     """Render a latent file (e.g. a projection) to PNG, optionally in a blended network (photo → painting)."""
     from clipstyle.io.files import refuse_overwrite
     from clipstyle.pipelines.creative import render
-    from clipstyle.render.files import save_png
+    from clipstyle.render.files import image_format, save_image
 
     if out is None:
         p = Path(latents.split("#")[0])
         base = p.parent / p.stem if p.suffix == ".npz" else Path(f"seeds-{latents}")
         out = Path(f"{base}-{'blend' if blend else 'render'}.png")
+    image_format(out)  # the extension names the format written; an unknown one is refused before any work
     refuse_overwrite(out, overwrite)
     run = render(latents, network=network, blend=blend, truncation=truncation, class_idx=class_idx,
                  noise_mode=noise_mode, file_noise=file_noise, device=resolve_device(device))
-    save_png(out, run.result_image if run.result_image is not None else _grid(run.images))
+    save_image(out, run.result_image if run.result_image is not None else _grid(run.images))
     typer.echo(str(out))
 
 @handle_errors
@@ -173,7 +174,7 @@ def direction_apply_command(
     latents: Annotated[str, typer.Argument(help="Latent .npz (item 0, or FILE#i) or a seed.")],
     direction: Annotated[Path, typer.Argument(help="Direction file: .npy/.npz/.pt, [w_dim] or [num_ws, w_dim], "
                                                    "or a GANSpace PCA file with --component.")],
-    strength: Annotated[str, typer.Option(help="Strength range LO:HI (ws + s·direction).")] = "-5:5",
+    strength: Annotated[str, typer.Option(help="Strength range LO:HI (ws + s·direction), or one strength S: one frame.")] = "-5:5",
     component: Annotated[Optional[int], typer.Option(help="GANSpace file: use principal component K.", min=0)] = None,
     sigma: Annotated[Optional[float], typer.Option(help="GANSpace file: scale the component by S standard "
                                                         "deviations (default 1).")] = None,
@@ -196,7 +197,7 @@ def direction_apply_command(
 def direction_learn_command(
     positive: Annotated[list[Path], typer.Option(help="Folder (or .npz files) of latents WITH the attribute; repeatable.")],
     negative: Annotated[list[Path], typer.Option(help="Folder (or .npz files) of latents WITHOUT it; repeatable.")],
-    out: Annotated[Path, typer.Option(help="Output .npy direction.")] = Path("direction.npy"),
+    out: Annotated[Path, typer.Option(help="Output .npy direction.")] = Path("learned-direction.npy"),
     space: Annotated[str, typer.Option(help="w: one vector per latent (mean of its rows) → [w_dim]; "
                                        "w+: all rows → [num_ws, w_dim].")] = "w",
     method: Annotated[str, typer.Option(help="logistic (regression) or svm (linear, squared hinge).")] = "logistic",
@@ -226,7 +227,7 @@ def direction_from_text_command(
     l2: Annotated[float, typer.Option(help="Penalty on the direction's mean squared row norm.", min=0)] = 0.0,
     ensemble: Annotated[bool, typer.Option(help="Average the texts over the shipped prompt templates.")] = False,
     cutouts: Annotated[int, typer.Option(help="CLIP cutouts per image.", min=0)] = 8,
-    out: Annotated[Path, typer.Option(help="Output .npy [num_ws, w_dim].")] = Path("direction.npy"),
+    out: Annotated[Path, typer.Option(help="Output .npy [num_ws, w_dim].")] = Path("text-direction.npy"),
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
     network: NetworkOpt = "ffhq",
     clip_model: Annotated[str, typer.Option(help="open_clip model name or model-config .json.")] = "ViT-B-32",

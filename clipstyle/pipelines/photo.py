@@ -34,69 +34,19 @@ from clipstyle.pipelines.photo_parts import (
     load_weights,
     noise_meta,
     photo_image,
-    projection_config,
     say_once,
     side_by_side_frames,
-    stage,
     target_tensor,
     uint8_image,
     with_blend,
 )
+from clipstyle.pipelines.photo_edit import edit, invert_z
+from clipstyle.pipelines.photo_projection import check_encoder_fits, encode_photo, project_photo
 from clipstyle.pipelines.run import Run
 
 __all__ = ["PhotoOptionError", "edit", "encode", "invert_z", "project"]
 
 Log = Callable[[str], None] | None
-
-
-def _encode_photo(encoder: Any, img: Any, crop: bool, dev: str) -> Any:
-    """e4e codes ``[1, num_ws, w_dim]`` of a PIL photo (at the encoder's 256² input)."""
-    import torch
-
-    with torch.no_grad():
-        return encoder(target_tensor(img, 256, crop, None, dev))
-
-
-def _check_encoder_fits(encoder: Any, G: Any) -> None:
-    if (encoder.num_ws, encoder.w_dim) != (G.num_ws, G.w_dim):
-        raise PhotoOptionError(f"--encoder makes [{encoder.num_ws}, {encoder.w_dim}] latents but the network needs "
-                               f"[{G.num_ws}, {G.w_dim}]; use the e4e file's own decoder (omit --network)")
-
-
-def _project_photo(G: Any, img: Any, *, steps: int, lr: float | None, space: str, perceptual: Any,
-                   mse: float | None, noise_reg: float, crop: bool, init: str, encoder: Any, tune: bool,
-                   tune_steps: int, tune_lr: float, seed: int, save_every: int, dev: str, c: Any, mix: Any,
-                   quiet: bool, callback: Any, stop: Any, emit: Callable[[str], None]) -> dict[str, Any]:
-    """Encode (optional), project and tune (optional) one photo; returns the pieces the pipelines save."""
-    from clipstyle.inversion.project import project as run_projection
-
-    target = target_tensor(img, G.img_resolution, crop, G, dev)
-    cfg = projection_config(steps, lr, space, perceptual, mse, noise_reg, seed, save_every)
-    start = None
-    if init == "e4e":
-        if encoder is None:
-            emit("no --encoder given: the projection starts from the mean w (pass --encoder e4e_ffhq_encode.pt "
-                 "to start from an e4e encoding)")
-        else:
-            _check_encoder_fits(encoder, G)
-            start = _encode_photo(encoder, img, crop, dev)
-    elif init != "mean":
-        raise PhotoOptionError(f"--init must be mean or e4e, got {init!r}")
-    with stage("projecting", cfg.steps, quiet, callback) as cbs:
-        proj = run_projection(G, target, cfg, perceptual=perceptual, c=c if G.c_dim > 0 else None,
-                              mix=mix or None, callbacks=cbs, init=start, stop=stop)
-    out: dict[str, Any] = {"projection": proj, "target": target, "tuned": None, "start": start}
-    if tune:
-        from clipstyle.inversion.pti import TuneConfig
-        from clipstyle.inversion.pti import tune as run_tuning
-
-        if G.c_dim > 0 or not hasattr(G, "synthesis"):
-            raise PhotoOptionError("--tune works on unconditional StyleGAN2/3 networks")
-        tcfg = TuneConfig(steps=tune_steps, lr=tune_lr, seed=seed, save_every=save_every)
-        with stage("tuning", tune_steps, quiet, callback) as cbs:
-            out["tuned"] = run_tuning(G, proj.ws[:1].to(dev), target, tcfg, noise=proj.noise, perceptual=perceptual,
-                                      callbacks=cbs, stop=stop)
-    return out
 
 
 def project(photo: str | Path, *, network: str | None = None, steps: int = 1000, lr: float | None = 0.1,
@@ -111,8 +61,9 @@ def project(photo: str | Path, *, network: str | None = None, steps: int = 1000,
 
     Returns:
         A :class:`Run` named ``proj-<stem>``: ``ws`` ``[1, num_ws, w_dim]``, images target.png/proj.png
-        (+ tuned.png), ``run.json`` ``metrics`` (mse, psnr, lpips), ``tune_metrics`` (psnr/lpips of pivot and
-        tuned result, locality), ``identity_similarity`` with ``id_weights``; with ``tune`` the folder gets
+        (+ tuned.png), ``run.json`` ``metrics`` (mse, psnr, lpips of result.png: the tuned image with ``tune``,
+        whose projection's are then ``pivot_metrics``), ``tune_metrics`` (psnr/lpips of pivot and tuned result,
+        locality), ``identity_similarity`` with ``id_weights``; with ``tune`` the folder gets
         ``generator.safetensors`` and ``latents.npz`` names it.
 
     Raises:
@@ -136,7 +87,7 @@ def project(photo: str | Path, *, network: str | None = None, steps: int = 1000,
     _, mixed = constraint_rows(base, None, list(mix or []), None, device, c)
     G = with_blend(base, blend, device, quiet)
     img = photo_image(photo, align, emit)
-    parts = _project_photo(G, img, steps=steps, lr=lr, space=space, perceptual=perceptual_model, mse=mse,
+    parts = project_photo(G, img, steps=steps, lr=lr, space=space, perceptual=perceptual_model, mse=mse,
                            noise_reg=noise_reg, crop=crop, init=init, encoder=enc, tune=tune, tune_steps=tune_steps,
                            tune_lr=tune_lr, seed=seed, save_every=save_every, dev=device, c=c, mix=mixed,
                            quiet=quiet, callback=callback, stop=stop, emit=emit)
@@ -154,8 +105,12 @@ def project(photo: str | Path, *, network: str | None = None, steps: int = 1000,
     extra: dict[str, Any] = {"metrics": proj.metrics, "w_std": proj.w_std, "noise_maps": list(proj.noise)}
     images = {"target.png": target_u8, "proj.png": proj_u8}
     result_u8 = proj_u8
-    if tuned is not None:
-        extra["tune_metrics"] = tuned.metrics
+    if tuned is not None:  # result.png is the tuned image: ``metrics`` are its own, the pivot's are kept beside
+        tm = tuned.metrics
+        extra["tune_metrics"] = tm
+        extra["pivot_metrics"] = proj.metrics
+        extra["metrics"] = {"mse": tm["mse_tuned"], "psnr": tm["psnr_tuned"],
+                            **({"lpips": tm["lpips_tuned"]} if "lpips_tuned" in tm else {})}
         result_u8 = uint8_image(tuned.image)
         images["tuned.png"] = result_u8
         emit(f"pivotal tuning: PSNR {tuned.metrics['psnr_pivot']:.2f} → {tuned.metrics['psnr_tuned']:.2f} dB, "
@@ -199,10 +154,10 @@ def encode(photo: str | Path, *, encoder: str | Path, network: str | None = None
     enc = load_weights("encoder", encoder, "--encoder", device)
     face_id = load_weights("identity", id_weights, "--id-weights", device)
     G = load_network(network or str(encoder), None, device, quiet)
-    _check_encoder_fits(enc, G)
+    check_encoder_fits(enc, G)
     img = photo_image(photo, align, emit)
     t0 = time.perf_counter()
-    ws = _encode_photo(enc, img, crop, device)
+    ws = encode_photo(enc, img, crop, device)
     seconds = time.perf_counter() - t0
     target = target_tensor(img, G.img_resolution, crop, G, device)
     with torch.no_grad():
@@ -221,5 +176,3 @@ def encode(photo: str | Path, *, encoder: str | Path, network: str | None = None
                     extra_images={"target.png": target_u8, "proj.png": proj_u8}, result_image=proj_u8,
                     gif_frames=(proj_u8,))
 
-
-from clipstyle.pipelines.photo_edit import edit, invert_z

@@ -63,7 +63,7 @@ def edit(photo_or_latents: str | Path, prompt: str, *, source: str | None = None
     from clipstyle.inversion.edit import EditConfig
     from clipstyle.inversion.edit import edit as run_edit
     from clipstyle.latents.constraints import constraint_rows, latent_l2_weight
-    from clipstyle.pipelines.photo import _project_photo
+    from clipstyle.pipelines.photo_projection import project_photo
     from clipstyle.render.files import side_by_side
 
     emit = say_once(log)
@@ -104,7 +104,7 @@ def edit(photo_or_latents: str | Path, prompt: str, *, source: str | None = None
     G = with_blend(base, blend, device, quiet)
     if not is_latent:
         img = photo_image(start_path, align, emit)
-        parts = _project_photo(base, img, steps=project_steps, lr=project_lr, space=project_space,
+        parts = project_photo(base, img, steps=project_steps, lr=project_lr, space=project_space,
                                perceptual=perceptual_model, mse=mse, noise_reg=noise_reg, crop=crop,
                                init="e4e" if enc is not None else "mean", encoder=enc, tune=tune,
                                tune_steps=tune_steps, tune_lr=tune_lr, seed=seed, save_every=save_every, dev=device,
