@@ -58,7 +58,6 @@ USER_ERRORS = {
     ("clipstyle.batch.ray_runner", "RayError"): UserRuntimeError,
     ("clipstyle.batch.folders", "FolderTakenError"): UserRuntimeError,
     ("clipstyle.batch.manifest", "BatchLockedError"): UserRuntimeError,
-    ("clipstyle.batch.execute", "PipelineMissingError"): UserRuntimeError,
     ("clipstyle.inversion.lpips", "LPIPSWeightsError"): BadFileError,
     ("clipstyle.io.cache", "DownloadError"): UserRuntimeError,
     ("clipstyle.io.offline", "OfflineError"): UserRuntimeError,

@@ -1,7 +1,8 @@
 """The house rules that a reviewer would otherwise check by hand (issue 17, item 6).
 
-The import graph of ``clipstyle`` is built with :mod:`ast` from every import statement, function-local and
-``TYPE_CHECKING`` ones included (a lazy import is an arrow like any other), and checked for cycles and for
+The import graph of ``clipstyle`` is built with :mod:`ast` from every import statement that can run,
+function-local ones included (a lazy import is an arrow like any other; only ``if TYPE_CHECKING:`` blocks,
+which never run, are left out), and checked for cycles, between modules and between packages, and for
 arrows that point up the layer order of the README's house section. File sizes are checked against the
 house limit. A rule broken on purpose is listed below with its reason; an entry that no longer applies
 fails too, so the lists only shrink.
@@ -62,6 +63,24 @@ def _resolve(importer: str, is_package: bool, node: ast.ImportFrom) -> str:
     return ".".join([*base, node.module] if node.module else base)
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node that can run: all of the tree except the bodies of ``if TYPE_CHECKING:`` (type hints only,
+    never imported at run time, so never part of a cycle)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
 def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
     """The clipstyle modules ``name`` imports anywhere in its file (``from pkg import mod`` names ``pkg.mod``)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
@@ -77,7 +96,7 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
                 return
             parts.pop()
 
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == "clipstyle":
@@ -165,6 +184,14 @@ def test_cycle_finder_finds_a_cycle():
     assert find_cycles({"a": {"b"}, "b": set()}) == []
 
 
+def test_type_checking_imports_are_no_arrows(tmp_path):
+    mod = tmp_path / "m.py"
+    mod.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import clipstyle.a\nelse:\n"
+                   "    import clipstyle.b\ndef f():\n    import clipstyle.c\n")
+    assert imports_of("clipstyle.m", mod, {"clipstyle.a", "clipstyle.b", "clipstyle.c"}) == \
+        {"clipstyle.b", "clipstyle.c"}
+
+
 def test_no_import_cycle(graph):
     cycles = find_cycles(graph)
     shown = ["  " + " ↔ ".join(c) for c in cycles]
@@ -184,10 +211,21 @@ def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     return out
 
 
+#: Packages allowed to import each other, each with its reason. An entry whose cycle is gone fails the test.
+ALLOWED_PACKAGE_CYCLES: dict[tuple[str, ...], str] = {
+    ("clipstyle.pipelines", "clipstyle.workflows"):
+        "one layer; workflows/ calls pipelines.common's helpers (parse_seeds, latent_file_of, "
+        "network_for_latents, load_network, load_guide): moving them below makes the arrow one-way",
+}
+
+
 def test_no_cycle_between_packages(graph):
     # function-local imports both ways (latents ↔ guidance) tie two packages as surely as a module cycle
-    cycles = find_cycles(package_graph(graph))
-    assert not cycles, "packages importing each other: " + "; ".join(" ↔ ".join(c) for c in cycles)
+    cycles = {tuple(c) for c in find_cycles(package_graph(graph))}
+    unexplained = cycles - set(ALLOWED_PACKAGE_CYCLES)
+    assert not unexplained, "packages importing each other: " + "; ".join(" ↔ ".join(c) for c in unexplained)
+    stale = set(ALLOWED_PACKAGE_CYCLES) - cycles
+    assert not stale, f"remove these from ALLOWED_PACKAGE_CYCLES, they are gone: {stale}"
 
 
 def test_every_module_is_in_a_layer(graph):

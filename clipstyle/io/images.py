@@ -85,6 +85,22 @@ def _pil_to_float_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
+def check_image(path: str | os.PathLike[str]) -> None:
+    """Read only the header of ``path``: an image PIL can open (no pixels decoded).
+
+    Raises:
+        InputPathError: missing, a folder, a FIFO, a device. ImageError: not an image, or a damaged header.
+    """
+    p = check_input_path(path, "image file")  # missing, a folder, a FIFO, a device: said in one line
+    try:
+        with Image.open(p):
+            pass
+    except UnidentifiedImageError:
+        raise ImageError(f"{path} is not an image file PIL can read") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{path} is a damaged or unsupported image file ({' '.join(str(err).split())})") from None
+
+
 def load_image_array(path: str | os.PathLike[str]) -> np.ndarray:
     """Load an image file as float32 ``[H, W, 3]`` RGB in ``[0, 1]``, at full source precision.
 
