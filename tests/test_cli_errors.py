@@ -391,7 +391,7 @@ def test_project_with_tuning_records_and_prints_the_tuned_psnr(net, photo, tmp_p
     record = json.loads((Path(out.strip().splitlines()[-1]) / "run.json").read_text())
     tuned = record["tune_metrics"]
     assert record["metrics"]["psnr"] == tuned["psnr_tuned"] and record["metrics"]["mse"] == tuned["mse_tuned"]
-    assert record["pivot_metrics"]["psnr"] == pytest.approx(tuned["psnr_pivot"])
+    assert record["projection_metrics"]["psnr"] == pytest.approx(tuned["psnr_pivot"])
     assert f"PSNR {tuned['psnr_tuned']:.2f} dB" in err
 
 
