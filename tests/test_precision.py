@@ -249,3 +249,75 @@ def test_cli_bad_precision(tmp_path, capsys):
     code, out, err = run_cli(["x", "--network", fixture_path("sg2_skip_64.pkl"), "--precision", "fp8",
                               "--outdir", tmp_path, "--device", "cpu"], capsys)
     assert code == 2 and "--precision must be one of" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------------
+# --compile: torch.compile and channels_last
+# ---------------------------------------------------------------------------------------------------
+
+def test_compile_modes_resolve_where_they_pay():
+    from clipstyle.optimize.compile import COMPILE_MODES, resolve_compile
+
+    assert COMPILE_MODES == ("auto", "off", "compile", "channels-last", "both")
+    assert resolve_compile("auto", "cpu") == "off" and resolve_compile("channels_last", "cpu") == "channels-last"
+    with pytest.raises(UsageError, match="--compile must be one of"):
+        resolve_compile("fast", "cpu")
+
+
+def _synthesis_and_grad(G, ws):
+    ws = ws.clone().requires_grad_(True)
+    img = G.synthesis(ws, noise_mode="const")
+    (grad,) = torch.autograd.grad(img.square().mean(), ws)
+    return img.detach(), grad
+
+
+def test_channels_last_is_refused_on_the_cpu():
+    """oneDNN's channels-last backward gave a wrong latent gradient here (see clipstyle.optimize.compile)."""
+    from clipstyle.optimize.compile import maybe_compile
+
+    G = tiny_sg2()
+    for mode in ("channels-last", "both"):
+        with pytest.raises(UsageError, match="not offered on the CPU"):
+            maybe_compile(G.synthesis, mode)
+    assert next(G.synthesis.parameters()).is_contiguous()  # untouched
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (channels-last is CUDA-only)")
+def test_channels_last_keeps_parity_with_eager_on_cuda():
+    from clipstyle.optimize.compile import maybe_compile
+    from clipstyle.optimize.precision import autocast_context
+
+    G = tiny_sg2().cuda()
+    ws, _ = start_ws(G, seed=4, truncation_psi=0.7, batch=2)
+    with autocast_context("fp32", "cuda"):
+        want = _synthesis_and_grad(G, ws)
+        info = maybe_compile(G.synthesis, "channels-last")
+        assert info.channels_last and not info.compiled and info.mode == "channels-last"
+        got = _synthesis_and_grad(G, ws)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sg2", "sg3"])
+def test_torch_compile_keeps_parity_with_eager(kind):
+    """Inductor-compiled synthesis against eager: images and gradients to ws agree to float32 rounding."""
+    from clipstyle.generator.stylegan3 import StyleGAN3Config, StyleGAN3Generator
+    from clipstyle.optimize.compile import maybe_compile, warm_up
+
+    if kind == "sg2":
+        G = tiny_sg2()
+    else:
+        torch.manual_seed(0)
+        G = StyleGAN3Generator(StyleGAN3Config.design(32, z_dim=16, w_dim=16, channel_base=512, channel_max=16,
+                                                      num_layers=4)).eval().requires_grad_(False)
+    ws, _ = start_ws(G, seed=5, truncation_psi=0.7, batch=2)
+    want = _synthesis_and_grad(G, ws)
+    info = maybe_compile(G.synthesis, "compile")
+    assert info.compiled and info.seconds is None
+    info = warm_up(info, lambda: _synthesis_and_grad(G, ws))
+    assert info.seconds > 0
+    got = _synthesis_and_grad(G, ws)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert list(G.state_dict()) == list(type(G)(G.config).state_dict())  # keys unchanged: saving still works

@@ -5,12 +5,18 @@ Modes (:data:`COMPILE_MODES`):
 * ``off`` — eager PyTorch, the default memory format.
 * ``compile`` — ``nn.Module.compile`` (TorchInductor, in place: the module keeps its parameters and
   ``state_dict`` keys); the first call compiles, later calls with the same shapes reuse the code.
-* ``channels-last`` — the module's 4-D parameters and buffers, and the 4-D tensors it is called with, in
-  ``torch.channels_last`` (NHWC: cuDNN's tensor-core convolutions prefer it).
+* ``channels-last`` — the module's 4-D parameters and buffers in ``torch.channels_last`` (NHWC: cuDNN's
+  tensor-core convolutions prefer it); a convolution with a channels-last weight returns a channels-last
+  output, so the activations follow from the first convolution on.
 * ``both`` — the two together.
 * ``auto`` — where it pays: ``compile`` on CUDA; ``off`` on the CPU, where compiling takes minutes and
   channels-last was measured slower for the generator (benchmarks/README.md: the grouped modulated
   convolutions lose more than the depthwise filters gain).
+
+``channels-last`` and ``both`` are refused on the CPU: with torch 2.14 and one intra-op thread, a tiny
+StyleGAN2 in channels-last returned the right image but a wrong gradient for the last ToRGB's latent row
+(max error 0.076 against a gradient of max 0.30; with two threads it agreed to 1e-7) — a oneDNN
+convolution-backward problem, not ours, and a wrong gradient is worse than a slow one.
 
 Parity: compiled and eager agree to float32 rounding (Inductor may reorder reductions); tests check it.
 """
@@ -55,12 +61,6 @@ def resolve_compile(mode: str, device: torch.device | str) -> str:
     return mode
 
 
-def _to_channels_last(value: Any) -> Any:
-    if isinstance(value, torch.Tensor) and value.ndim == 4:
-        return value.contiguous(memory_format=torch.channels_last)
-    return value
-
-
 def maybe_compile(module: torch.nn.Module, mode: str = "auto", device: torch.device | str | None = None,
                   *, compile_mode: str | None = None) -> CompileInfo:
     """Apply ``mode`` to ``module`` in place (see the module docstring).
@@ -76,20 +76,20 @@ def maybe_compile(module: torch.nn.Module, mode: str = "auto", device: torch.dev
         :func:`warm_up`).
 
     Raises:
-        UsageError: an unknown mode.
+        UsageError: an unknown mode; ``channels-last``/``both`` on the CPU.
     """
     if device is None:
-        first = next(iter(module.parameters()), None) or next(iter(module.buffers()), None)
+        first = next(iter(module.parameters()), None)
+        first = first if first is not None else next(iter(module.buffers()), None)
         device = first.device if first is not None else "cpu"
     resolved = resolve_compile(mode, device)
+    if resolved in ("channels-last", "both") and torch.device(device).type == "cpu":
+        raise UsageError(f"--compile {resolved} is not offered on the CPU (oneDNN's channels-last convolution "
+                         "backward gave wrong gradients here, and it is slower); use off or compile")
     channels_last = resolved in ("channels-last", "both")
     compiled = resolved in ("compile", "both")
     if channels_last:
         module.to(memory_format=torch.channels_last)
-        module.register_forward_pre_hook(
-            lambda _m, args, kwargs: (tuple(_to_channels_last(a) for a in args),
-                                      {k: _to_channels_last(v) for k, v in kwargs.items()}),
-            with_kwargs=True)
     if compiled:
         module.compile(mode=compile_mode, dynamic=False)
     return CompileInfo(mode=resolved, compiled=compiled, channels_last=channels_last)
