@@ -19,6 +19,7 @@ their reduction (the critics return float32 embeddings; the loop computes the lo
 
 The API the pipelines use: :func:`resolve_precision` (what will run), :func:`autocast_context` (around the
 generator), :func:`model_precision` (around the loss: enables :func:`model_autocast` in the critics).
+Importing this module does not import torch (the torch-free settings can take :data:`PRECISIONS` from here).
 """
 
 from __future__ import annotations
@@ -27,18 +28,25 @@ import contextlib
 import contextvars
 import functools
 from pathlib import Path
-from typing import Iterator
-
-import torch
+from typing import TYPE_CHECKING, Iterator
 
 from clipstyle.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["PRECISIONS", "PrecisionError", "auto_candidates", "autocast_context", "autocast_dtype",
            "cpu_has_fast_bf16", "model_autocast", "model_precision", "resolve_precision"]
 
 #: The values ``--precision`` takes.
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_REDUCED = ("bf16", "fp16")  # the autocast modes
+
+
+def _torch():
+    import torch
+
+    return torch
 
 # The precision the critics' forwards run in, set by model_precision() for the duration of a loss call.
 _MODEL_PRECISION: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
@@ -62,14 +70,14 @@ def cpu_has_fast_bf16() -> bool:
             flags = set(line.split(":", 1)[-1].split())
             return bool(flags & {"avx512_bf16", "amx_bf16"})
     try:
-        capability = str(torch.backends.cpu.get_cpu_capability()).upper()
+        capability = str(_torch().backends.cpu.get_cpu_capability()).upper()
     except (AttributeError, RuntimeError):
         return False
     return "BF16" in capability or "AMX" in capability
 
 
 def _cuda_capability(device: torch.device) -> tuple[int, int]:
-    return torch.cuda.get_device_capability(device)
+    return _torch().cuda.get_device_capability(device)
 
 
 def auto_candidates(device: torch.device | str) -> tuple[str, ...]:
@@ -78,7 +86,7 @@ def auto_candidates(device: torch.device | str) -> tuple[str, ...]:
     CUDA: ``bf16, tf32, fp32`` on compute capability ≥ 8.0 (Ampere and later), else ``fp32``.
     CPU: ``bf16, fp32`` with AVX512-BF16/AMX (:func:`cpu_has_fast_bf16`), else ``fp32``. MPS: ``fp32``.
     """
-    device = torch.device(device)
+    device = _torch().device(device)
     if device.type == "cuda":
         return ("bf16", "tf32", "fp32") if _cuda_capability(device) >= (8, 0) else ("fp32",)
     if device.type == "cpu" and cpu_has_fast_bf16():
@@ -105,6 +113,7 @@ def resolve_precision(precision: str, device: torch.device | str, refused: tuple
     precision = str(precision).strip().lower()
     if precision not in PRECISIONS:
         raise PrecisionError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    torch = _torch()
     device = torch.device(device)
     if precision == "auto":
         return next(m for m in auto_candidates(device) if m not in refused or m == "fp32")
@@ -120,19 +129,21 @@ def resolve_precision(precision: str, device: torch.device | str, refused: tuple
                                  "use fp32 or auto")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         raise PrecisionError("--precision bf16: this GPU has no native bfloat16; use fp16, fp32 or auto")
-    if precision in _DTYPES and device.type not in ("cuda", "cpu", "mps", "xpu"):
+    if precision in _REDUCED and device.type not in ("cuda", "cpu", "mps", "xpu"):
         raise PrecisionError(f"--precision {precision}: autocast does not support {device.type} devices")
     return precision
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
     """``torch.bfloat16`` / ``torch.float16`` for ``bf16`` / ``fp16``; ``None`` for the float32 modes."""
-    return _DTYPES.get(precision)
+    torch = _torch()
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
 
 @contextlib.contextmanager
 def _tf32(enabled: bool) -> Iterator[None]:
     """TF32 on (or off) for CUDA matmuls and cuDNN convolutions; the previous flags are restored."""
+    torch = _torch()
     old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
     try:
@@ -151,11 +162,12 @@ def autocast_context(precision: str, device: torch.device | str) -> contextlib.A
     Raises:
         PrecisionError: ``auto`` or an unknown mode (resolve it first with :func:`resolve_precision`).
     """
+    torch = _torch()
     device = torch.device(device)
     if precision not in PRECISIONS or precision == "auto":
         raise PrecisionError(f"autocast_context needs a resolved precision (fp32, tf32, bf16, fp16), got {precision!r}")
-    if precision in _DTYPES:
-        return torch.autocast(device.type, dtype=_DTYPES[precision])
+    if precision in _REDUCED:
+        return torch.autocast(device.type, dtype=autocast_dtype(precision))
     if device.type == "cuda":
         return _tf32(precision == "tf32")
     return contextlib.nullcontext()
@@ -168,7 +180,7 @@ def model_precision(precision: str, device: torch.device | str) -> Iterator[None
     ``fp32`` (or leaving the context) turns it off. Thread- and task-local (a ``contextvars`` variable)."""
     if precision not in PRECISIONS or precision == "auto":
         raise PrecisionError(f"model_precision needs a resolved precision, got {precision!r}")
-    token = _MODEL_PRECISION.set((precision, torch.device(device).type))
+    token = _MODEL_PRECISION.set((precision, _torch().device(device).type))
     try:
         yield
     finally:
@@ -182,6 +194,6 @@ def model_autocast(device: torch.device | str) -> contextlib.AbstractContextMana
     critic returns float32 (``.float()``) so that the loss stays in float32.
     """
     current = _MODEL_PRECISION.get()
-    if current is None or current[1] != torch.device(device).type:
+    if current is None or current[1] != _torch().device(device).type:
         return contextlib.nullcontext()
     return autocast_context(current[0], device)
