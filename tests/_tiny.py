@@ -1,25 +1,31 @@
 """Tiny models built in code with seeded random weights (diffusers' "dummy components").
 
-The workflow tests run on these, so they need nothing beside the repository: a 32² StyleGAN2 / StyleGAN3 /
+The workflow tests run on these, so they need nothing beside the repository: a 64² StyleGAN2 / StyleGAN3 /
 StyleGAN1, an e4e checkpoint and ArcFace IR-SE50 weights in their released file layouts (with tiny widths),
 and the 32-px CLIP of ``tests/data/tiny_clip.json`` (``pretrained="none"``). Random weights make noise-like
 images; tests check what holds anyway (a loss falls, frozen rows stay bit-identical, round trips are exact).
 Parity with the original code's outputs is the job of the tests that read ``../shared/fixtures``.
 
 Every builder is deterministic (its own seed, ``torch.random.fork_rng`` so the caller's global generator is
-untouched). ``tests/conftest.py`` writes each one once per session and hands out paths.
+untouched). The ``*_file`` functions write each model once per test process into one temp folder (removed at
+exit) and return its path; ``tests/conftest.py`` hands those paths out as session fixtures, and helpers that
+are plain functions (``test_creative_cli.network_path``) call them directly.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
 TINY_CLIP = str(Path(__file__).parent / "data" / "tiny_clip.json")
-RESOLUTION = 32
-W_DIM = 32
+RESOLUTION = 64
+W_DIM = 64
 
 
 def _enliven_(G: torch.nn.Module, seed: int) -> None:
@@ -42,8 +48,8 @@ def _enliven_(G: torch.nn.Module, seed: int) -> None:
 
 
 def tiny_sg2(seed: int = 0, resolution: int = RESOLUTION, c_dim: int = 0, w_dim: int = W_DIM):
-    """A random StyleGAN2 (skip, 32², z = w = 32, channels 32/32/32/16, 4 mapping layers, noise on, no clamp);
-    eval, frozen, CPU float32. ``num_ws`` = 8 at 32²."""
+    """A random StyleGAN2 (skip, 64², z = w = 64, channels 32/32/32/32/16, 4 mapping layers, noise on, no
+    clamp); eval, frozen, CPU float32. ``num_ws`` = 10 at 64² (coarse, middle and fine rows all exist)."""
     from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
     n_blocks = resolution.bit_length() - 2
@@ -58,11 +64,11 @@ def tiny_sg2(seed: int = 0, resolution: int = RESOLUTION, c_dim: int = 0, w_dim:
 
 
 def tiny_sg3(seed: int = 0, radial: bool = False):
-    """A random StyleGAN3 (config T, or R with ``radial``), 32², z = w = 32, 6 layers (``num_ws`` = 8)."""
+    """A random StyleGAN3 (config T, or R with ``radial``), 64², z = w = 64, 6 layers (``num_ws`` = 8)."""
     from clipstyle.generator.stylegan3 import StyleGAN3Config, StyleGAN3Generator
 
     kw = dict(conv_kernel=1, use_radial_filters=True) if radial else {}
-    cfg = StyleGAN3Config.design(RESOLUTION, z_dim=W_DIM, w_dim=W_DIM, channel_base=512, channel_max=32,
+    cfg = StyleGAN3Config.design(RESOLUTION, z_dim=W_DIM, w_dim=W_DIM, channel_base=1024, channel_max=32,
                                  num_layers=6, num_critical=2, margin_size=4, **kw)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -73,13 +79,13 @@ def tiny_sg3(seed: int = 0, radial: bool = False):
 
 
 def tiny_sg1(seed: int = 0):
-    """A random StyleGAN1, 32², z = w = 32, channels 32/32/16/16, 4 mapping layers (``num_ws`` = 8)."""
+    """A random StyleGAN1, 64², z = w = 64, channels 32/32/32/16/16, 4 mapping layers (``num_ws`` = 10)."""
     from clipstyle.generator.stylegan1 import StyleGAN1Config, StyleGAN1Generator
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         G = StyleGAN1Generator(StyleGAN1Config(z_dim=W_DIM, w_dim=W_DIM, c_dim=0, img_resolution=RESOLUTION,
-                                               img_channels=3, channels=(32, 32, 16, 16), mapping_layers=4))
+                                               img_channels=3, channels=(32, 32, 32, 16, 16), mapping_layers=4))
     G.eval().requires_grad_(False)
     _enliven_(G, seed)
     return G
@@ -165,3 +171,37 @@ def save_tiny_network(G, path: str | Path) -> Path:
     from clipstyle.generator.formats.native import save_native
 
     return Path(save_native(G, path))
+
+
+@functools.cache
+def _folder() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="clipstyle-tiny-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+NETWORKS = {"sg2": lambda: tiny_sg2(), "sg3": lambda: tiny_sg3(), "sg3r": lambda: tiny_sg3(seed=1, radial=True),
+            "sg1": lambda: tiny_sg1()}
+
+
+@functools.cache
+def network_file(kind: str = "sg2") -> Path:
+    """The tiny network ``kind`` (``sg2``, ``sg3``, ``sg3r``, ``sg1``) as ``tiny_<kind>.safetensors``, written
+    once per process. Read it with ``read_generator_file`` or pass it as ``--network``."""
+    return save_tiny_network(NETWORKS[kind](), _folder() / f"tiny_{kind}.safetensors")
+
+
+@functools.cache
+def e4e_file() -> Path:
+    """``tiny_e4e.pt``: :func:`e4e_checkpoint` around :func:`tiny_sg2` (torch zip container)."""
+    path = _folder() / "tiny_e4e.pt"
+    torch.save(e4e_checkpoint(tiny_sg2()), path)
+    return path
+
+
+@functools.cache
+def arcface_file() -> Path:
+    """``tiny_arcface.pth``: :func:`arcface_state` (torch zip container)."""
+    path = _folder() / "tiny_arcface.pth"
+    torch.save(arcface_state(), path)
+    return path

@@ -1,15 +1,16 @@
 """Test-suite settings and the tiny models every workflow test runs on.
 
-The networks in tests are tiny (32² generators, a 32-px random CLIP, IR-SE50 layouts of widths 4–16): one
+The networks in tests are tiny (64² generators, w_dim 64, a 32-px random CLIP, IR-SE50 layouts of widths 4–16): one
 intra-op thread runs them fastest and keeps timings stable when the 2 cores are shared.
 
-Session fixtures (built in code, seeded, written once per session to a temp folder; see ``tests/_tiny.py``):
+Session fixtures (built in code, seeded, written once per session to a temp folder; see ``tests/_tiny.py``,
+whose ``network_file(kind)``, ``e4e_file()``, ``arcface_file()`` give the same paths to plain helpers):
 
 ==========================  ========================================================================
-``tiny_G``                  a 32² StyleGAN2 (w_dim 32, num_ws 8), eval, frozen, CPU
+``tiny_G``                  a 64² StyleGAN2 (w_dim 64, num_ws 10), eval, frozen, CPU
 ``tiny_network_path``       that generator as ``tiny_sg2.safetensors`` (what ``--network`` reads)
-``tiny_sg3_path``           a 32² StyleGAN3-T as ``tiny_sg3.safetensors`` (``tiny_sg3_r_path``: config R)
-``tiny_sg1_path``           a 32² StyleGAN1 as ``tiny_sg1.safetensors``
+``tiny_sg3_path``           a 64² StyleGAN3-T as ``tiny_sg3.safetensors`` (``tiny_sg3_r_path``: config R)
+``tiny_sg1_path``           a 64² StyleGAN1 as ``tiny_sg1.safetensors``
 ``tiny_clip_config``        ``tests/data/tiny_clip.json`` (use with ``clip_pretrained="none"``)
 ``tiny_guide``              that CLIP loaded once (a ``CLIPGuide``)
 ``tiny_e4e_path``           an e4e checkpoint (released layout) whose decoder is ``tiny_G``
@@ -31,39 +32,33 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    """The session's folder of tiny model files."""
-    return tmp_path_factory.mktemp("tiny_models")
-
-
-@pytest.fixture(scope="session")
 def tiny_G():
-    """A fresh-per-session 32² StyleGAN2 (frozen; do not modify it in place)."""
+    """A 64² StyleGAN2 (w_dim 64, num_ws 10), the one ``tiny_network_path`` holds; frozen, do not modify it."""
     return _tiny.tiny_sg2()
 
 
 @pytest.fixture(scope="session")
-def tiny_network_path(tiny_dir, tiny_G):
-    """Path (``Path``) of ``tiny_G`` saved as clipstyle safetensors."""
-    return _tiny.save_tiny_network(tiny_G, tiny_dir / "tiny_sg2.safetensors")
+def tiny_network_path():
+    """Path (``Path``) of the tiny StyleGAN2 as clipstyle safetensors."""
+    return _tiny.network_file("sg2")
 
 
 @pytest.fixture(scope="session")
-def tiny_sg3_path(tiny_dir):
-    """Path of a 32² StyleGAN3-T (num_ws 8) saved as clipstyle safetensors."""
-    return _tiny.save_tiny_network(_tiny.tiny_sg3(), tiny_dir / "tiny_sg3.safetensors")
+def tiny_sg3_path():
+    """Path of a 64² StyleGAN3-T (num_ws 8) as clipstyle safetensors."""
+    return _tiny.network_file("sg3")
 
 
 @pytest.fixture(scope="session")
-def tiny_sg3_r_path(tiny_dir):
-    """Path of a 32² StyleGAN3-R (radial filters, 1×1 convs) saved as clipstyle safetensors."""
-    return _tiny.save_tiny_network(_tiny.tiny_sg3(seed=1, radial=True), tiny_dir / "tiny_sg3_r.safetensors")
+def tiny_sg3_r_path():
+    """Path of a 64² StyleGAN3-R (radial filters, 1×1 convs) as clipstyle safetensors."""
+    return _tiny.network_file("sg3r")
 
 
 @pytest.fixture(scope="session")
-def tiny_sg1_path(tiny_dir):
-    """Path of a 32² StyleGAN1 saved as clipstyle safetensors."""
-    return _tiny.save_tiny_network(_tiny.tiny_sg1(), tiny_dir / "tiny_sg1.safetensors")
+def tiny_sg1_path():
+    """Path of a 64² StyleGAN1 as clipstyle safetensors."""
+    return _tiny.network_file("sg1")
 
 
 @pytest.fixture(scope="session")
@@ -82,16 +77,12 @@ def tiny_guide():
 
 
 @pytest.fixture(scope="session")
-def tiny_e4e_path(tiny_dir, tiny_G):
+def tiny_e4e_path():
     """Path of a tiny e4e checkpoint (``e4e_ffhq_encode.pt`` layout, zip container) decoding with ``tiny_G``."""
-    path = tiny_dir / "tiny_e4e.pt"
-    torch.save(_tiny.e4e_checkpoint(tiny_G), path)
-    return path
+    return _tiny.e4e_file()
 
 
 @pytest.fixture(scope="session")
-def tiny_arcface_path(tiny_dir):
+def tiny_arcface_path():
     """Path of tiny ArcFace IR-SE50 weights (``model_ir_se50.pth`` layout, zip container)."""
-    path = tiny_dir / "tiny_arcface.pth"
-    torch.save(_tiny.arcface_state(), path)
-    return path
+    return _tiny.arcface_file()

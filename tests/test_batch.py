@@ -20,7 +20,6 @@ from clipstyle.batch.runner import BatchConfig, run_jobs
 from clipstyle.pipelines.run import is_complete
 
 from ._cli import TINY_CLIP, run_cli
-from ._fixtures import fixture_path
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
@@ -41,13 +40,13 @@ def job_file(tmp_path: Path, jobs=SIX, name="jobs.jsonl") -> Path:
     return path
 
 
-def defaults() -> dict:
-    return {"network": str(fixture_path("sg2_skip_64.pkl")), "clip_model": TINY_CLIP, "clip_pretrained": "none",
+def defaults(net) -> dict:
+    return {"network": str(net), "clip_model": TINY_CLIP, "clip_pretrained": "none",
             "steps": STEPS}
 
 
-def cli_args(path: Path, outdir: Path, *extra) -> list:
-    d = defaults()
+def cli_args(net, path: Path, outdir: Path, *extra) -> list:
+    d = defaults(net)
     return ["batch", path, "--outdir", outdir, "--network", d["network"], "--clip-model", TINY_CLIP,
             "--clip-pretrained", "none", "--steps", STEPS, "--device", "cpu", "--quiet", *extra]
 
@@ -57,7 +56,7 @@ def manifest(outdir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def six_run(tmp_path_factory):
+def six_run(tmp_path_factory, tiny_network_path):
     import contextlib
     import io
 
@@ -68,17 +67,17 @@ def six_run(tmp_path_factory):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            main([str(a) for a in cli_args(path, tmp / "out", "--batch-size", "4")])
+            main([str(a) for a in cli_args(tiny_network_path, path, tmp / "out", "--batch-size", "4")])
             code = 0
         except SystemExit as exc:
             code = exc.code
-    return code, out.getvalue(), err.getvalue(), path, tmp / "out"
+    return code, out.getvalue(), err.getvalue(), path, tmp / "out", tiny_network_path
 
 
 def test_six_jobs_six_complete_folders(six_run):
-    code, out, err, path, outdir = six_run
+    code, out, err, path, outdir, net = six_run
     assert code == 0, err
-    jobs = read_jobs(path, defaults())
+    jobs = read_jobs(path, defaults(net))
     folders = [Path(line) for line in out.split()]
     assert folders == [outdir / j.id for j in jobs]
     for folder in folders:
@@ -112,10 +111,10 @@ def test_each_job_keeps_its_own_settings(six_run):
 
 
 def test_rerun_resumes_and_does_nothing(six_run, capsys):
-    code, _, _, path, outdir = six_run
+    code, _, _, path, outdir, net = six_run
     assert code == 0
     stamps = {p.name: (p / "run.json").stat().st_mtime_ns for p in outdir.iterdir() if p.is_dir()}
-    code, out, err = run_cli(cli_args(path, outdir), capsys)
+    code, out, err = run_cli(cli_args(net, path, outdir), capsys)
     assert code == 0, err
     assert out == "" and "0 done, 6 already complete, 0 failed" in err
     assert {p.name: (p / "run.json").stat().st_mtime_ns for p in outdir.iterdir() if p.is_dir()} == stamps
@@ -125,11 +124,11 @@ def test_rerun_resumes_and_does_nothing(six_run, capsys):
 
 # --------------------------------------------------------------------------- batched = one at a time
 
-def _models():
+def _models(net):
     from clipstyle.batch.execute import Models
 
     m = Models("cpu")
-    d = defaults()
+    d = defaults(net)
     return m.generator(d["network"]), m.guide(TINY_CLIP, "none")
 
 
@@ -144,7 +143,7 @@ class RowByRow(torch.nn.Module):
         return torch.cat([self.G.synthesis(ws[i:i + 1], **kw) for i in range(ws.shape[0])])
 
 
-def test_batched_equals_one_at_a_time():
+def test_batched_equals_one_at_a_time(tiny_network_path):
     """The stacked batch against the public text_to_image run alone, job by job.
 
     Batched convolutions round differently from batch-1 ones (~1e-6 in the images); Adam's first
@@ -156,7 +155,7 @@ def test_batched_equals_one_at_a_time():
     from clipstyle.batch.stack import optimize_stacked
     from clipstyle.pipelines.text import text_job, text_to_image
 
-    G, guide = _models()
+    G, guide = _models(tiny_network_path)
     specs = [dict(prompt="a red car", seed=1), dict(prompt="a blue sky", seed=2, blocks="0-3"),
              dict(prompt="a dog", l2=0.01), dict(prompt="a house", seed=5, mix=["7:6-9"])]
     steps = 6
@@ -190,12 +189,12 @@ def test_batched_equals_one_at_a_time():
         assert all(np.array_equal(x, y) for x, y in zip(a.frames, b.frames))
 
 
-def test_one_jobs_gradient_never_reaches_another():
+def test_one_jobs_gradient_never_reaches_another(tiny_network_path):
     """A job whose loss is multiplied by 1000 leaves the other job's result bit-identical (row-by-row G)."""
     from clipstyle.batch.stack import optimize_stacked
     from clipstyle.pipelines.text import text_job
 
-    G, guide = _models()
+    G, guide = _models(tiny_network_path)
     R = RowByRow(G)
 
     def pair(scale):
@@ -212,7 +211,7 @@ def test_one_jobs_gradient_never_reaches_another():
 
 # --------------------------------------------------------------------------- failures
 
-def test_failures_are_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatch):
+def test_failures_are_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatch, tiny_network_path):
     """A bad styleblock, a missing image prompt, a NaN inside a shared batch, a missing pipeline."""
     import clipstyle.batch.execute as execute
     import clipstyle.pipelines.text as text
@@ -232,7 +231,7 @@ def test_failures_are_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatc
             {"command": "edit", "photo": "me.png", "prompt": "smile", "id": "edit1"},
             {"prompt": "fine two", "seed": 2, "id": "ok2"}]
     outdir = tmp_path / "out"
-    code, out, err = run_cli(cli_args(job_file(tmp_path, jobs), outdir, "--batch-size", "8"), capsys)
+    code, out, err = run_cli(cli_args(tiny_network_path, job_file(tmp_path, jobs), outdir, "--batch-size", "8"), capsys)
     assert code == 1
     entries = {e["id"]: e for e in manifest(outdir)}
     assert {i for i, e in entries.items() if e["status"] == "done"} == {"ok1", "ok2"}
@@ -247,7 +246,7 @@ def test_failures_are_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatc
     assert "Traceback" not in err
 
 
-def test_other_commands_call_their_pipeline_with_the_loaded_models(tmp_path, monkeypatch):
+def test_other_commands_call_their_pipeline_with_the_loaded_models(tmp_path, monkeypatch, tiny_network_path):
     """An edit job goes to the edit pipeline by import, with G and CLIP loaded once and reused."""
     import types
 
@@ -268,7 +267,7 @@ def test_other_commands_call_their_pipeline_with_the_loaded_models(tmp_path, mon
     module.edit = edit
     monkeypatch.setitem(sys.modules, "fake_photo_pipelines", module)
     monkeypatch.setitem(execute.PIPELINES, "edit", ("fake_photo_pipelines", "edit"))
-    d = defaults()
+    d = defaults(tiny_network_path)
     jobs = [{"command": "edit", "photo": "a.png", "prompt": "smile", "id": "e1"},
             {"command": "edit", "photo": "b.png", "prompt": "frown", "steps": 2, "class": None, "id": "e2",
              "clip_model": TINY_CLIP, "clip_pretrained": "none"}]
@@ -295,11 +294,11 @@ def test_other_commands_call_their_pipeline_with_the_loaded_models(tmp_path, mon
         read_jobs(tmp_path / "bad.jsonl", option_names=execute.pipeline_options)
 
 
-def test_generate_jobs_run_the_generate_pipeline(tmp_path, capsys):
+def test_generate_jobs_run_the_generate_pipeline(tmp_path, capsys, tiny_network_path):
     pytest.importorskip("clipstyle.pipelines.creative")
     jobs = [{"command": "generate", "seeds": "0-2", "id": "gen", "truncation": 0.5},
             {"command": "generate", "seeds": "x", "id": "badseeds"}]
-    code, out, err = run_cli(cli_args(job_file(tmp_path, jobs), tmp_path / "out"), capsys)
+    code, out, err = run_cli(cli_args(tiny_network_path, job_file(tmp_path, jobs), tmp_path / "out"), capsys)
     assert code == 1
     assert out.split() == [str(tmp_path / "out" / "gen")]
     entries = {e["id"]: e for e in manifest(tmp_path / "out")}
@@ -309,10 +308,10 @@ def test_generate_jobs_run_the_generate_pipeline(tmp_path, capsys):
     from clipstyle.generator import load_generator
     from clipstyle.latents import start_ws
 
-    G = load_generator(defaults()["network"], device="cpu")
+    G = load_generator(str(tiny_network_path), device="cpu")
     ws, _ = start_ws(G, seed=2, truncation_psi=0.5)
     np.testing.assert_array_equal(np.load(folder / "seed0002.npz")["ws"], ws.numpy())
-    code, _, err = run_cli(cli_args(job_file(tmp_path, [{"command": "generate", "prompt": "x"}], "b.jsonl"),
+    code, _, err = run_cli(cli_args(tiny_network_path, job_file(tmp_path, [{"command": "generate", "prompt": "x"}], "b.jsonl"),
                                     tmp_path / "out2"), capsys)
     assert code == 1 and err.startswith("error: b.jsonl:1: unknown key 'prompt' for a generate job; known: class,")
 
@@ -336,19 +335,19 @@ KILLER = textwrap.dedent("""
 """)
 
 
-def test_driver_killed_after_two_jobs_restarts_with_the_other_four(tmp_path, capsys):
+def test_driver_killed_after_two_jobs_restarts_with_the_other_four(tmp_path, capsys, tiny_network_path):
     path, outdir = job_file(tmp_path), tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(path), str(outdir), json.dumps(defaults()), "2"],
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(path), str(outdir), json.dumps(defaults(tiny_network_path)), "2"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    jobs = read_jobs(path, defaults())
+    jobs = read_jobs(path, defaults(tiny_network_path))
     complete = [j.id for j in jobs if is_complete(outdir / j.id)]
     assert complete == [jobs[0].id, jobs[1].id]
     before = {i: (outdir / i / "run.json").stat() for i in complete}
     assert [e["id"] for e in manifest(outdir)] == complete  # the append-only log of the killed run
 
-    code, out, err = run_cli(cli_args(path, outdir, "--batch-size", "2"), capsys)
+    code, out, err = run_cli(cli_args(tiny_network_path, path, outdir, "--batch-size", "2"), capsys)
     assert code == 0, err
     assert [Path(p).name for p in out.split()] == [j.id for j in jobs[2:]]  # the other four only
     assert "4 done, 2 already complete, 0 failed" in err
@@ -363,14 +362,14 @@ def test_driver_killed_after_two_jobs_restarts_with_the_other_four(tmp_path, cap
 
 
 @pytest.mark.slow
-def test_kill_at_any_moment_leaves_nothing_half_done(tmp_path):
+def test_kill_at_any_moment_leaves_nothing_half_done(tmp_path, tiny_network_path):
     """kill -9 the CLI at several moments (model loading, optimizing, writing folders), restart each time."""
     import time
 
     path, outdir = job_file(tmp_path, [dict(j, steps=40) for j in SIX]), tmp_path / "out"  # ~1-2 s a job
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "clipstyle", *map(str, cli_args(path, outdir, "--batch-size", "1"))]
-    jobs = read_jobs(path, defaults())
+    cmd = [sys.executable, "-m", "clipstyle", *map(str, cli_args(tiny_network_path, path, outdir, "--batch-size", "1"))]
+    jobs = read_jobs(path, defaults(tiny_network_path))
     first_seen: dict[str, tuple] = {}
     rng = np.random.default_rng(0)
     partial_kills = 0
