@@ -57,7 +57,8 @@ def tiny_sg2(seed: int = 0, resolution: int = RESOLUTION, c_dim: int = 0, w_dim:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         G = StyleGAN2Generator(StyleGAN2Config(z_dim=w_dim, w_dim=w_dim, c_dim=c_dim, img_resolution=resolution,
-                                               img_channels=3, channels=channels, mapping_layers=4))
+                                               img_channels=3, channels=channels, mapping_layers=4,
+                                               mapping_layer_features=w_dim))
     G.eval().requires_grad_(False)
     _enliven_(G, seed)
     return G
