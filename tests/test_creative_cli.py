@@ -15,7 +15,6 @@ import pytest
 import torch
 from PIL import Image
 
-from clipstyle.cli import main
 
 from ._cli import run_cli
 from . import _tiny
