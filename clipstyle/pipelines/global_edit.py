@@ -145,7 +145,7 @@ def global_edit(settings: Any, *, G: Any = None, guide: Any = None, device: str 
     table = channel_table(G)
     used = [{"flat": c, "layer": table[c].layer, "kind": table[c].kind, "part": table[c].part,
              "resolution": table[c].resolution, "index": table[c].index,
-             "relevance": round(float(gd.relevance[c]), 5)} for c in gd.channels[:settings.report]]
+             "relevance": round(float(gd.relevance[c]), 5)} for c in gd.channels[:settings.report_channels]]
     frames = [make_grid(strip[i * n:(i + 1) * n]) if n > 1 else strip[i] for i in range(a)]
     label = sources[0].label if n == 1 else f"{n} latents"
     extra_json = {"channels_used": len(gd.channels), "channels": used, "relevance_source": relevance.source,

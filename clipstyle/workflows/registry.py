@@ -97,6 +97,15 @@ _ENTRIES = (
     _W("text", "clipstyle.workflows.text:TextSettings", "clipstyle.pipelines.text:text_to_image",
        ("G", "guide"), ("text",), ui="text_to_image",
        summary="Draw a prompt: optimize W+ so CLIP sees the prompt in the image."),
+    _W("direction-global", "clipstyle.workflows.global_edit:GlobalEditSettings",
+       "clipstyle.pipelines.global_edit:global_edit", ("G", "guide"), ("direction", "global"), ui="global_edit",
+       summary="Edit with a text pair in real time: StyleCLIP's global direction in StyleSpace (alpha, beta)."),
+    _W("direction-sefa", "clipstyle.workflows.global_edit:SefaSettings",
+       "clipstyle.pipelines.directions_unsupervised:sefa_directions", ("G",), ("direction", "sefa"),
+       summary="Find directions without labels: SeFa's closed-form factorization of the modulation weights."),
+    _W("direction-pca", "clipstyle.workflows.global_edit:PcaSettings",
+       "clipstyle.pipelines.directions_unsupervised:pca_directions", ("G",), ("direction", "pca"),
+       summary="Find directions without labels: GANSpace's principal components of sampled w."),
 )
 
 #: Every workflow by name (read-only).
