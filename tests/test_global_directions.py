@@ -159,3 +159,46 @@ def test_published_layout_files_are_read_and_a_wrong_size_is_refused_in_one_line
         from clipstyle.errors import BadFileError
 
         assert isinstance(err.value, BadFileError) and "\n" not in str(err.value) and str(conv) in str(err.value)
+
+
+def test_ui_tab_renders_on_slider_moves_after_prepare(G, guide, tmp_path):
+    import threading
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from clipstyle.ui.global_edit import GlobalEditTab, build_tab
+
+    models = SimpleNamespace(G=G, guide=guide, lock=threading.Lock(), device="cpu")
+    tab = GlobalEditTab(models, samples=1, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="Prepare"):
+        tab.render(0, "a face", "a smiling face", 3.0, 0.1)
+    assert "ready" in tab.prepare()
+    img0, _ = tab.render(0, "a face", "a smiling face", 0.0, 0.1)
+    img3, status = tab.render(0, "a face", "a smiling face", 3.0, 0.1)
+    assert img0.shape == (32, 32, 3) and img0.dtype == np.uint8 and "channels" in status
+    assert not np.array_equal(img0, img3)
+    with gr.Blocks():
+        assert isinstance(build_tab(models, samples=1), GlobalEditTab)
+
+
+def test_global_edit_pipeline_writes_an_s_direction_that_direction_apply_reads(G, guide, tmp_path):
+    from clipstyle.pipelines.directions import direction_apply
+    from clipstyle.pipelines.global_edit import global_edit
+    from clipstyle.workflows.global_edit import GlobalEditSettings
+
+    s = GlobalEditSettings(latents="0-1", source="a photo", target="a photo of a smiling face", samples=1,
+                           stat_samples=200, frames=3, beta=0.05, alpha=2.0, network="unused",
+                           clip_model=TINY_CLIP, clip_pretrained="none", report_channels=4)
+    run = global_edit(s, G=G, guide=guide, device="cpu", cache_dir=tmp_path / "cache")
+    folder = run.save(tmp_path / "runs")
+    assert run.images.shape == (2, 32, 32, 3) and len(run.extra_json["channels"]) == 4
+    assert (folder / "strip.png").is_file() and (folder / "strip.gif").is_file()
+    d = load_s_direction(folder / "latents.npz", G)
+    assert int((d != 0).sum()) == run.extra_json["channels_used"]
+    walked = direction_apply("0", folder / "latents.npz", strength="0:2", frames=2, G=G, device="cpu",
+                             truncation=0.7)
+    # strength 2 along the saved direction is the pipeline's alpha-2 edit of the same seed
+    assert np.array_equal(walked.images[1], run.images[0])
+    with pytest.raises(ValueError, match="StyleSpace"):
+        direction_apply("0", folder / "latents.npz", component=1, G=G, device="cpu")
