@@ -107,3 +107,30 @@ def test_styles_carry_gradients_to_the_image():
     img = G.synthesis_styles(ws, unflatten_styles(flat, G.style_layers()))
     img.square().mean().backward()
     assert flat.grad is not None and bool(flat.grad.abs().sum() > 0)
+
+
+def test_style_latent_optimizes_s_through_the_one_loop():
+    from clipstyle.latents.stylespace import StyleLatent
+    from clipstyle.optimize.loop import Schedule, run
+
+    G = tiny("sg2")
+    ws = _ws(G, 1)
+    layers = G.style_layers()
+    s0 = flatten_styles(G.styles(ws), layers)
+    goal = s0.clone()
+    goal[0, :8] += 1.0  # the target image moves the first layer's styles
+    target = G.synthesis_styles(ws, unflatten_styles(goal, layers))
+    latent = StyleLatent(G, ws, channels=range(8))
+    stand_in = latent.generator()
+
+    def loss(images, _ws):
+        value = (images - target).square().mean()
+        return value, {"mse": value.detach()}
+
+    res = run(stand_in, latent, loss, Schedule(lr=0.05, steps=40), callbacks=[stand_in.callback])
+    hist = [h["loss"] for h in res.history]
+    assert hist[-1] < 0.2 * hist[0]
+    best = latent.best_styles
+    assert torch.equal(best[:, 8:], s0[:, 8:])          # channels outside the mask: bit-identical
+    assert not torch.equal(best[:, :8], s0[:, :8])
+    assert torch.equal(res.ws, ws)                       # the loop's ws is the fixed start; S carries the edit
