@@ -14,6 +14,9 @@ random-weight CLIP ViT-B-32 (``CLIPGuide("ViT-B-32", None)``: the compute of the
   the edited styles at batch 1 (the UI's slider move); the text embedding is cached after the first edit,
   as in the UI. Median of ``--runs`` after one warm-up.
 
+Wall times and process CPU times (user + system, all threads) are both reported: on a shared machine the CPU
+time is far less disturbed by other work; on an idle machine wall ≈ CPU time / threads.
+
 Usage::
 
     PYTHONPATH=. python benchmarks/bench_global.py                     # both configs, CPU: ~10 min on 2 cores
@@ -57,44 +60,52 @@ def bench(config: str, device: str, batch: int, groups: int, probe_samples: int,
     G = build(config, device)
     guide = CLIPGuide("ViT-B-32", None, device=device)
     C = num_channels(G, include_torgb=False)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     stats = style_statistics(G, stat_samples)
     sync(device)
-    stat_s = time.perf_counter() - t0
+    stat_s, stat_cpu = time.perf_counter() - t0, time.process_time() - c0
     # relevance: time `groups` groups of batch/2 channels (stop after them), after one warm-up group
     m = batch // 2
     cfg = RelevanceConfig(samples=probe_samples, batch=batch, stat_samples=2, checkpoint_seconds=1e9)
     with tempfile.TemporaryDirectory() as tmp:
         seen: list[float] = []
 
+        cpu: list[float] = []
+
         def progress(done: int, total: int) -> None:
             sync(device)
             seen.append(time.perf_counter())
+            cpu.append(time.process_time())
 
         compute_relevance(G, guide, cfg, path=f"{tmp}/r.npz", progress=progress,
                           stop=lambda: len(seen) > groups + 1)
     per_group = (seen[-1] - seen[1]) / (len(seen) - 2)   # seen[0]: start, seen[1]: the warm-up group done
     per_image = per_group / (2 * m * probe_samples)
+    cpu_per_image = (cpu[-1] - cpu[1]) / (len(cpu) - 2) / (2 * m * probe_samples)
     images = 2 * samples * C
     # edit: direction + render at batch 1
     delta_i = torch.nn.functional.normalize(torch.randn(num_channels(G), guide.embed_dim), dim=1)
     ws = G.mapping(torch.randn(1, 512, device=device), None)
     s0 = flatten_styles(G.styles(ws), style_layers(G))
     dt = text_delta(guide, "a face", "a face with a beard")
-    times = []
+    times, cpu_times = [], []
     for i in range(runs + 1):
         sync(device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         gd = global_direction(delta_i, dt, stats.std, 0.02)
         with torch.no_grad():
             render_flat(G, ws, edit_flat(s0, gd.direction, [3.0]))
         sync(device)
         if i:
             times.append(time.perf_counter() - t)
+            cpu_times.append(time.process_time() - c)
     return {"config": config, "device": device, "channels": C, "stat_seconds": round(stat_s, 2),
             "seconds_per_probe_image": round(per_image, 4), "probe_images": images,
             "preprocessing_seconds_extrapolated": round(stat_s + per_image * images),
-            "edit_ms": round(1000 * statistics.median(times), 1), "batch": batch, "samples": samples,
+            "cpu_seconds_per_probe_image": round(cpu_per_image, 4),
+            "preprocessing_cpu_seconds_extrapolated": round(stat_cpu + cpu_per_image * images),
+            "edit_ms": round(1000 * statistics.median(times), 1),
+            "edit_cpu_ms": round(1000 * statistics.median(cpu_times), 1), "batch": batch, "samples": samples,
             "threads": torch.get_num_threads()}
 
 

@@ -71,3 +71,36 @@ def test_written_files_are_read_back_by_direction_apply(G, tmp_path, kind):
     with pytest.raises(Exception) as err:  # an existing --out is refused, not overwritten
         sefa_directions(SefaSettings(top=2, out=str(out), sheet=0), G=G)
     assert "exists" in str(err.value)
+
+
+@pytest.mark.slow  # four CLI runs with model loading: ~20 s on an idle 2-core machine
+def test_cli_direction_commands(G, tmp_path, capsys, monkeypatch):
+    from clipstyle.generator.formats.native import save_native
+
+    from ._cli import TINY_CLIP, run_cli
+
+    net = tmp_path / "tiny.safetensors"
+    save_native(G, net)
+    monkeypatch.setenv("CLIPSTYLE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    clip = ["--clip-model", TINY_CLIP, "--clip-pretrained", "none"]
+    code, out, err = run_cli(["direction", "global", "0", "a face", "a smiling face", "-n", net, *clip, "--samples", 1,
+                              "--stat-samples", 100, "--relevance-batch", 80, "--beta", 0.05, "--frames", 3,
+                              "--report", "--out", "s.npz", "--quiet", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert "channels used" in err and (tmp_path / "s.npz").is_file()
+    code, out, err = run_cli(["direction", "apply", "1", "s.npz", "-n", net, "--frames", 2, "--device", "cpu"], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["direction", "sefa", "-n", net, "--blocks", "coarse", "--top", 3, "--sheet", 2,
+                              "--frames", 3, "--std-samples", 100, "--device", "cpu"], capsys)
+    assert code == 0 and (tmp_path / "sefa.npz").is_file(), err
+    code, out, err = run_cli(["direction", "apply", "1", "sefa.npz", "-n", net, "--component", 2, "--sigma", 1,
+                              "--blocks", "coarse", "--frames", 2, "--device", "cpu"], capsys)
+    assert code == 0, err
+    # a published-layout file of the wrong size: one line, exit 1, nothing computed
+    np.save(tmp_path / "fs3.npy", np.zeros((6048, 512), np.float32))
+    code, out, err = run_cli(["direction", "global", "0", "a face", "a smiling face", "-n", net, *clip,
+                              "--relevance", "fs3.npy", "--device", "cpu"], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "6048" in err, err
+    code, out, err = run_cli(["direction", "pca", "-n", net, "--samples", 10, "--components", 20], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err

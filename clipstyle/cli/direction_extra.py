@@ -37,10 +37,18 @@ def _global(settings, front: Front) -> None:
     if out is not None:
         refuse_overwrite(out, front.extra.get("overwrite", False))
     workflow = get_workflow("direction-global")
-    with ProgressBar("relevance (channels)", 1, enabled=not front.quiet) as bar:
-        def callback(info, _images) -> None:
-            bar.progress.update(bar.task, total=info.steps, completed=info.step + 1, terms="", rate="")
+    bars: list = []  # the progress bar appears only when a relevance is computed
+
+    def callback(info, _images) -> None:
+        if not bars:
+            bars.append(ProgressBar("relevance (channels)", info.steps, enabled=not front.quiet).__enter__())
+        bars[0].progress.update(bars[0].task, total=info.steps, completed=info.step + 1, terms="", rate="")
+
+    try:
         run = workflow.run(settings, device=resolve_device(front.device), callback=callback, quiet=front.quiet)
+    finally:
+        for bar in bars:
+            bar.__exit__(None, None, None)
     folder = run.save(front.outdir)
     if out is not None:
         import numpy as np
