@@ -202,3 +202,22 @@ def test_global_edit_pipeline_writes_an_s_direction_that_direction_apply_reads(G
     assert np.array_equal(walked.images[1], run.images[0])
     with pytest.raises(ValueError, match="StyleSpace"):
         direction_apply("0", folder / "latents.npz", component=1, G=G, device="cpu")
+
+
+@pytest.mark.parametrize("kind", ["sg1", "sg3"])
+def test_relevance_and_edit_work_for_the_other_families(kind, guide, tmp_path):
+    from .test_stylespace import tiny
+
+    G = tiny(kind)
+    cfg = RelevanceConfig(samples=1, k=1.0, batch=64, stat_samples=100)
+    rel = compute_relevance(G, guide, cfg, cache_dir=tmp_path)
+    conv = style_layers(G, False)
+    assert rel.complete and rel.delta_i.shape == (sum(l.width for l in conv), 32)
+    norms = rel.delta_i.norm(dim=1)
+    assert bool(((norms - 1).abs() < 1e-5).logical_or(norms == 0).all())
+    full, covered = rel.full(G)
+    gd = global_direction(full, text_delta(guide, "a photo", "a red photo"), rel.std, 0.0, covered)
+    ws = G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(5)), None)
+    s0 = flatten_styles(G.styles(ws), style_layers(G))
+    assert torch.equal(render_flat(G, ws, edit_flat(s0, gd.direction, [0.0])), G.synthesis(ws))
+    assert not torch.equal(render_flat(G, ws, edit_flat(s0, gd.direction, [2.0])), G.synthesis(ws))
