@@ -41,7 +41,7 @@ def _finish(kind: str, settings: Any, G: Any, c: Any, w0: torch.Tensor, dev: str
     from clipstyle.latents.factorization import save_ganspace
     from clipstyle.latents.styleblocks import factors
 
-    strengths = factors(-settings.strength, settings.strength, settings.frames)
+    strengths = factors(-settings.sheet_sigma, settings.sheet_sigma, settings.frames)
     sheet = (contact_sheet(G, w0, c.comp, c.std, strengths, c.rows if kind == "sefa" else extra["rows"],
                            settings.sheet) if settings.sheet else None)
     meta = {"method": kind, "network": G.source.source, **extra}
@@ -68,7 +68,7 @@ def _start(G: Any, settings: Any, dev: str) -> torch.Tensor:
     from clipstyle.latents import seed_z
     from clipstyle.pipelines.common import labels
 
-    z = torch.from_numpy(seed_z(settings.seed, G.z_dim)).to(dev, torch.float32)
+    z = torch.from_numpy(seed_z(settings.sheet_seed, G.z_dim)).to(dev, torch.float32)
     with torch.no_grad():
         return G.mapping(z, labels(G.c_dim, None, 1, dev), truncation_psi=settings.truncation)
 
@@ -94,7 +94,7 @@ def sefa_directions(settings: Any, *, G: Any = None, device: str = "auto", callb
     dev = pick_device(device, G)
     G = load_network(settings.network, dev, G=G, progress=not quiet)
     rows = None if settings.blocks is None else tuple(parse_blocks(settings.blocks, G.num_ws, G.block_groups()))
-    c = sefa(G, settings.top, rows, settings.std_samples, settings.seed)
+    c = sefa(G, settings.top, rows, settings.std_samples, settings.sheet_seed)
     return _finish("sefa", settings, G, c, _start(G, settings, dev), dev, None,
                    {"rows": list(rows) if rows is not None else None})
 
@@ -118,7 +118,7 @@ def pca_directions(settings: Any, *, G: Any = None, device: str = "auto", callba
     dev = pick_device(device, G)
     G = load_network(settings.network, dev, G=G, progress=not quiet)
     rows = None if settings.blocks is None else tuple(parse_blocks(settings.blocks, G.num_ws, G.block_groups()))
-    w = sample_w(G, settings.samples, settings.seed)
+    w = sample_w(G, settings.samples, settings.sheet_seed)
     c = pca_w(w, settings.components)
     total = float(w.var(axis=0, ddof=1).sum())
     return _finish("pca", settings, G, c, _start(G, settings, dev), dev, total,

@@ -90,8 +90,9 @@ class SefaSettings(Settings):
     overwrite: bool = option(False, help="Replace --out if it exists.")
     std_samples: int = option(10_000, minimum=2, maximum=10_000_000, help=(
         "Samples of w for each direction's standard deviation (so --sigma counts standard deviations)."))
-    seed: int = option(0, minimum=0, help="Seed of the sheet's start latent (and of the w samples).")
-    strength: float = option(3.0, above=0.0, maximum=100.0, help="The sheet's strengths run from -S to S sigma.")
+    sheet_seed: int = option(0, minimum=0, help="Seed of the contact sheet's start latent and of the w samples.")
+    sheet_sigma: float = option(3.0, above=0.0, maximum=100.0, help=(
+        "The sheet's strengths run from -S to S standard deviations."))
     frames: int = option(5, minimum=1, maximum=41, help="Strengths per direction in the contact sheet.")
     sheet: int = option(10, minimum=0, maximum=4096, help="Directions shown in the contact sheet (0 = none).")
     network: str = network_option()
@@ -111,8 +112,9 @@ class PcaSettings(Settings):
         "Styleblocks the contact sheet moves (GANSpace's layer-wise edits; 'direction apply --blocks' does the same)."))
     out: str = option("pca.npz", path=True, help="Output file in GANSpace's layout (for 'direction apply --component K').")
     overwrite: bool = option(False, help="Replace --out if it exists.")
-    seed: int = option(0, minimum=0, help="Seed of the samples and of the sheet's start latent.")
-    strength: float = option(3.0, above=0.0, maximum=100.0, help="The sheet's strengths run from -S to S sigma.")
+    sheet_seed: int = option(0, minimum=0, help="Seed of the contact sheet's start latent and of the w samples.")
+    sheet_sigma: float = option(3.0, above=0.0, maximum=100.0, help=(
+        "The sheet's strengths run from -S to S standard deviations."))
     frames: int = option(5, minimum=1, maximum=41, help="Strengths per component in the contact sheet.")
     sheet: int = option(10, minimum=0, maximum=4096, help="Components shown in the contact sheet (0 = none).")
     network: str = network_option()
