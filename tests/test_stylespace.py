@@ -45,9 +45,9 @@ def _ws(G, n: int = 3, seed: int = 1) -> torch.Tensor:
     return ws + 0.3 * torch.randn(ws.shape, generator=g)  # rows differ (W+), as after an edit
 
 
-def _round_trip(G) -> None:
-    ws = _ws(G)
-    for mode in ("const", "none"):
+def _round_trip(G, n: int = 3) -> None:
+    ws = _ws(G, n)
+    for mode in ("const", "none") if G.kind != "stylegan3" else ("const",):  # StyleGAN3 has no noise inputs
         ref = G.synthesis(ws, noise_mode=mode)
         styles = G.styles(ws)
         assert torch.equal(G.synthesis_styles(ws, styles, noise_mode=mode), ref)
@@ -75,7 +75,7 @@ def test_round_trip_is_bit_identical_for_every_fixture(name):
     from clipstyle.generator import read_generator_file
 
     G = read_generator_file(fixture_path(name)).eval()
-    _round_trip(G)
+    _round_trip(G, n=2)
 
 
 def test_ffhq_1024_stylegan2_has_the_known_stylespace_sizes():
@@ -127,7 +127,7 @@ def test_style_latent_optimizes_s_through_the_one_loop():
         value = (images - target).square().mean()
         return value, {"mse": value.detach()}
 
-    res = run(stand_in, latent, loss, Schedule(lr=0.05, steps=40), callbacks=[stand_in.callback])
+    res = run(stand_in, latent, loss, Schedule(lr=0.1, steps=20), callbacks=[stand_in.callback])
     hist = [h["loss"] for h in res.history]
     assert hist[-1] < 0.2 * hist[0]
     best = latent.best_styles

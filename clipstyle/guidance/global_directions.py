@@ -151,14 +151,9 @@ def relevance_cache_path(G: Any, guide: Any, cfg: RelevanceConfig, cache_dir: st
 
 
 def _sample(G: Any, cfg: RelevanceConfig) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(int(cfg.seed) + 1)
-    z = torch.randn(cfg.samples, G.z_dim, generator=gen)
-    c = None
-    if G.c_dim:
-        c = torch.nn.functional.one_hot(torch.randint(G.c_dim, (cfg.samples,), generator=gen), G.c_dim).float()
-        c = c.to(G.w_avg.device)
-    with torch.no_grad():
-        return G.mapping(z.to(G.w_avg.device), c, truncation_psi=cfg.truncation)
+    from clipstyle.latents.stylespace import sample_ws
+
+    return sample_ws(G, cfg.samples, torch.Generator().manual_seed(int(cfg.seed) + 1), cfg.truncation)
 
 
 def _load_partial(path: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:

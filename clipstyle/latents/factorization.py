@@ -63,16 +63,10 @@ def sefa_matrix(G: Any, rows: Sequence[int] | None = None) -> np.ndarray:
 def sample_w(G: Any, samples: int, seed: int = 0, batch: int = 10_000) -> np.ndarray:
     """``samples`` w = mapping(z) (no truncation), ``z`` from ``torch.Generator().manual_seed(seed)`` on the CPU →
     float64 ``[samples, w_dim]``. Conditional networks get a uniformly random class per sample."""
+    from clipstyle.latents.stylespace import sample_ws
+
     gen = torch.Generator().manual_seed(int(seed))
-    dev = G.w_avg.device
-    out = []
-    for i in range(0, samples, batch):
-        n = min(batch, samples - i)
-        z = torch.randn(n, G.z_dim, generator=gen)
-        c = None
-        if G.c_dim:
-            c = torch.nn.functional.one_hot(torch.randint(G.c_dim, (n,), generator=gen), G.c_dim).float().to(dev)
-        out.append(G.mapping(z.to(dev), c)[:, 0].double().cpu().numpy())
+    out = [sample_ws(G, min(batch, samples - i), gen)[:, 0].double().cpu().numpy() for i in range(0, samples, batch)]
     return np.concatenate(out)
 
 

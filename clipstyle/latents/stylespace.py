@@ -26,7 +26,7 @@ from clipstyle.generator.stylespace import StyleLayer, flatten_styles, style_lay
 
 __all__ = ["StyleStats", "style_statistics", "GlobalDirection", "global_direction", "edit_flat",
            "SDirectionError", "save_s_direction", "load_s_direction", "is_s_direction", "StyleLatent",
-           "render_flat"]
+           "render_flat", "sample_ws", "s_layout"]
 
 #: Key of the direction in an S direction ``.npz``; its layout key.
 S_KEY, LAYOUT_KEY = "s_direction", "s_layout"
@@ -46,6 +46,19 @@ class StyleStats:
 
 
 @torch.no_grad()
+def sample_ws(G: Any, n: int, generator: torch.Generator, truncation: float = 1.0) -> torch.Tensor:
+    """``n`` latents ``ws = mapping(z, c, ψ)`` ``[n, num_ws, w_dim]`` on G's device, ``z ~ N(0, I)`` drawn on the CPU
+    from ``generator`` (so the samples do not depend on the device); conditional networks get a uniformly random
+    class per sample (drawn after z, from the same generator)."""
+    dev = G.w_avg.device
+    z = torch.randn(n, G.z_dim, generator=generator)
+    c = None
+    if G.c_dim:
+        c = torch.nn.functional.one_hot(torch.randint(G.c_dim, (n,), generator=generator), G.c_dim).float().to(dev)
+    return G.mapping(z.to(dev), c, truncation_psi=truncation)
+
+
+@torch.no_grad()
 def style_statistics(G: Any, samples: int = 10_000, seed: int = 0, truncation: float = 1.0,
                      batch: int = 1000) -> StyleStats:
     """Mean and standard deviation of every S channel over ``samples`` styles of ``w = mapping(z)``, ``z ~ N(0, I)``
@@ -59,7 +72,6 @@ def style_statistics(G: Any, samples: int = 10_000, seed: int = 0, truncation: f
     """
     if samples < 2:
         raise UsageError(f"style statistics need at least 2 samples, got {samples}")
-    dev = G.w_avg.device
     gen = torch.Generator().manual_seed(int(seed))
     layers = style_layers(G)
     total = torch.zeros(sum(l.width for l in layers), dtype=torch.float64)
@@ -67,11 +79,7 @@ def style_statistics(G: Any, samples: int = 10_000, seed: int = 0, truncation: f
     done = 0
     while done < samples:
         n = min(batch, samples - done)
-        z = torch.randn(n, G.z_dim, generator=gen)
-        c = None
-        if G.c_dim:
-            c = torch.nn.functional.one_hot(torch.randint(G.c_dim, (n,), generator=gen), G.c_dim).float().to(dev)
-        ws = G.mapping(z.to(dev), c, truncation_psi=truncation)
+        ws = sample_ws(G, n, gen, truncation)
         flat = flatten_styles(G.styles(ws), layers).double().cpu()
         total += flat.sum(0)
         total_sq += flat.square().sum(0)
@@ -155,7 +163,8 @@ def render_flat(G: Any, ws: torch.Tensor, flat: torch.Tensor, noise_mode: str = 
     return G.synthesis_styles(ws, unflatten_styles(flat.to(G.w_avg.device), layers), noise_mode=noise_mode)
 
 
-def _layout(layers: Sequence[StyleLayer]) -> str:
+def s_layout(layers: Sequence[StyleLayer]) -> str:
+    """The layout of an S direction file: ``[[layer name, width], …]`` as one JSON string."""
     return json.dumps([[l.name, l.width] for l in layers])
 
 
@@ -167,7 +176,7 @@ def save_s_direction(path: str | Path, G: Any, direction: torch.Tensor, **extra:
     layers = style_layers(G)
     if direction.shape != (sum(l.width for l in layers),):
         raise ValueError(f"an S direction of this network is [{sum(l.width for l in layers)}], got {list(direction.shape)}")
-    return atomic_save_npz(path, **{S_KEY: direction.detach().cpu().float().numpy(), LAYOUT_KEY: _layout(layers)},
+    return atomic_save_npz(path, **{S_KEY: direction.detach().cpu().float().numpy(), LAYOUT_KEY: s_layout(layers)},
                            **extra)
 
 
@@ -195,7 +204,7 @@ def load_s_direction(path: str | Path, G: Any) -> torch.Tensor:
         raise SDirectionError(f"{path} is not an S direction file ({type(exc).__name__}: {exc})") from None
     layers = style_layers(G)
     need = sum(l.width for l in layers)
-    if arr.shape != (need,) or (layout is not None and layout != _layout(layers)):
+    if arr.shape != (need,) or (layout is not None and layout != s_layout(layers)):
         raise SDirectionError(f"{path}: the S direction has {arr.size} channels in another layout; this {G.kind} "
                               f"network has {need} S channels ({len(layers)} layers)")
     if not np.isfinite(arr).all():

@@ -115,7 +115,7 @@ def global_edit(settings: Any, *, G: Any = None, guide: Any = None, device: str 
     """
     from clipstyle.generator.stylespace import channel_table, flatten_styles, style_layers
     from clipstyle.latents.constraints import parse_source
-    from clipstyle.latents.stylespace import LAYOUT_KEY, S_KEY, _layout, edit_flat
+    from clipstyle.latents.stylespace import LAYOUT_KEY, S_KEY, edit_flat, s_layout
     from clipstyle.latents.styleblocks import factors
     from clipstyle.optimize.loop import to_uint8_frames
     from clipstyle.pipelines.common import check_noise_mode, labels, load_guide, load_network, pick_device
@@ -151,7 +151,7 @@ def global_edit(settings: Any, *, G: Any = None, guide: Any = None, device: str 
     extra_json = {"channels_used": len(gd.channels), "channels": used, "relevance_source": relevance.source,
                   "relevance_complete": relevance.complete, "edit_ms": round(1000 * edit_seconds, 2),
                   "alphas": alphas, "source_label": label}
-    arrays = {S_KEY: gd.direction.numpy(), LAYOUT_KEY: np.asarray(_layout(style_layers(G))),
+    arrays = {S_KEY: gd.direction.numpy(), LAYOUT_KEY: np.asarray(s_layout(style_layers(G))),
               "relevance": gd.relevance.numpy(),
               "styles_edited": edit_flat(s0[:1], gd.direction, [settings.alpha]).numpy() if n == 1 else
               torch.cat([edit_flat(s0[i:i + 1], gd.direction, [settings.alpha]) for i in range(n)]).numpy()}
