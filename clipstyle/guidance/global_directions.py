@@ -23,6 +23,7 @@ file for any network whose conv-only layout has as many channels.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -57,7 +58,8 @@ class RelevanceConfig:
         truncation: ψ of the sampled images.
         include_torgb: also the toRGB channels (StyleCLIP: conv channels only).
         stat_samples: samples of the channel statistics σ_c.
-        batch: images per forward pass (an even number ≥ 2; 2 channels·± per image …).
+        batch: images per forward pass (≥ 2: ``batch // 2`` channels of one image, each moved both ways).
+        precision: ``fp32``, or ``fp16``/``bf16`` autocast for the renders and CLIP (GPUs; part of the cache key).
         checkpoint_seconds: write the partial result at most this often.
     """
 
@@ -68,6 +70,7 @@ class RelevanceConfig:
     include_torgb: bool = False
     stat_samples: int = 10_000
     batch: int = 32
+    precision: str = "fp32"
     checkpoint_seconds: float = 30.0
 
     def __post_init__(self) -> None:
@@ -79,6 +82,8 @@ class RelevanceConfig:
             raise UsageError(f"--batch must be >= 2, got {self.batch}")
         if self.stat_samples < 2:
             raise UsageError(f"--stat-samples must be >= 2, got {self.stat_samples}")
+        if self.precision not in ("fp32", "fp16", "bf16"):
+            raise UsageError(f"--relevance-precision must be fp32, fp16 or bf16, got {self.precision!r}")
 
     def key(self) -> dict[str, Any]:
         d = asdict(self)
@@ -204,6 +209,8 @@ def compute_relevance(G: Any, guide: Any, cfg: RelevanceConfig = RelevanceConfig
     step = (cfg.k * std).to(dev, base.dtype)                              # [C_full]
     m = cfg.batch // 2
     todo = [int(i) for i in np.flatnonzero(~done)]
+    autocast = (contextlib.nullcontext() if cfg.precision == "fp32" else
+                torch.autocast(torch.device(dev).type, dtype=torch.float16 if cfg.precision == "fp16" else torch.bfloat16))
     last_save = time.monotonic()
 
     def save() -> None:
@@ -224,9 +231,11 @@ def compute_relevance(G: Any, guide: Any, cfg: RelevanceConfig = RelevanceConfig
                 s = base[n:n + 1].expand(2 * len(group), -1).clone()     # [2M, C_full]
                 s[rows, fidx] += step[fidx]
                 s[rows + len(group), fidx] -= step[fidx]
-                img = G.synthesis_styles(ws[n:n + 1].expand(2 * len(group), -1, -1), unflatten_styles(s, full),
-                                         noise_mode=noise_mode)
-                e = guide.encode_image(img.to(guide.device)).double().to(dev)  # [2M, D] unit rows
+                with autocast:
+                    img = G.synthesis_styles(ws[n:n + 1].expand(2 * len(group), -1, -1), unflatten_styles(s, full),
+                                             noise_mode=noise_mode)
+                    e = guide.encode_image(img.float().to(guide.device))
+                e = torch.nn.functional.normalize(e.double(), dim=1).to(dev)  # [2M, D] unit rows
                 acc += e[:len(group)] - e[len(group):]
             sums[group.numpy()] = acc.cpu().numpy()
             done[group.numpy()] = True

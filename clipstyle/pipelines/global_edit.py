@@ -32,7 +32,7 @@ def load_relevance(settings: Any, G: Any, guide: Any, *, callback: Callable | No
         return read_relevance(settings.relevance, G, guide.embed_dim)
     cfg = RelevanceConfig(samples=settings.samples, k=settings.k, seed=settings.relevance_seed,
                           include_torgb=settings.include_torgb, stat_samples=settings.stat_samples,
-                          batch=settings.relevance_batch)
+                          batch=settings.relevance_batch, precision=settings.relevance_precision)
     t0 = time.perf_counter()
     progress = None
     if callback is not None:

@@ -55,6 +55,8 @@ class GlobalEditSettings(Settings):
     relevance_batch: int = option(32, minimum=2, maximum=4096, help=(
         "Images per forward pass while computing the relevance (larger uses a GPU better)."))
     relevance_seed: int = option(0, minimum=0, help="Seed of the relevance's sampled images and statistics.")
+    relevance_precision: str = option("fp32", choices=("fp32", "fp16", "bf16"), help=(
+        "Precision of the relevance's renders and CLIP: fp32, or fp16/bf16 autocast (faster on GPUs)."))
     network: str | None = network_option(None, help=(
         "Generator (alias, checkpoint or URL); default: the network the latent file records, else ffhq."))
     clip_model: str = clip_model_option()
