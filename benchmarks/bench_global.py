@@ -35,7 +35,11 @@ import torch
 
 
 def build(config: str, device: str):
-    from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator, channels_for
+    from clipstyle.generator.stylegan2 import (
+        StyleGAN2Config,
+        StyleGAN2Generator,
+        channels_for,
+    )
 
     res = int(config.split("-")[1])
     torch.manual_seed(0)
@@ -51,11 +55,20 @@ def sync(device: str) -> None:
 
 def bench(config: str, device: str, batch: int, groups: int, probe_samples: int, samples: int,
           stat_samples: int, runs: int) -> dict:
-    from clipstyle.generator.stylespace import flatten_styles, num_channels, style_layers
+    from clipstyle.generator.stylespace import (
+        flatten_styles,
+        num_channels,
+        style_layers,
+    )
     from clipstyle.guidance import CLIPGuide
     from clipstyle.guidance.global_directions import RelevanceConfig, compute_relevance
-    from clipstyle.latents.stylespace import edit_flat, global_direction, render_flat, style_statistics
     from clipstyle.latents.directions import text_delta
+    from clipstyle.latents.stylespace import (
+        edit_flat,
+        global_direction,
+        render_flat,
+        style_statistics,
+    )
 
     G = build(config, device)
     guide = CLIPGuide("ViT-B-32", None, device=device)

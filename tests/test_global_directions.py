@@ -11,7 +11,11 @@ import pytest
 import torch
 
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-from clipstyle.generator.stylespace import flatten_styles, style_layers, unflatten_styles
+from clipstyle.generator.stylespace import (
+    flatten_styles,
+    style_layers,
+    unflatten_styles,
+)
 from clipstyle.guidance.global_directions import (
     RelevanceConfig,
     RelevanceFileError,

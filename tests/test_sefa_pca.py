@@ -9,7 +9,13 @@ import torch
 
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from clipstyle.latents.directions import load_direction
-from clipstyle.latents.factorization import fix_signs, pca_w, sample_w, sefa, sefa_matrix
+from clipstyle.latents.factorization import (
+    fix_signs,
+    pca_w,
+    sample_w,
+    sefa,
+    sefa_matrix,
+)
 from clipstyle.workflows.global_edit import PcaSettings, SefaSettings
 
 
@@ -51,7 +57,10 @@ def test_pca_components_equal_an_svd_of_the_same_samples(G):
 @pytest.mark.parametrize("kind", ["sefa", "pca"])
 def test_written_files_are_read_back_by_direction_apply(G, tmp_path, kind):
     from clipstyle.pipelines.directions import direction_apply
-    from clipstyle.pipelines.directions_unsupervised import pca_directions, sefa_directions
+    from clipstyle.pipelines.directions_unsupervised import (
+        pca_directions,
+        sefa_directions,
+    )
 
     out = tmp_path / f"{kind}.npz"
     if kind == "sefa":

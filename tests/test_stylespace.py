@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from clipstyle.generator.stylegan1 import StyleGAN1Config, StyleGAN1Generator
-from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator, channels_for
+from clipstyle.generator.stylegan2 import (
+    StyleGAN2Config,
+    StyleGAN2Generator,
+    channels_for,
+)
 from clipstyle.generator.stylegan3 import StyleGAN3Config, StyleGAN3Generator
 from clipstyle.generator.stylespace import (
     channel_table,

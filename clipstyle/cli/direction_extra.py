@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ from clipstyle.cli.derive import Front, workflow_command
 _REPORT = inspect.Parameter("report", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
     bool, typer.Option("--report", help="Print the channels used (layer, kind, index, relevance) as a table.")])
 _OUT = inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-    Optional[Path], typer.Option("--out", help="Output .npz for the S direction on its own (for 'direction apply'); it is also in the run's latents.npz.")])
+    Path | None, typer.Option("--out", help="Output .npz for the S direction on its own (for 'direction apply'); it is also in the run's latents.npz.")])
 _OVERWRITE = inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
     bool, typer.Option("--overwrite", help="Replace --out if it exists.")])
 

@@ -19,14 +19,25 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterator, Mapping
 
 import torch
 from torch import nn
 
-__all__ = ["StyleSite", "StyleLayer", "StyleChannel", "style_layers", "compute_styles", "render_styles",
-           "override_styles", "flatten_styles", "unflatten_styles", "channel_table", "num_channels"]
+__all__ = [
+    "StyleChannel",
+    "StyleLayer",
+    "StyleSite",
+    "channel_table",
+    "compute_styles",
+    "flatten_styles",
+    "num_channels",
+    "override_styles",
+    "render_styles",
+    "style_layers",
+    "unflatten_styles",
+]
 
 KINDS = ("conv", "torgb")
 

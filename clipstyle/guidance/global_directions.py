@@ -27,18 +27,32 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from clipstyle.errors import BadFileError, UsageError, interrupt_requested
-from clipstyle.generator.stylespace import StyleLayer, flatten_styles, style_layers, unflatten_styles
+from clipstyle.generator.stylespace import (
+    StyleLayer,
+    flatten_styles,
+    style_layers,
+    unflatten_styles,
+)
 
-__all__ = ["RelevanceConfig", "Relevance", "RelevanceFileError", "compute_relevance", "relevance_cache_path",
-           "network_hash", "read_published", "read_relevance"]
+__all__ = [
+    "Relevance",
+    "RelevanceConfig",
+    "RelevanceFileError",
+    "compute_relevance",
+    "network_hash",
+    "read_published",
+    "read_relevance",
+    "relevance_cache_path",
+]
 
 CACHE_SUBDIR = "global_directions"
 

@@ -14,16 +14,17 @@ reads with ``--component K --sigma S``. Signs are fixed so that each vector's la
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from clipstyle.errors import UsageError
 
-__all__ = ["Components", "sefa", "sefa_matrix", "pca_w", "sample_w", "save_ganspace", "fix_signs"]
+__all__ = ["Components", "fix_signs", "pca_w", "sample_w", "save_ganspace", "sefa", "sefa_matrix"]
 
 
 @dataclass(frozen=True)

@@ -14,19 +14,37 @@ files, and an optimizable S parameterization for the one optimization loop.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from clipstyle.errors import BadFileError, UsageError
-from clipstyle.generator.stylespace import StyleLayer, flatten_styles, style_layers, unflatten_styles
+from clipstyle.generator.stylespace import (
+    StyleLayer,
+    flatten_styles,
+    style_layers,
+    unflatten_styles,
+)
 
-__all__ = ["StyleStats", "style_statistics", "GlobalDirection", "global_direction", "edit_flat",
-           "SDirectionError", "save_s_direction", "load_s_direction", "is_s_direction", "StyleLatent",
-           "render_flat", "sample_ws", "s_layout"]
+__all__ = [
+    "GlobalDirection",
+    "SDirectionError",
+    "StyleLatent",
+    "StyleStats",
+    "edit_flat",
+    "global_direction",
+    "is_s_direction",
+    "load_s_direction",
+    "render_flat",
+    "s_layout",
+    "sample_ws",
+    "save_s_direction",
+    "style_statistics",
+]
 
 #: Key of the direction in an S direction ``.npz``; its layout key.
 S_KEY, LAYOUT_KEY = "s_direction", "s_layout"
@@ -261,7 +279,7 @@ class StyleLatent(torch.nn.Module):
     def constrain_(self) -> None:
         """No constraint."""
 
-    def generator(self) -> "_StyleSynthesisG":
+    def generator(self) -> _StyleSynthesisG:
         """A generator stand-in whose ``synthesis(ws)`` renders :meth:`styles`, and a loop callback that keeps the
         lowest-loss styles in :attr:`best_styles`."""
         return _StyleSynthesisG(self._G[0], self)

@@ -8,15 +8,16 @@ direction, one column per strength (in standard deviations of w along it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from clipstyle.pipelines.run import Run
 
-__all__ = ["sefa_directions", "pca_directions", "contact_sheet"]
+__all__ = ["contact_sheet", "pca_directions", "sefa_directions"]
 
 
 def contact_sheet(G: Any, w0: torch.Tensor, comp: np.ndarray, std: np.ndarray, strengths: list[float],

@@ -10,7 +10,8 @@ cached and resumable); then each text pair is a direction in StyleSpace and an e
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,11 @@ def load_relevance(settings: Any, G: Any, guide: Any, *, callback: Callable | No
     """The :class:`~clipstyle.guidance.global_directions.Relevance` a run uses: ``settings.relevance`` read, or
     computed (cached, resumed) with the settings' ``samples``, ``k``, ``include_torgb``… ``callback`` gets a
     :class:`StepInfo` per group of channels (``step`` = channels done − 1, ``steps`` = channels)."""
-    from clipstyle.guidance.global_directions import RelevanceConfig, compute_relevance, read_relevance
+    from clipstyle.guidance.global_directions import (
+        RelevanceConfig,
+        compute_relevance,
+        read_relevance,
+    )
 
     if settings.relevance:
         return read_relevance(settings.relevance, G, guide.embed_dim)
@@ -113,12 +118,22 @@ def global_edit(settings: Any, *, G: Any = None, guide: Any = None, device: str 
         SpecError / LatentFileError: LATENTS. RelevanceFileError: ``--relevance``. DirectionError: texts with the
         same embedding.
     """
-    from clipstyle.generator.stylespace import channel_table, flatten_styles, style_layers
+    from clipstyle.generator.stylespace import (
+        channel_table,
+        flatten_styles,
+        style_layers,
+    )
     from clipstyle.latents.constraints import parse_source
-    from clipstyle.latents.stylespace import LAYOUT_KEY, S_KEY, edit_flat, s_layout
     from clipstyle.latents.styleblocks import factors
+    from clipstyle.latents.stylespace import LAYOUT_KEY, S_KEY, edit_flat, s_layout
     from clipstyle.optimize.loop import to_uint8_frames
-    from clipstyle.pipelines.common import check_noise_mode, labels, load_guide, load_network, pick_device
+    from clipstyle.pipelines.common import (
+        check_noise_mode,
+        labels,
+        load_guide,
+        load_network,
+        pick_device,
+    )
     from clipstyle.render.files import make_grid
 
     nm = check_noise_mode(settings.noise_mode)

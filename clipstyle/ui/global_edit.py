@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_tab", "GlobalEditTab"]
+__all__ = ["GlobalEditTab", "build_tab"]
 
 
 class GlobalEditTab:
@@ -37,7 +37,10 @@ class GlobalEditTab:
         Raises:
             ValueError: no relevance yet and ``compute`` is False (the message says to press *Prepare*).
         """
-        from clipstyle.guidance.global_directions import RelevanceConfig, relevance_cache_path
+        from clipstyle.guidance.global_directions import (
+            RelevanceConfig,
+            relevance_cache_path,
+        )
         from clipstyle.pipelines.global_edit import GlobalEditor, load_relevance
 
         key = relevance_file or "cache"

@@ -15,7 +15,7 @@ from clipstyle.workflows.options import (
     truncation_option,
 )
 
-__all__ = ["GlobalEditSettings", "SefaSettings", "PcaSettings"]
+__all__ = ["GlobalEditSettings", "PcaSettings", "SefaSettings"]
 
 NOISE_MODES = ("const", "random", "none")
 
