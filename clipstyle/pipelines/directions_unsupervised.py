@@ -74,10 +74,11 @@ def _start(G: Any, settings: Any, dev: str) -> torch.Tensor:
         return G.mapping(z, labels(G.c_dim, None, 1, dev), truncation_psi=settings.truncation)
 
 
-def sefa_directions(settings: Any, *, G: Any = None, device: str = "auto", callback: Callable | None = None,
-                    stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True) -> Run:
+def sefa_directions(settings: Any = None, /, *, G: Any = None, device: str = "auto", callback: Callable | None = None,
+                    stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True, **options: Any) -> Run:
     """SeFa's top ``settings.top`` directions for the layers of ``settings.blocks``
-    (:func:`clipstyle.latents.factorization.sefa`) → :class:`Run` named ``sefa-<network>``: ``sheet.png``
+    (:func:`clipstyle.latents.factorization.sefa`); ``settings`` is a :class:`~clipstyle.workflows.global_edit.SefaSettings`
+    (or give its options by name) → :class:`Run` named ``sefa-<network>``: ``sheet.png``
     (= ``result.png``), ``latents.npz`` (the sheet's start ws + the GANSpace arrays), ``run.json`` (eigenvalues,
     std); ``settings.out`` written in GANSpace's layout.
 
@@ -90,6 +91,9 @@ def sefa_directions(settings: Any, *, G: Any = None, device: str = "auto", callb
     from clipstyle.latents.factorization import sefa
     from clipstyle.pipelines.common import load_network, pick_device
 
+    from clipstyle.workflows.global_edit import SefaSettings
+
+    settings = SefaSettings.of(settings, **options)
     if settings.out:
         refuse_overwrite(settings.out, settings.overwrite)
     dev = pick_device(device, G)
@@ -100,8 +104,8 @@ def sefa_directions(settings: Any, *, G: Any = None, device: str = "auto", callb
                    {"rows": list(rows) if rows is not None else None})
 
 
-def pca_directions(settings: Any, *, G: Any = None, device: str = "auto", callback: Callable | None = None,
-                   stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True) -> Run:
+def pca_directions(settings: Any = None, /, *, G: Any = None, device: str = "auto", callback: Callable | None = None,
+                    stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True, **options: Any) -> Run:
     """GANSpace's principal components of ``settings.samples`` sampled w
     (:func:`clipstyle.latents.factorization.pca_w`) → :class:`Run` named ``pca-<network>`` as for
     :func:`sefa_directions`; ``var_ratio`` is each component's share of the total variance of w.
@@ -114,6 +118,9 @@ def pca_directions(settings: Any, *, G: Any = None, device: str = "auto", callba
     from clipstyle.latents.factorization import pca_w, sample_w
     from clipstyle.pipelines.common import load_network, pick_device
 
+    from clipstyle.workflows.global_edit import PcaSettings
+
+    settings = PcaSettings.of(settings, **options)
     if settings.out:
         refuse_overwrite(settings.out, settings.overwrite)
     dev = pick_device(device, G)

@@ -97,13 +97,17 @@ class GlobalEditor:
         return imgs.reshape(ws.shape[0], a, *imgs.shape[1:]).transpose(0, 1).reshape(-1, *imgs.shape[1:])
 
 
-def global_edit(settings: Any, *, G: Any = None, guide: Any = None, device: str = "auto",
-                callback: Callable | None = None, stop: Callable[[], bool] | None = None, log: Any = None,
-                quiet: bool = True, cache_dir: Any = None) -> Run:
+def global_edit(settings: Any = None, source: str | None = None, target: str | None = None, /, *, G: Any = None,
+                guide: Any = None, device: str = "auto", callback: Callable | None = None,
+                stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True, cache_dir: Any = None,
+                **options: Any) -> Run:
     """Edit LATENTS from SOURCE to TARGET with StyleCLIP's global direction (Patashnik et al. 2021, §6).
 
+    ``global_edit(settings)`` or ``global_edit("face.npz", "a face", "a face with a beard", alpha=3, beta=0.12)``.
+
     Args:
-        settings: :class:`~clipstyle.workflows.global_edit.GlobalEditSettings`.
+        settings: :class:`~clipstyle.workflows.global_edit.GlobalEditSettings` (or LATENTS, then SOURCE, TARGET
+            and the other options by name).
         G, guide: loaded models (else loaded from the settings). callback: progress of a relevance computation
             (:class:`StepInfo`, ``None``). stop: True ends a relevance computation early (partial result kept in
             the cache; the edit then uses the channels done, and ``run.json`` says ``relevance_complete: false``).
@@ -135,7 +139,9 @@ def global_edit(settings: Any, *, G: Any = None, guide: Any = None, device: str 
         pick_device,
     )
     from clipstyle.render.files import make_grid
+    from clipstyle.workflows.global_edit import GlobalEditSettings
 
+    settings = GlobalEditSettings.of(settings, source, target, **options)
     nm = check_noise_mode(settings.noise_mode)
     dev = pick_device(device, G)
     G = load_network(settings.resolved_network(), dev, G=G, progress=not quiet)

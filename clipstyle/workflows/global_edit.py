@@ -11,7 +11,9 @@ from clipstyle.workflows.options import (
     blocks_option,
     clip_model_option,
     clip_pretrained_option,
+    latent_network,
     network_option,
+    resolve_sources,
     truncation_option,
 )
 
@@ -30,10 +32,10 @@ class GlobalEditSettings(Settings):
     """``clipstyle direction global LATENTS SOURCE TARGET``: StyleCLIP's global direction (Patashnik et al.
     2021, §6) for a text pair, applied to LATENTS in StyleSpace with strength α and threshold β."""
 
-    POSITIONAL: ClassVar[str] = "latents"
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("latents", "source", "target")
     COMMAND: ClassVar[str] = "direction global"
 
-    latents: str = option("0", argument=True, help=(
+    latents: str = option("0", argument=True, resolve=resolve_sources, help=(
         "What to edit: a latent .npz from project/encode (all items, or FILE#i), or seeds (42, 0-3)."))
     source: str = option("a face", argument=True, check=_check_text, help="Text for the image as it is.")
     target: str = option("a face with a beard", argument=True, check=_check_text, help="Text for the edited image.")
@@ -68,10 +70,8 @@ class GlobalEditSettings(Settings):
         "How many of the channels used (most relevant first) run.json lists and --report prints."))
 
     def resolved_network(self) -> str:
-        """``network``, else the latent file's own (the one rule of ``pipelines.common.network_for_latents``)."""
-        from clipstyle.pipelines.common import latent_file_of, network_for_latents
-
-        return network_for_latents(latent_file_of(self.latents), self.network)
+        """``network``, else the latent file's own (the one rule: :func:`~clipstyle.workflows.options.latent_network`)."""
+        return latent_network(self.latents, self.network)
 
     def model_keys(self) -> dict[str, tuple | None]:
         return {"G": (self.resolved_network(), None), "guide": (self.clip_model, self.clip_pretrained)}
