@@ -12,8 +12,6 @@ import typer
 
 from clipstyle.cli.derive import Front, workflow_command
 
-_REPORT = inspect.Parameter("report", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
-    bool, typer.Option("--report", help="Print the channels used (layer, kind, index, relevance) as a table.")])
 _OUT = inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
     Path | None, typer.Option("--out", help="Output .npz for the S direction on its own (for 'direction apply'); it is also in the run's latents.npz.")])
 _OVERWRITE = inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
@@ -60,7 +58,7 @@ def _global(settings, front: Front) -> None:
     if not run.extra_json.get("relevance_complete", True):
         typer.echo("note: the relevance computation was stopped; the edit used the channels done so far "
                    "(run again to finish it)", err=True)
-    if front.extra.get("report"):
+    if settings.report:
         from rich.console import Console
         from rich.table import Table
 
@@ -87,7 +85,7 @@ def _unsupervised(name: str):
     return body
 
 
-global_command = workflow_command("direction-global", _global, extra=[_REPORT, _OUT, _OVERWRITE])
+global_command = workflow_command("direction-global", _global, extra=[_OUT, _OVERWRITE])
 sefa_command = workflow_command("direction-sefa", _unsupervised("direction-sefa"),
                                 doc="Find directions without labels with SeFa (eigenvectors of AᵀA of the chosen "
                                     "layers' modulation weights) → a GANSpace-layout file and a contact sheet.")
