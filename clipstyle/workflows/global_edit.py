@@ -66,8 +66,9 @@ class GlobalEditSettings(Settings):
     truncation: float = truncation_option(0.7, help="Truncation psi for seed latents (1 = none).")
     noise_mode: str = option("const", choices=NOISE_MODES, help="StyleGAN2 noise inputs: const, random or none.")
     fps: float = option(5.0, above=0.0, maximum=120.0, help="Frames per second of the GIF.")
-    report: bool = option(False, batch=False, ui=False, help=(
-        "Print the channels used (layer, kind, index, relevance) as a table; run.json lists them anyway."))
+    report: bool = option(False, ui=False, help=(
+        "Print the channels used (layer, kind, index, relevance) as a table (the command line; run.json lists them "
+        "anyway)."))
     report_channels: int = option(20, minimum=0, maximum=100_000, help=(
         "How many of the channels used (most relevant first) run.json lists and --report prints."))
 
