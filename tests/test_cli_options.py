@@ -46,6 +46,11 @@ DIVERGENT = {
     ("blend", "out"): "default file blended.safetensors",
     ("direction learn", "out"): "default file learned-direction.npy",
     ("direction from-text", "out"): "default file text-direction.npy",
+    ("direction global", "truncation"): "psi 0.7 for seed latents: typical images to edit, as from-text",
+    ("direction sefa", "truncation"): "psi 0.7: a typical start latent for the contact sheet",
+    ("direction pca", "truncation"): "psi 0.7: a typical start latent for the contact sheet",
+    ("direction sefa", "out"): "default file sefa.npz",
+    ("direction pca", "out"): "default file pca.npz",
 }
 
 
