@@ -28,6 +28,7 @@ from clipstyle.pipelines.photo_parts import (
     PhotoRun,
     check_blend_spec,
     class_vector,
+    given_perceptual,
     identity_similarity,
     load_network,
     load_perceptual,
@@ -106,8 +107,13 @@ def project(photo: str | Path, *, network: str | None = None, steps: int = 1000,
             encoder: str | Path | None = None, tune: bool = False, tune_steps: int = 350, tune_lr: float = 3e-4,
             id_weights: str | Path | None = None, seed: int = 0, save_every: int = 10, device: str = "cpu",
             quiet: bool = True, callback: Any = None, stop: Callable[[], bool] | None = None,
-            log: Log = None) -> Run:
+            log: Log = None, G: Any = None, encoder_model: Any = None, identity: Any = None,
+            perceptual_model: Any = None) -> Run:
     """Project a photo into the generator (optionally from an e4e encoding, then pivotal tuning).
+
+    ``G``, ``encoder_model`` (e4e), ``identity`` (ArcFace) and ``perceptual_model`` (LPIPS) are models already
+    loaded on ``device`` (the UI passes its own); each one given replaces loading ``network`` / ``encoder`` /
+    ``id_weights`` / ``lpips_weights`` (the paths are then only recorded).
 
     Returns:
         A :class:`Run` named ``proj-<stem>``: ``ws`` ``[1, num_ws, w_dim]``, images target.png/proj.png
@@ -128,10 +134,12 @@ def project(photo: str | Path, *, network: str | None = None, steps: int = 1000,
     check_blend_spec(blend)
     if tune and blend:
         raise PhotoOptionError("--tune and --blend cannot be combined (pivotal tuning tunes one network)")
-    enc = load_weights("encoder", encoder, "--encoder", device)
-    face_id = load_weights("identity", id_weights, "--id-weights", device)
-    perceptual_model = load_perceptual(perceptual, lpips_weights, device, quiet)
-    base = load_network(network or (str(encoder) if enc is not None else None), None, device, quiet)
+    enc = encoder_model if encoder_model is not None else load_weights("encoder", encoder, "--encoder", device)
+    face_id = identity if identity is not None else load_weights("identity", id_weights, "--id-weights", device)
+    perceptual_model = given_perceptual(perceptual, perceptual_model) or load_perceptual(perceptual, lpips_weights,
+                                                                                         device, quiet)
+    base = G if G is not None else load_network(network or (str(encoder) if enc is not None else None), None,
+                                                device, quiet)
     c = class_vector(base.c_dim, class_idx, 1, device)
     _, mixed = constraint_rows(base, None, list(mix or []), None, device, c)
     G = with_blend(base, blend, device, quiet)
@@ -173,10 +181,13 @@ def project(photo: str | Path, *, network: str | None = None, steps: int = 1000,
                     generator=tuned.G if tuned is not None else None, latent_meta=meta)
 
 
-def encode(photo: str | Path, *, encoder: str | Path, network: str | None = None, crop: bool = True,
+def encode(photo: str | Path, *, encoder: str | Path | None = None, network: str | None = None, crop: bool = True,
            align: bool = False, id_weights: str | Path | None = None, device: str = "cpu", quiet: bool = True,
-           log: Log = None) -> Run:
+           log: Log = None, G: Any = None, encoder_model: Any = None, identity: Any = None) -> Run:
     """Encode a photo with e4e: ``ws = E(photo) + latent_avg`` (one forward pass, no optimization).
+
+    ``G``, ``encoder_model`` and ``identity`` are models already loaded on ``device``; each one given replaces
+    loading ``network`` / ``encoder`` / ``id_weights``. One of ``encoder`` / ``encoder_model`` is needed.
 
     The network is the e4e file's own decoder unless ``network`` is given (it must have the same
     ``num_ws``/``w_dim``). Returns a :class:`Run` named ``enc-<stem>`` (target.png, proj.png, latents.npz,
@@ -196,9 +207,11 @@ def encode(photo: str | Path, *, encoder: str | Path, network: str | None = None
     emit = say_once(log)
     photo = Path(photo)
     load_image_array(photo)
-    enc = load_weights("encoder", encoder, "--encoder", device)
-    face_id = load_weights("identity", id_weights, "--id-weights", device)
-    G = load_network(network or str(encoder), None, device, quiet)
+    if encoder is None and encoder_model is None:
+        raise PhotoOptionError("encode needs --encoder (an e4e checkpoint)")
+    enc = encoder_model if encoder_model is not None else load_weights("encoder", encoder, "--encoder", device)
+    face_id = identity if identity is not None else load_weights("identity", id_weights, "--id-weights", device)
+    G = G if G is not None else load_network(network or str(encoder), None, device, quiet)
     _check_encoder_fits(enc, G)
     img = photo_image(photo, align, emit)
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ from clipstyle.pipelines.photo_parts import (
     check_blend_spec,
     class_vector,
     generator_for_latents,
+    given_perceptual,
     identity_similarity,
     load_network,
     load_perceptual,
@@ -41,8 +42,13 @@ def edit(photo_or_latents: str | Path, prompt: str, *, source: str | None = None
          encoder: str | Path | None = None, tune: bool = False, tune_steps: int = 350, tune_lr: float = 3e-4,
          id_weights: str | Path | None = None, id_lambda: float = 0.1, seed: int = 0, save_every: int = 10,
          device: str = "cpu", quiet: bool = True, callback: Any = None, stop: Callable[[], bool] | None = None,
-         log: Callable[[str], None] | None = None) -> Run:
+         log: Callable[[str], None] | None = None, G: Any = None, guide: Any = None, encoder_model: Any = None,
+         identity: Any = None, perceptual_model: Any = None) -> Run:
     """Edit a photo (aligned, encoded, projected, tuned first, as asked) or a latent file with a text prompt.
+
+    ``G``, ``guide`` (CLIP), ``encoder_model`` (e4e), ``identity`` (ArcFace) and ``perceptual_model`` (LPIPS) are
+    models already loaded on ``device`` (the UI passes its own); each one given replaces loading ``network`` /
+    ``clip_model`` / ``encoder`` / ``id_weights`` / ``lpips_weights``.
 
     A ``.npz`` input is a latent file: it is edited in the generator it names (a pivotal-tuning
     ``generator.safetensors`` beside it, else its network) unless ``network`` is given. With ``id_weights`` the
@@ -76,7 +82,7 @@ def edit(photo_or_latents: str | Path, prompt: str, *, source: str | None = None
     source_text = source if source is not None else (rec.source if rec is not None else "a face")
     check_blend_spec(blend)
     is_latent = start_path.suffix.lower() in (".npz", ".npy", ".pt", ".pth")
-    face_id = load_weights("identity", id_weights, "--id-weights", device)
+    face_id = identity if identity is not None else load_weights("identity", id_weights, "--id-weights", device)
     # The fallback notes are for the real-photo path (--align/--tune/--encoder/--id-weights asked for).
     full_path = not is_latent and (align or tune or encoder is not None or id_weights is not None)
     if face_id is None and full_path:
@@ -84,7 +90,7 @@ def edit(photo_or_latents: str | Path, prompt: str, *, source: str | None = None
              "model_ir_se50.pth for the ArcFace identity loss)")
     parts: dict[str, Any] | None = None
     if is_latent:
-        base = generator_for_latents(start_path, network, device, quiet)
+        base = G if G is not None else generator_for_latents(start_path, network, device, quiet)
         ws0, noise, c_file, _ = start_from_latents(start_path, base, device)
         c = c_file if c_file is not None and class_idx is None else class_vector(base.c_dim, class_idx,
                                                                                  ws0.shape[0], device)
@@ -93,12 +99,14 @@ def edit(photo_or_latents: str | Path, prompt: str, *, source: str | None = None
         from clipstyle.io.images import load_image_array
 
         load_image_array(start_path)
-        enc = load_weights("encoder", encoder, "--encoder", device)
+        enc = encoder_model if encoder_model is not None else load_weights("encoder", encoder, "--encoder", device)
         if enc is None and full_path:
             emit("no --encoder given: the photo is projected from the mean w (pass --encoder "
                  "e4e_ffhq_encode.pt to start from an e4e encoding)")
-        perceptual_model = load_perceptual(perceptual, lpips_weights, device, quiet)
-        base = load_network(network or (str(encoder) if enc is not None else None), None, device, quiet)
+        perceptual_model = given_perceptual(perceptual, perceptual_model) or load_perceptual(
+            perceptual, lpips_weights, device, quiet)
+        base = G if G is not None else load_network(network or (str(encoder) if enc is not None else None), None,
+                                                    device, quiet)
         c = class_vector(base.c_dim, class_idx, 1, device)
     free, mixed = constraint_rows(base, blocks, list(mix or []), rec, device, c[:1])
     G = with_blend(base, blend, device, quiet)
@@ -120,8 +128,9 @@ def edit(photo_or_latents: str | Path, prompt: str, *, source: str | None = None
     directional = strength if strength is not None else (rec.strength if rec is not None else 1.0)
     l2_weight = latent_l2_weight(l2, rec, G.num_ws, G.w_dim, default=0.008)
     num = cutouts if cutouts is not None else (32 if device.startswith("cuda") else 8)
-    guide = CLIPGuide(clip_model, None if clip_pretrained.strip().lower() == "none" else clip_pretrained,
-                      device=device)
+    if guide is None:
+        guide = CLIPGuide(clip_model, None if clip_pretrained.strip().lower() == "none" else clip_pretrained,
+                          device=device)
     cut = Cutouts(CutoutConfig(num_cutouts=num), guide.input_size)
     cfg = EditConfig(source_text=source_text, steps=steps, lr=lr, directional=directional, l2=l2_weight, keep=keep,
                      free_rows=free, save_every=save_every, seed=seed)

@@ -11,34 +11,19 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
+import time
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-__all__ = ["UIConfig", "Models", "StopFlags", "stream", "status_html"]
+__all__ = ["Job", "Models", "StopFlags", "stream", "status_html", "preview"]
 
-
-@dataclass(frozen=True)
-class UIConfig:
-    """Settings of one ``clipstyle ui`` process (the CLI's option names).
-
-    Attributes:
-        network: generator alias, path or URL. clip_model / clip_pretrained: the CLIP model (``"none"``:
-            random weights, tests). device: ``auto``, ``cpu``, ``cuda`` or ``mps``. outdir: where run folders
-            offered for download are written. preview_every: preview image every this many steps.
-    """
-
-    network: str = "ffhq"
-    clip_model: str = "ViT-B-32"
-    clip_pretrained: str = "openai"
-    device: str = "auto"
-    outdir: str = "out/ui"
-    preview_every: int = 5
+from clipstyle.ui.config import UIConfig  # noqa: E402  (re-exported for old imports)
 
 
 class Models:
-    """The process's generator (loaded once), CLIP (loaded on first use) and extra networks (by name)."""
+    """The process's models: the generator (loaded now), CLIP, e4e, ArcFace, LPIPS (each loaded on first use,
+    only from the files the operator named) and Blend's other networks (only the allowed names)."""
 
     def __init__(self, config: UIConfig) -> None:
         from clipstyle.pipelines.common import load_network, pick_device
@@ -46,26 +31,87 @@ class Models:
         self.config = config
         self.device = pick_device(config.device)
         self.G = load_network(config.network, self.device, progress=False)
-        self.lock = threading.Lock()  # one job on G (and CLIP) at a time
-        self._guide = None
-        self._others: dict[str, Any] = {}
+        self.lock = threading.Lock()  # one job on the models at a time
+        self._loaded: dict[str, Any] = {}
+        self._others: dict[str, Any] = {config.network: self.G}
+        self.ui: Any = None  # the app's context (caps, sessions, Stop), set by build_app for mounted tabs
+
+    def _once(self, key: str, load: Callable[[], Any]) -> Any:
+        if key not in self._loaded:
+            self._loaded[key] = load()
+        return self._loaded[key]
 
     @property
     def guide(self) -> Any:
         """The CLIP model (loaded on first use)."""
-        if self._guide is None:
-            from clipstyle.pipelines.common import load_guide
+        from clipstyle.pipelines.common import load_guide
 
-            self._guide = load_guide(self.config.clip_model, self.config.clip_pretrained, self.device)
-        return self._guide
+        c = self.config
+        return self._once("guide", lambda: load_guide(c.clip_model, c.clip_pretrained, self.device))
+
+    @property
+    def encoder(self) -> Any:
+        """The e4e encoder of ``--encoder`` (None without one)."""
+        if self.config.encoder is None:
+            return None
+        from clipstyle.encoders.e4e import load_encoder
+
+        return self._once("encoder", lambda: load_encoder(self.config.encoder, device=self.device))
+
+    @property
+    def identity(self) -> Any:
+        """ArcFace of ``--id-weights`` (None without one)."""
+        if self.config.id_weights is None:
+            return None
+        from clipstyle.encoders.arcface import load_face_identity
+
+        return self._once("identity", lambda: load_face_identity(self.config.id_weights, device=self.device))
+
+    @property
+    def perceptual(self) -> Any:
+        """LPIPS from ``--lpips-weights`` (else the one default download, cached)."""
+        from clipstyle.inversion.lpips import load_lpips
+
+        return self._once("lpips", lambda: load_lpips(self.config.lpips_weights, device=self.device,
+                                                      progress=False))
 
     def network(self, name: str) -> Any:
-        """Another generator (the Blend tab's B), loaded once per name."""
+        """One of the allowed networks (Blend's B), loaded once.
+
+        Raises:
+            UsageError: ``name`` is not one the operator allowed.
+        """
+        if name not in self.config.networks:
+            from clipstyle.errors import UsageError
+
+            raise UsageError(f"network {name[:60]!r} is not one this server offers")
         if name not in self._others:
             from clipstyle.pipelines.common import load_network
 
             self._others[name] = load_network(name, self.device, progress=False)
         return self._others[name]
+
+
+class Job:
+    """One request's stop condition: the session's Stop flag, or its deadline (``--max-seconds``) passed."""
+
+    def __init__(self, flag: threading.Event, seconds: float) -> None:
+        self.flag = flag
+        self.seconds = float(seconds)
+        self.deadline = time.monotonic() + self.seconds
+
+    @property
+    def timed_out(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def stopped(self) -> bool:
+        """True once Stop was pressed or the time is up (the pipelines' ``stop``)."""
+        return self.flag.is_set() or self.timed_out
+
+    def why(self) -> str:
+        """Why the run ended early, for the status line."""
+        return f"the time limit of {self.seconds:g} s (--max-seconds)" if self.timed_out and \
+            not self.flag.is_set() else "Stop"
 
 
 class StopFlags:
@@ -75,11 +121,11 @@ class StopFlags:
         self._flags: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def new(self, session: str) -> threading.Event:
-        """A fresh, unset flag for ``session``'s next job."""
+    def new(self, session: str, seconds: float = float("inf")) -> Job:
+        """A fresh job for ``session``'s next request (its flag unset, its deadline ``seconds`` away)."""
         with self._lock:
             self._flags[session] = flag = threading.Event()
-        return flag
+        return Job(flag, seconds)
 
     def stop(self, session: str) -> bool:
         """Set ``session``'s flag; False when it has no job."""
@@ -89,6 +135,12 @@ class StopFlags:
             return False
         flag.set()
         return True
+
+    def forget(self, session: str) -> None:
+        """Stop the session's job and drop its flag (the browser tab closed)."""
+        self.stop(session)
+        with self._lock:
+            self._flags.pop(session, None)
 
 
 def status_html(done: int, total: int, text: str, key: str = "text") -> str:
@@ -100,7 +152,7 @@ def status_html(done: int, total: int, text: str, key: str = "text") -> str:
             f'</progress> <span id="{key}-status-text">{html.escape(text)}</span></div>')
 
 
-def stream(job: Callable[[Callable[..., None]], Any], lock: threading.Lock, stop: threading.Event | None = None
+def stream(job: Callable[[Callable[..., None]], Any], lock: threading.Lock, stop: Job | threading.Event | None = None
            ) -> Iterator[tuple[str, Any]]:
     """Run ``job(report)`` in a worker thread holding ``lock``; yield what it reports, then its result.
 
@@ -133,7 +185,7 @@ def stream(job: Callable[[Callable[..., None]], Any], lock: threading.Lock, stop
             yield kind, payload
     finally:
         if not finished and stop is not None:
-            stop.set()
+            (stop.flag if isinstance(stop, Job) else stop).set()
 
 
 def preview(images: Any) -> np.ndarray:

@@ -1,0 +1,57 @@
+"""The ONE place the web UI turns an exception into the line a browser sees.
+
+A user's mistake (any :class:`~clipstyle.errors.ClipstyleError` or a class :func:`clipstyle.errors.exit_code_for`
+maps) shows as one line; anything else is a bug: the browser sees "this is a bug in clipstyle" and the
+server log gets the traceback. The line never carries file bytes or server folders: it is one line of
+printable text, byte-string literals are elided, the UI's own folders are replaced by placeholders, and it
+is cut at :data:`MAX_CHARS` characters.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+
+__all__ = ["MAX_CHARS", "describe", "is_bug"]
+
+MAX_CHARS = 300
+_BYTES = re.compile(r"""b(['"]).*?(?<!\\)\1""")
+log = logging.getLogger("clipstyle.ui")
+
+
+def is_bug(exc: BaseException) -> bool:
+    """True when ``exc`` is not an error a user can cause (its class is not a user-facing error)."""
+    from clipstyle.errors import exit_code_for
+
+    return exit_code_for(exc) is None
+
+
+def describe(exc: BaseException, hide: Iterable[tuple[str, str]] = ()) -> str:
+    """The one line a browser sees for ``exc``.
+
+    Args:
+        exc: the exception a request raised.
+        hide: ``(server folder, placeholder)`` pairs replaced in the text (the session's upload folder
+            becomes ``upload:``, so a message names the uploaded file, not where the server keeps it).
+
+    Returns:
+        For a user error its message as one line (≤ :data:`MAX_CHARS` characters, printable, no byte
+        literals); for a bug ``"internal error (TypeName): this is a bug in clipstyle …"``, with the
+        traceback written to the ``clipstyle.ui`` logger.
+    """
+    if is_bug(exc):
+        log.error("bug in a UI request", exc_info=(type(exc), exc, exc.__traceback__))
+        return (f"internal error ({type(exc).__name__}): this is a bug in clipstyle; the server's log has the "
+                f"details — please report it")
+    from clipstyle import errors
+
+    shared = getattr(errors, "describe", None)  # the CLI's own one-line description, where it exists
+    text = str(shared(exc)) if callable(shared) else str(exc)
+    for folder, placeholder in hide:
+        if folder:
+            text = text.replace(folder.rstrip("/") + "/", placeholder).replace(folder, placeholder)
+    text = _BYTES.sub("b'…'", text)
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = " ".join(text.split()) or type(exc).__name__
+    return text if len(text) <= MAX_CHARS else text[:MAX_CHARS - 1] + "…"
