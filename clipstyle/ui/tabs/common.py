@@ -79,7 +79,7 @@ class Context:
     def take_upload(self, request: Any, upload: Any, suffixes: tuple[str, ...]) -> tuple[str, Path]:
         """Copy a Gradio upload into the session's folder once (the same upload again is the same copy)."""
         session = self.session(request)
-        path = str(getattr(upload, "name", upload))
+        path = str(upload) if isinstance(upload, (str, Path)) else str(getattr(upload, "name", upload))
         key = (session, path)
         if key not in self._seen or not self._seen[key][1].is_file():
             self._seen[key] = self.sessions.take(session, path, suffixes)

@@ -5,7 +5,8 @@ tuning and the ArcFace identity loss of ``--id-weights`` — what ``clipstyle al
 
 Endpoints ``/align``, ``/encode`` (only with ``--encoder``), ``/project``, ``/edit``; all take the tab's inputs
 in order (photo upload, allowed photo name, align, prompt, edit steps, projection steps, space, perceptual,
-e4e start, tune, tune steps, identity, identity weight, seed) and return (before, after, status, files).
+e4e start, tune, tune steps, identity, identity weight, seed) and return (before, after, status, files);
+``/align`` also returns the aligned picture's name (``upload:…``, selected as the photo) and clears the upload.
 """
 
 from __future__ import annotations
@@ -85,7 +86,17 @@ def build(ctx: Context) -> None:
             if kind == "progress":
                 info, img = payload
                 text = f"{action}: step {info.step + 1}/{info.steps} · loss {info.loss:.4f}"
-                yield gr.skip(), img, ctx.status(info.step + 1, info.steps, text, "photo"), gr.skip()
+                skips = (gr.skip(), gr.skip()) if action == "align" else ()
+                yield gr.skip(), img, ctx.status(info.step + 1, info.steps, text, "photo"), gr.skip(), *skips
+            elif action == "align":  # a picture, no latent: it becomes this session's next photo
+                out = ctx.sessions.folder(ctx.session(request)) / "runs" / f"{photo.stem}_aligned.png"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                payload.image.save(out)
+                name, _ = ctx.take_upload(request, out, IMAGE_SUFFIXES)
+                faces = payload.extra_json.get("faces", 1)
+                text = f"align: done ({faces} face{'s' if faces != 1 else ''}; the largest) → {name}, the photo now"
+                yield (str(photo), payload.image, ctx.status(1, 1, text, "photo"), [str(out)],
+                       name, None)
             else:
                 run = payload
                 names = ("result.png", "target.png", "before_after.png", "latents.npz", "progress.gif")
@@ -159,6 +170,6 @@ def build(ctx: Context) -> None:
     inputs = [upload, choice, align, prompt, steps, project_steps, space, perceptual, e4e_start, tune, tune_steps,
               use_identity, id_lambda, seed]
     for action, btn in btns.items():
-        btn.click(bound(action), inputs, [before, after, status, files], api_name=action, show_progress="hidden",
-                  **HEAVY)
+        outputs = [before, after, status, files] + ([choice, upload] if action == "align" else [])
+        btn.click(bound(action), inputs, outputs, api_name=action, show_progress="hidden", **HEAVY)
     halt.click(stop, None, None, queue=False, api_visibility="private")
