@@ -22,58 +22,39 @@ from clipstyle.ui.config import UIConfig  # noqa: E402  (re-exported for old imp
 
 
 class Models:
-    """The process's models: the generator (loaded now), CLIP, e4e, ArcFace, LPIPS (each loaded on first use,
-    only from the files the operator named) and Blend's other networks (only the allowed names)."""
+    """The process's models, in the shared :class:`~clipstyle.workflows.models.ModelCache` (:attr:`cache`):
+    the generator (loaded now), CLIP, e4e, ArcFace, LPIPS (each loaded on first use, only from the files the
+    operator named) and Blend's other networks (only the allowed names)."""
 
     def __init__(self, config: UIConfig) -> None:
-        from clipstyle.pipelines.common import load_network, pick_device
+        from clipstyle.workflows.models import ModelCache
 
         self.config = config
-        self.device = pick_device(config.device)
-        self.G = load_network(config.network, self.device, progress=False)
+        self.cache = ModelCache(config.device)
+        self.device = self.cache.device
+        self.G = self.cache.get("G", (config.network, None))
         self.lock = threading.Lock()  # one job on the models at a time
-        self._loaded: dict[str, Any] = {}
-        self._others: dict[str, Any] = {config.network: self.G}
         self.ui: Any = None  # the app's context (caps, sessions, Stop), set by build_app for mounted tabs
-
-    def _once(self, key: str, load: Callable[[], Any]) -> Any:
-        if key not in self._loaded:
-            self._loaded[key] = load()
-        return self._loaded[key]
 
     @property
     def guide(self) -> Any:
         """The CLIP model (loaded on first use)."""
-        from clipstyle.pipelines.common import load_guide
-
-        c = self.config
-        return self._once("guide", lambda: load_guide(c.clip_model, c.clip_pretrained, self.device))
+        return self.cache.get("guide", (self.config.clip_model, self.config.clip_pretrained))
 
     @property
     def encoder(self) -> Any:
         """The e4e encoder of ``--encoder`` (None without one)."""
-        if self.config.encoder is None:
-            return None
-        from clipstyle.encoders.e4e import load_encoder
-
-        return self._once("encoder", lambda: load_encoder(self.config.encoder, device=self.device))
+        return None if self.config.encoder is None else self.cache.get("encoder", (self.config.encoder,))
 
     @property
     def identity(self) -> Any:
         """ArcFace of ``--id-weights`` (None without one)."""
-        if self.config.id_weights is None:
-            return None
-        from clipstyle.encoders.arcface import load_face_identity
-
-        return self._once("identity", lambda: load_face_identity(self.config.id_weights, device=self.device))
+        return None if self.config.id_weights is None else self.cache.get("identity", (self.config.id_weights,))
 
     @property
     def perceptual(self) -> Any:
         """LPIPS from ``--lpips-weights`` (else the one default download, cached)."""
-        from clipstyle.inversion.lpips import load_lpips
-
-        return self._once("lpips", lambda: load_lpips(self.config.lpips_weights, device=self.device,
-                                                      progress=False))
+        return self.cache.get("perceptual", ("lpips", self.config.lpips_weights))
 
     def network(self, name: str) -> Any:
         """One of the allowed networks (Blend's B), loaded once.
@@ -85,11 +66,7 @@ class Models:
             from clipstyle.errors import UsageError
 
             raise UsageError(f"network {name[:60]!r} is not one this server offers")
-        if name not in self._others:
-            from clipstyle.pipelines.common import load_network
-
-            self._others[name] = load_network(name, self.device, progress=False)
-        return self._others[name]
+        return self.cache.get("G", (name, None))
 
 
 class Job:

@@ -39,7 +39,8 @@ def build(ctx: Context) -> None:
 
     def run_text(prompt, steps, seed, blocks, mix_seed, mix_rows, recipe, batch, image_upload, image_choice,
                  job):
-        from clipstyle.pipelines.text import text_to_image
+        from clipstyle.workflows.registry import get_workflow
+        from clipstyle.workflows.text import TextSettings
 
         check_prompt(prompt)
         n = ctx.cap(steps, lim.max_steps, "--max-steps", "steps")
@@ -50,17 +51,18 @@ def build(ctx: Context) -> None:
             if mix_rows and int_or_none(mix_seed) is not None else []
         every = max(1, int(config.preview_every))
 
+        settings = TextSettings(prompt=prompt, network=config.network, clip_model=config.clip_model,
+                                clip_pretrained=config.clip_pretrained, steps=n, seed=int_or_none(seed),
+                                blocks=",".join(str(int(r)) for r in blocks) if blocks else None, mix=tuple(mix),
+                                recipe=recipe or None, batch=batch, image_prompt=str(image) if image else None,
+                                save_every=max(1, n // 40))  # checked here, before the model lock
+
         def work(report=None):
             def callback(info, images):
                 if report is not None and (info.step % every == 0 or info.step + 1 == info.steps):
                     report(info, preview(images))
 
-            return text_to_image(prompt, network=config.network, clip_model=config.clip_model,
-                                 clip_pretrained=config.clip_pretrained, steps=n, seed=int_or_none(seed),
-                                 blocks=",".join(str(int(r)) for r in blocks) if blocks else None, mix=mix,
-                                 recipe=recipe or None, batch=batch, image_prompt=str(image) if image else None,
-                                 save_every=max(1, n // 40), callback=callback, stop=job.stopped,
-                                 device=models.device, G=models.G, guide=models.guide)
+            return get_workflow("text").run(settings, models=models.cache, callback=callback, stop=job.stopped)
         return n, work
 
     def text_generate(prompt: str, steps: float, seed: float, blocks: list, mix_seed: float, mix_rows: list,
