@@ -58,7 +58,7 @@ def ui_command(
     host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 exposes the UI to your network: then "
                                            "give --auth, or --no-auth to serve it to anyone).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 7860,
-    network: Annotated[Optional[list[str]], typer.Option(
+    networks: Annotated[Optional[list[str]], typer.Option(
         "--network", "-n", help="A generator the UI may use (alias, path or URL); repeat it to offer several: the "
                                 "first is loaded and drives every tab, the others are Blend's network B. "
                                 "Default: ffhq.")] = None,
@@ -106,7 +106,11 @@ def ui_command(
     limits = Limits(max_steps=max_steps, max_frames=max_frames, max_batch=max_batch, max_resolution=max_resolution,
                     max_seconds=max_seconds, max_upload_mb=max_upload_mb,
                     max_session_mb=max(4 * max_upload_mb, 200.0))
-    config = UIConfig(networks=tuple(network or ["ffhq"]), clip_model=clip_model, clip_pretrained=clip_pretrained,
+    from clipstyle.cli.checks import check_network
+
+    for name in networks or []:
+        check_network(name)
+    config = UIConfig(networks=tuple(networks or ["ffhq"]), clip_model=clip_model, clip_pretrained=clip_pretrained,
                       device=resolve_device(device), outdir=str(outdir),
                       allow_dirs=tuple(str(d) for d in allow_dir or []),
                       encoder=_existing_file(encoder, "--encoder"), id_weights=_existing_file(id_weights, "--id-weights"),
