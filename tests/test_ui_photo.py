@@ -48,37 +48,43 @@ def latents_of(result) -> np.ndarray:
 
 def test_encode_uses_the_operators_e4e_and_gives_the_apis_ws(ui):
     from clipstyle.pipelines.photo import encode
+    from clipstyle.workflows.photo import EncodeSettings
 
     client, demo, photo = ui
     m = demo.clipstyle.models
-    result = client.predict(*photo_args(photo, identity=True), api_name="/encode")
+    result = client.predict(*photo_args(photo, identity=True), api_name="/photo_encode")
     assert "encode: done · identity" in result[2]
-    api = encode(photo, encoder_model=m.encoder, G=m.G, identity=m.identity, device="cpu")
+    settings = EncodeSettings(photo=str(photo), encoder=demo.clipstyle.config.encoder,
+                              network=demo.clipstyle.config.network, id_weights=demo.clipstyle.config.id_weights)
+    api = encode(settings, G=m.G, encoder=m.encoder, identity=m.identity, device="cpu")
     assert np.array_equal(latents_of(result), api.ws.numpy())
 
 
 def test_project_with_lpips_e4e_start_tuning_and_identity(ui):
     from clipstyle.pipelines.photo import project
+    from clipstyle.workflows.photo import ProjectSettings
 
     client, demo, photo = ui
     m = demo.clipstyle.models
     choice = next(iter(demo.clipstyle.allowed.images))  # the photo from the operator's folder, by name
     outputs = list(client.submit(*photo_args(choice=choice, perceptual="lpips", e4e=True, tune=True, identity=True),
-                                 api_name="/project"))
+                                 api_name="/photo_project"))
     assert any('max="4"' in o[2] for o in outputs[:-1])  # projection progress streamed
     final = outputs[-1]
     assert "project: done · identity" in final[2] and "pivotal tuning" in final[2]
     names = sorted(p.rsplit("/", 1)[-1] for p in final[3])
     assert names == ["latents.npz", "progress.gif", "result.png", "target.png"]
-    api = project(photo, steps=4, space="w", perceptual="lpips", init="e4e", tune=True, tune_steps=2, seed=0,
-                  save_every=1, G=m.G, encoder_model=m.encoder, identity=m.identity, perceptual_model=m.perceptual,
-                  device="cpu")
+    cfg = demo.clipstyle.config
+    settings = ProjectSettings(photo=str(photo), network=cfg.network, steps=4, space="w", perceptual="lpips",
+                               lpips_weights=cfg.lpips_weights, init="e4e", encoder=cfg.encoder, tune=True,
+                               tune_steps=2, id_weights=cfg.id_weights, seed=0, save_every=1)
+    api = project(settings, G=m.G, encoder=m.encoder, identity=m.identity, perceptual=m.perceptual, device="cpu")
     assert np.array_equal(latents_of(final), api.ws.numpy())
 
 
 def test_edit_runs_every_stage_and_offers_before_after(ui):
     client, _, photo = ui
-    outputs = list(client.submit(*photo_args(photo, steps=3, identity=True, tune=True), api_name="/edit"))
+    outputs = list(client.submit(*photo_args(photo, steps=3, identity=True, tune=True), api_name="/photo_edit"))
     final = outputs[-1]
     assert "edit: done · identity" in final[2]
     assert {"before_after.png", "target.png", "result.png"} <= {p.rsplit("/", 1)[-1] for p in final[3]}
@@ -87,7 +93,7 @@ def test_edit_runs_every_stage_and_offers_before_after(ui):
 
 def test_stop_ends_the_projection_keeping_the_best(ui):
     client, _, photo = ui
-    job = client.submit(*photo_args(photo, project_steps=40), api_name="/project")
+    job = client.submit(*photo_args(photo, project_steps=40), api_name="/photo_project")
     deadline = time.monotonic() + 120
     while not job.outputs() and time.monotonic() < deadline:  # the first preview: the projection runs
         time.sleep(0.05)
@@ -104,8 +110,8 @@ def test_align_finds_the_face(ui, tmp_path):
     client, _, _ = ui
     face = tmp_path / "astronaut.png"
     Image.fromarray(skimage.data.astronaut()).save(face)
-    result = client.predict(*photo_args(face), api_name="/align")
+    result = client.predict(*photo_args(face), api_name="/photo_align")
     assert "align: done" in result[2] and result[4].startswith("upload:")
     assert Image.open(result[1]).size == (600, 600)  # --max-resolution caps the aligned size
-    projected = client.predict(*photo_args(choice=result[4]), api_name="/project")  # the aligned face, by name
+    projected = client.predict(*photo_args(choice=result[4]), api_name="/photo_project")  # the aligned face, by name
     assert "project: done" in projected[2]

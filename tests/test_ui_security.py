@@ -94,7 +94,7 @@ def test_typed_paths_name_nothing(server, where):
     assert "not one this server offers" in one_line_error(client, target, "16", 0, 1, api_name="/blend")
     assert "neither seeds nor a latent file" in one_line_error(client, f"1,{target}", 2, "lerp", False, [],
                                                                api_name="/interpolate")
-    assert "not one this server offers" in one_line_error(client, *photo_args(choice=target), api_name="/project")
+    assert "not one this server offers" in one_line_error(client, *photo_args(choice=target), api_name="/photo_project")
     assert "not one this server offers" in one_line_error(client, *text_args(choice=target),
                                                           api_name="/text_generate")
     alive(url)
@@ -113,7 +113,7 @@ def test_urls_are_never_fetched(server, web_server):
     base, hits = web_server
     one_line_error(client, f"{base}/net.pkl", "16", 0, 1, api_name="/blend")
     one_line_error(client, f"1,{base}/k.npz", 2, "lerp", False, [], api_name="/interpolate")
-    one_line_error(client, *photo_args(choice=f"{base}/me.png"), api_name="/project")
+    one_line_error(client, *photo_args(choice=f"{base}/me.png"), api_name="/photo_project")
     one_line_error(client, *text_args(f"@{base}/p.png"), api_name="/text_generate")
     assert hits == []
     alive(url)
@@ -124,10 +124,10 @@ def test_a_crafted_file_payload_cannot_point_at_a_server_path(server):
     _, url, root = server
     payload = {"data": [{"path": str(root / "secret.txt"), "meta": {"_type": "gradio.FileData"}}, "", False,
                         "a face", 2, 2, "w", "none", False, False, 2, False, 0.1, 0]}
-    r = httpx.post(url + "gradio_api/call/project", json=payload, timeout=10)
+    r = httpx.post(url + "gradio_api/call/photo_project", json=payload, timeout=10)
     assert r.status_code == 200, r.text
     event = r.json()["event_id"]
-    body = httpx.get(url + f"gradio_api/call/project/{event}", timeout=30).text
+    body = httpx.get(url + f"gradio_api/call/photo_project/{event}", timeout=30).text
     assert "event: error" in body and SECRET not in body
     alive(url)
 
@@ -151,13 +151,13 @@ def test_hostile_pictures_are_one_line(server, tmp_path):
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
     assert "over the size limit" in one_line_error(client, *photo_args(handle_file(str(tmp_path / "bomb.png"))),
-                                                   api_name="/project")
+                                                   api_name="/photo_project")
     assert "limit of 256 pixels" in one_line_error(client, *photo_args(handle_file(str(tmp_path / "big.png"))),
-                                                   api_name="/project")
+                                                   api_name="/photo_project")
     assert "not a picture" in one_line_error(client, *text_args(upload=handle_file(str(tmp_path / "fake.png"))),
                                              api_name="/text_generate")
     with pytest.raises(Exception, match="(?i)too large|size|limit"):  # refused at Gradio's upload route
-        client.predict(*photo_args(handle_file(str(tmp_path / "huge.png"))), api_name="/project")
+        client.predict(*photo_args(handle_file(str(tmp_path / "huge.png"))), api_name="/photo_project")
     alive(url)
 
 
@@ -222,7 +222,7 @@ def test_caps_are_one_line(server):
                                                                       api_name="/text_generate"))
     assert "(--max-frames)" in one_line_error(client, "1,2,3", 15, "lerp", False, [], api_name="/interpolate")
     assert re.search(r"--max-steps|maximum value 20", one_line_error(client, *photo_args(project_steps=500),
-                                                                    api_name="/project"))
+                                                                    api_name="/photo_project"))
     alive(url)
 
 

@@ -161,18 +161,6 @@ def load_perceptual(kind: str, weights: str | None, dev: str, quiet: bool) -> An
     return load_lpips(weights, device=dev, progress=not quiet)
 
 
-def given_perceptual(kind: str, model: Any) -> Any:
-    """``model`` (an LPIPS loaded by the caller) when ``kind`` is ``lpips``, else None (``none``: no model).
-
-    Raises:
-        PhotoOptionError: ``kind`` is neither lpips nor none.
-    """
-    kind = str(kind).strip().lower()
-    if kind not in ("lpips", "none"):
-        raise PhotoOptionError(f"--perceptual must be lpips or none, got {kind!r}")
-    return model if kind == "lpips" else None
-
-
 def load_weights(kind: str, path: str | Path | None, option: str, dev: str) -> Any:
     """The e4e encoder (``kind='encoder'``) or ArcFace (``'identity'``) from ``path``, or None without one.
 

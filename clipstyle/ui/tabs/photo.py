@@ -3,10 +3,12 @@
 (:func:`clipstyle.pipelines.photo.project` / ``edit``) with perceptual LPIPS or none, e4e start, pivotal
 tuning and the ArcFace identity loss of ``--id-weights`` — what ``clipstyle align/encode/project/edit`` offer.
 
-Endpoints ``/align``, ``/encode`` (only with ``--encoder``), ``/project``, ``/edit``; all take the tab's inputs
+Each button runs its registered workflow (:func:`clipstyle.workflows.registry.get_workflow`) on settings built from
+the tab, with the UI's :class:`~clipstyle.workflows.models.ModelCache`. Endpoints (the registry's ``ui`` names)
+``/photo_align``, ``/photo_encode`` (only with ``--encoder``), ``/photo_project``, ``/photo_edit``; all take the tab's inputs
 in order (photo upload, allowed photo name, align, prompt, edit steps, projection steps, space, perceptual,
 e4e start, tune, tune steps, identity, identity weight, seed) and return (before, after, status, files);
-``/align`` also returns the aligned picture's name (``upload:…``, selected as the photo) and clears the upload.
+``/photo_align`` also returns the aligned picture's name (``upload:…``, selected as the photo) and clears the upload.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import gradio as gr
 from clipstyle.ui.runner import preview, stream
 from clipstyle.ui.sources import IMAGE_SUFFIXES
 from clipstyle.ui.tabs.common import HEAVY, Context, guarded
+from clipstyle.workflows.photo import AlignSettings, EditSettings, EncodeSettings, ProjectSettings
+from clipstyle.workflows.registry import get_workflow
 
 __all__ = ["build"]
 
@@ -46,41 +50,33 @@ def build(ctx: Context) -> None:
             raise UsageError("this server has no e4e encoder (start it with clipstyle ui --encoder E4E.pt)")
         notes: list[str] = []
 
+        # the workflow's settings, checked here before the model lock (the registry's contract)
+        ident = config.id_weights if use_identity else None
+        if action == "align":
+            settings = AlignSettings(photo=str(photo), size=min(1024, lim.max_resolution))
+        elif action == "encode":
+            settings = EncodeSettings(photo=str(photo), encoder=config.encoder, network=config.network,
+                                      align=bool(align), id_weights=ident)
+        else:
+            common = dict(network=config.network, perceptual=perceptual, align=bool(align), id_weights=ident,
+                          lpips_weights=config.lpips_weights if perceptual == "lpips" else None, tune=bool(tune),
+                          tune_steps=n_tune, seed=int(seed or 0), save_every=max(1, n_proj // 20),
+                          encoder=config.encoder if e4e_start else None)
+            if action == "project":
+                settings = ProjectSettings(photo=str(photo), steps=n_proj, space=space,
+                                           init="e4e" if e4e_start else "mean", **common)
+            else:
+                settings = EditSettings(photo_or_latents=str(photo), prompt=prompt, steps=n_edit,
+                                        project_steps=n_proj, project_space=space, clip_model=config.clip_model,
+                                        clip_pretrained=config.clip_pretrained, id_lambda=float(id_lambda), **common)
+
         def work(report):
             def callback(info, images):
                 if info.step % every == 0 or info.step + 1 == info.steps:
                     report(info, preview(images))
 
-            common = {"device": models.device, "quiet": True, "log": notes.append}
-            ident = models.identity if use_identity else None
-            if action == "align":
-                from clipstyle.pipelines.align import align as align_photo
-
-                return align_photo(photo, size=min(1024, lim.max_resolution))
-            if action == "encode":
-                from clipstyle.pipelines.photo import encode
-
-                return encode(photo, encoder=config.encoder, align=bool(align), G=models.G,
-                              encoder_model=models.encoder, identity=ident,
-                              id_weights=config.id_weights if ident is not None else None, **common)
-            lpips = models.perceptual if perceptual == "lpips" else None
-            photo_opts = dict(network=config.network, perceptual=perceptual, lpips_weights=config.lpips_weights
-                              if lpips is not None else None, align=bool(align), tune=bool(tune),
-                              tune_steps=n_tune, seed=int(seed or 0), save_every=max(1, n_proj // 20),
-                              encoder=config.encoder if e4e_start else None, id_weights=config.id_weights
-                              if ident is not None else None, G=models.G, identity=ident, perceptual_model=lpips,
-                              encoder_model=models.encoder if e4e_start else None,
-                              callback=callback, stop=job.stopped, **common)
-            if action == "project":
-                from clipstyle.pipelines.photo import project
-
-                return project(photo, steps=n_proj, space=space, init="e4e" if e4e_start else "mean",
-                               **photo_opts)
-            from clipstyle.pipelines.photo import edit
-
-            return edit(photo, prompt, steps=n_edit, project_steps=n_proj, project_space=space,
-                        clip_model=config.clip_model, clip_pretrained=config.clip_pretrained, guide=models.guide,
-                        id_lambda=float(id_lambda), **photo_opts)
+            return get_workflow(action).run(settings, models=models.cache, callback=callback, stop=job.stopped,
+                                            log=notes.append, quiet=True)
 
         for kind, payload in stream(work, models.lock, job):
             if kind == "progress":
@@ -171,5 +167,5 @@ def build(ctx: Context) -> None:
               use_identity, id_lambda, seed]
     for action, btn in btns.items():
         outputs = [before, after, status, files] + ([choice, upload] if action == "align" else [])
-        btn.click(bound(action), inputs, outputs, api_name=action, show_progress="hidden", **HEAVY)
+        btn.click(bound(action), inputs, outputs, api_name=get_workflow(action).ui, show_progress="hidden", **HEAVY)
     halt.click(stop, None, None, queue=False, api_visibility="private")
