@@ -75,8 +75,9 @@ def build(ctx: Context) -> None:
                 if info.step % every == 0 or info.step + 1 == info.steps:
                     report(info, preview(images))
 
+            said = {} if action == "align" else {"notify": notes.append}  # the pipelines' fallback notes
             return get_workflow(action).run(settings, models=models.cache, callback=callback, stop=job.stopped,
-                                            log=notes.append, quiet=True)
+                                            quiet=True, **said)
 
         for kind, payload in stream(work, models.lock, job):
             if kind == "progress":
