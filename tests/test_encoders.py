@@ -134,7 +134,9 @@ def test_wrong_file_kinds_say_what_they_are(tmp_path):
         load_face_identity(fixture_path("e4e_tiny_64.pt"))
     with pytest.raises(WeightsFileError, match="pass it as --id-weights"):
         load_encoder(fixture_path("arcface_irse50_tiny.pth"))
-    with pytest.raises(FileNotFoundError, match="no such e4e checkpoint"):
+    from clipstyle.io.files import InputPathError
+
+    with pytest.raises(InputPathError, match="no such e4e checkpoint"):
         load_encoder(tmp_path / "missing.pt")
     trunc = tmp_path / "cut.pt"
     trunc.write_bytes(fixture_path("e4e_tiny_64.pt").read_bytes()[:5000])

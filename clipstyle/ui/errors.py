@@ -1,7 +1,7 @@
 """The ONE place the web UI turns an exception into the line a browser sees.
 
-A user's mistake (any :class:`~clipstyle.errors.ClipstyleError` or a class :func:`clipstyle.errors.exit_code_for`
-maps) shows as one line; anything else is a bug: the browser sees "this is a bug in clipstyle" and the
+A user's mistake shows as the line :func:`clipstyle.errors.error_line` gives the CLI and a batch job for the same
+exception (:func:`clipstyle.errors.describe` classifies it by type); anything else is a bug: the browser sees "this is a bug in clipstyle" and the
 server log gets the traceback. The line never carries file bytes or server folders: it is one line of
 printable text, byte-string literals are elided, the UI's own folders are replaced by placeholders, and it
 is cut at :data:`MAX_CHARS` characters.
@@ -21,10 +21,10 @@ log = logging.getLogger("clipstyle.ui")
 
 
 def is_bug(exc: BaseException) -> bool:
-    """True when ``exc`` is not an error a user can cause (its class is not a user-facing error)."""
-    from clipstyle.errors import exit_code_for
+    """True when ``exc`` is not an error a user can cause (:func:`clipstyle.errors.describe` knows no line)."""
+    from clipstyle.errors import describe as shared
 
-    return exit_code_for(exc) is None
+    return shared(exc) is None
 
 
 def describe(exc: BaseException, hide: Iterable[tuple[str, str]] = ()) -> str:
@@ -44,10 +44,9 @@ def describe(exc: BaseException, hide: Iterable[tuple[str, str]] = ()) -> str:
         log.error("bug in a UI request", exc_info=(type(exc), exc, exc.__traceback__))
         return (f"internal error ({type(exc).__name__}): this is a bug in clipstyle; the server's log has the "
                 f"details — please report it")
-    from clipstyle import errors
+    from clipstyle.errors import error_line
 
-    shared = getattr(errors, "describe", None)  # the CLI's own one-line description, where it exists
-    text = str(shared(exc)) if callable(shared) else str(exc)
+    text = error_line(exc)  # the line the CLI and a batch job show for the same mistake
     for folder, placeholder in hide:
         if folder:
             text = text.replace(folder.rstrip("/") + "/", placeholder).replace(folder, placeholder)
