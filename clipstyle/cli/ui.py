@@ -13,8 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-<<<<<<< HEAD
-from clipstyle.cli.common import UsageError, handle_errors, resolve_device
+from clipstyle.cli.common import UsageError, UserRuntimeError, handle_errors, resolve_device
 from clipstyle.cli.text import ClipModelOpt, ClipPretrainedOpt, DeviceOpt
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -52,10 +51,6 @@ def _existing_file(path: Path | None, option: str) -> str | None:
     if not path.is_file():
         raise UsageError(f"{option} {path}: no such file")
     return str(path)
-=======
-from clipstyle.cli.common import UsageError, UserRuntimeError, handle_errors, resolve_device
-from clipstyle.cli.text import ClipModelOpt, ClipPretrainedOpt, DeviceOpt, NetworkOpt
->>>>>>> main
 
 
 def check_serving_address(host: str, port: int) -> None:
@@ -132,13 +127,7 @@ def ui_command(
         import gradio  # noqa: F401
     except ImportError:
         raise UsageError("the UI needs Gradio: pip install 'clipstyle[ui]'") from None
-<<<<<<< HEAD
     from clipstyle.ui.config import Limits, UIConfig
-=======
-    check_serving_address(host, port)  # a busy port or a foreign address: one line before the network loads
-    from clipstyle.ui.app import launch
-    from clipstyle.ui.runner import UIConfig
->>>>>>> main
 
     logins = read_auth(list(auth or []), auth_file)
     if host.strip().lower() not in LOCAL_HOSTS and not host.startswith("127.") and not logins and not no_auth:
@@ -146,6 +135,7 @@ def ui_command(
                          "or --no-auth to let anyone who reaches the port use it")
     if logins and no_auth:
         raise UsageError("--no-auth contradicts --auth/--auth-file")
+    check_serving_address(host, port)  # a busy port or a foreign address: one line before the network loads
     limits = Limits(max_steps=max_steps, max_frames=max_frames, max_batch=max_batch, max_resolution=max_resolution,
                     max_seconds=max_seconds, max_upload_mb=max_upload_mb,
                     max_session_mb=max(4 * max_upload_mb, 200.0))

@@ -21,9 +21,9 @@ from clipstyle.ui.config import UIConfig
 from clipstyle.ui.runner import Models
 from clipstyle.ui.sources import AllowedFiles, Sessions
 from clipstyle.ui.tabs import blend, interpolate, mix, photo, styleblocks, text
-from clipstyle.ui.tabs.common import Context
+from clipstyle.ui.tabs.common import Context, ui_error
 
-__all__ = ["CSS", "EXTRA_TABS", "build_app", "launch"]
+__all__ = ["CSS", "EXTRA_TABS", "build_app", "launch", "ui_error"]
 
 CSS = (".cs-status progress { width: 60%; height: 1.1em; vertical-align: middle; }\n"
        # small networks (the 64² test fixture) are shown scaled up, pixels kept sharp

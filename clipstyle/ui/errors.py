@@ -1,14 +1,16 @@
 """The ONE place the web UI turns an exception into the line a browser sees.
 
-A user's mistake shows as the line :func:`clipstyle.errors.error_line` gives the CLI and a batch job for the same
-exception (:func:`clipstyle.errors.describe` classifies it by type); anything else is a bug: the browser sees "this is a bug in clipstyle" and the
-server log gets the traceback. The line never carries file bytes or server folders: it is one line of
+Every failure shows as the line :func:`clipstyle.errors.error_line` gives the CLI and a batch job for the same
+exception (:func:`clipstyle.errors.describe` classifies it by type); a bug's line says "this is a bug in
+clipstyle" and the server log gets its traceback. The line never carries file bytes or server folders: it is
+one line of
 printable text, byte-string literals are elided, the UI's own folders are replaced by placeholders, and it
 is cut at :data:`MAX_CHARS` characters.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from collections.abc import Iterable
@@ -16,7 +18,7 @@ from collections.abc import Iterable
 __all__ = ["MAX_CHARS", "describe", "is_bug"]
 
 MAX_CHARS = 300
-_BYTES = re.compile(r"""b(['"]).*?(?<!\\)\1""")
+_BYTES = re.compile(r"""\bb(['"]).*?(?<!\\)\1""")
 log = logging.getLogger("clipstyle.ui")
 
 
@@ -36,21 +38,21 @@ def describe(exc: BaseException, hide: Iterable[tuple[str, str]] = ()) -> str:
             becomes ``upload:``, so a message names the uploaded file, not where the server keeps it).
 
     Returns:
-        For a user error its message as one line (≤ :data:`MAX_CHARS` characters, printable, no byte
-        literals); for a bug ``"internal error (TypeName): this is a bug in clipstyle …"``, with the
-        traceback written to the ``clipstyle.ui`` logger.
+        :func:`clipstyle.errors.error_line` (for a bug: "internal error (this is a bug in clipstyle, please
+        report it): TypeName: …", its traceback written to the ``clipstyle.ui`` logger, never to the browser),
+        made safe: one printable line of at most :data:`MAX_CHARS` characters, byte literals elided, the UI's
+        folders replaced, ``<``/``>``/``&`` escaped.
     """
-    if is_bug(exc):
-        log.error("bug in a UI request", exc_info=(type(exc), exc, exc.__traceback__))
-        return (f"internal error ({type(exc).__name__}): this is a bug in clipstyle; the server's log has the "
-                f"details — please report it")
     from clipstyle.errors import error_line
 
-    text = error_line(exc)  # the line the CLI and a batch job show for the same mistake
+    if is_bug(exc):
+        log.error("bug in a UI request", exc_info=(type(exc), exc, exc.__traceback__))
+    text = error_line(exc)  # the line the CLI and a batch job show for the same exception
     for folder, placeholder in hide:
         if folder:
             text = text.replace(folder.rstrip("/") + "/", placeholder).replace(folder, placeholder)
     text = _BYTES.sub("b'…'", text)
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     text = " ".join(text.split()) or type(exc).__name__
-    return text if len(text) <= MAX_CHARS else text[:MAX_CHARS - 1] + "…"
+    text = text if len(text) <= MAX_CHARS else text[:MAX_CHARS - 1] + "…"
+    return html.escape(text, quote=False)  # Gradio renders the message as HTML

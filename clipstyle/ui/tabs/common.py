@@ -18,10 +18,17 @@ from clipstyle.ui.errors import describe
 from clipstyle.ui.runner import Job, Models, StopFlags, status_html
 from clipstyle.ui.sources import AllowedFiles, Sessions, image_size_ok, resolve
 
-__all__ = ["Context", "HEAVY", "guarded", "int_or_none"]
+__all__ = ["Context", "HEAVY", "guarded", "int_or_none", "ui_error"]
 
 #: Events that use the models share one Gradio concurrency group (one at a time, the rest queue).
 HEAVY = {"concurrency_limit": 1, "concurrency_id": "model"}
+
+
+def ui_error(exc: BaseException, hide: list[tuple[str, str]] | None = None) -> gr.Error:
+    """The ``gr.Error`` a browser sees for ``exc``: the one line of :func:`clipstyle.ui.errors.describe`."""
+    if isinstance(exc, gr.Error):
+        return exc
+    return gr.Error(describe(exc, hide or ()), print_exception=False)
 
 
 def int_or_none(value: Any) -> int | None:
@@ -122,7 +129,7 @@ class Context:
         return run_dir, files
 
     def error(self, exc: BaseException) -> gr.Error:
-        return gr.Error(describe(exc, self.hide()), print_exception=False)
+        return ui_error(exc, self.hide())
 
     def status(self, done: int, total: int, text: str, key: str) -> str:
         return status_html(done, total, text, key)

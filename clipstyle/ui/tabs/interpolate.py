@@ -1,5 +1,5 @@
 """The Interpolate tab: keyframes (seeds, and latent files uploaded in this session or listed from the
-operator's allowed folders, by name) → ``interpolation.gif`` (:func:`clipstyle.pipelines.creative.interpolate`).
+operator's allowed folders, by name) → ``interpolation.gif`` (the registry's ``interpolate`` workflow).
 Endpoint ``/interpolate`` (keyframes, frames per segment, mode, loop[, uploads]); stoppable."""
 
 from __future__ import annotations
@@ -53,11 +53,12 @@ def keyframes(text: str, names: dict[str, str], G: Any) -> tuple[list[str], int]
 
 def build(ctx: Context) -> None:
     """Lay out the Interpolate tab."""
-    models, lim = ctx.models, ctx.limits
+    config, models, lim = ctx.config, ctx.models, ctx.limits
 
     def interpolate_run(text: str, frames: float, mode: str, loop: bool, uploads: Any, request: gr.Request):
         from clipstyle.latents.interpolate import frame_count
-        from clipstyle.pipelines.creative import interpolate
+        from clipstyle.workflows.creative import InterpolateSettings
+        from clipstyle.workflows.registry import get_workflow
 
         job = ctx.job(request)
         for upload in uploads or []:
@@ -69,9 +70,12 @@ def build(ctx: Context) -> None:
             raise UsageError(f"{count} keyframes × {per} frames make {total} frames, over this server's limit "
                              f"of {lim.max_frames} (--max-frames)")
 
+        settings = InterpolateSettings(sources=tuple(sources), frames=per, mode=mode, loop=bool(loop),
+                                       network=config.network)
+
         def work(report):
-            return interpolate(sources, frames=per, mode=mode, loop=bool(loop), G=models.G, device=models.device,
-                               callback=lambda done, all_: report(done, all_), stop=job.stopped)
+            return get_workflow("interpolate").run(settings, models=models.cache, stop=job.stopped,
+                                                   callback=lambda done, all_: report(done, all_))
 
         for kind, payload in stream(work, models.lock, job):
             if kind == "progress":

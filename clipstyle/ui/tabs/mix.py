@@ -1,5 +1,5 @@
 """The Mix tab: two seeds and the rows taken from B, rendered live as a grid
-(:func:`clipstyle.pipelines.creative.mix_grid`). Endpoint ``/mix`` (seed A, seed B, rows)."""
+(the registry's ``mix`` workflow). Endpoint ``/mix`` (seed A, seed B, rows)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,18 @@ def build(ctx: Context) -> None:
     models = ctx.models
 
     def mix_render(seed_a: float, seed_b: float, rows: list):
-        from clipstyle.pipelines.creative import generate, mix_grid
+        from clipstyle.workflows.creative import GenerateSettings, MixSettings
+        from clipstyle.workflows.registry import get_workflow
 
         a, b = int_or_none(seed_a) or 0, int_or_none(seed_b) or 0
+        net = ctx.config.network
+        if not rows:
+            name, settings = "generate", GenerateSettings(network=net, seeds=str(a))
+        else:
+            name, settings = "mix", MixSettings(rows=str(a), cols=str(b), network=net,
+                                                blocks=",".join(str(int(r)) for r in rows))
         with models.lock:
-            if not rows:
-                return generate(seeds=str(a), G=models.G, device=models.device).image
-            return mix_grid(rows=str(a), cols=str(b), blocks=",".join(str(int(r)) for r in rows), G=models.G,
-                            device=models.device).image
+            return get_workflow(name).run(settings, models=models.cache).image
 
     with gr.Row():
         with gr.Column():
