@@ -79,6 +79,9 @@ def load_direction(path: str | Path, num_ws: int, w_dim: int, component: int | N
         kind, obj = read_array_file(path, "direction")
     except LatentFileError as exc:
         raise DirectionError(str(exc)) from None
+    if isinstance(obj, dict) and "s_direction" in obj:
+        raise DirectionError(f"{path} is a StyleSpace direction (from 'direction global'): 'direction apply' reads "
+                             "it; it is no W direction")
     pca = _ganspace(obj)
     if pca is not None:
         comp, std = pca

@@ -19,8 +19,10 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import torch
 
-from clipstyle.latents import Latent
 from clipstyle.errors import NonFiniteLossWarning, UsageError, interrupt_requested
+from clipstyle.latents import Latent
+from clipstyle.optimize.precision import PRECISIONS  # noqa: F401  (re-exported: callers import loop.PRECISIONS)
+from clipstyle.optimize.precision import autocast_context, model_precision, resolve_precision
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 #: One step of :func:`train`: ``step → (images for callbacks, scalar loss, {name: value})``.
@@ -73,7 +75,8 @@ class OptimizeResult:
 
     ``ws``/``best_ws``: ``[N, num_ws, w_dim]`` float32 CPU (final and lowest-loss); ``history``: one dict
     per step (``step``, ``lr``, ``loss``, each term); ``frames``: uint8 ``[N, H, W, C]`` snapshots every
-    ``save_every`` steps; ``interrupted``: stopped by Ctrl-C (then ``ws`` is the best so far).
+    ``save_every`` steps; ``interrupted``: stopped by Ctrl-C (then ``ws`` is the best so far);
+    ``precision``: the mode the networks ran in (``fp32``/``tf32``/``bf16``/``fp16``, ``auto`` resolved).
     """
 
     ws: torch.Tensor
@@ -87,6 +90,7 @@ class OptimizeResult:
     seconds: float
     steps_done: int = 0
     extra: dict = field(default_factory=dict)
+    precision: str = "fp32"
 
 
 def to_uint8_frames(images: torch.Tensor) -> np.ndarray:
@@ -95,21 +99,15 @@ def to_uint8_frames(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
 def _autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    """A factory of the autocast context for ``precision`` (a no-op for fp32).
+    """A factory of the generator's precision context (kept for callers of the old name).
 
     Raises:
-        ValueError: an unknown precision.
+        PrecisionError: an unknown precision, or one the device cannot run
+            (:func:`clipstyle.optimize.precision.resolve_precision`).
     """
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp32":
-        return contextlib.nullcontext
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return lambda: torch.autocast(device.type, dtype=dtype)
+    ran = resolve_precision(precision, device)
+    return lambda: autocast_context(ran, device)
 
 
 def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule, *, noise_mode: str = "const",
@@ -128,8 +126,13 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
         callbacks: called after every step with a :class:`StepInfo` and the step's images.
         extra_params: more tensors to optimize with the same Adam (e.g. noise buffers in projection).
         after_step: called after each optimizer step (e.g. to renormalize noise buffers).
-        precision: ``fp32`` (default), or ``bf16``/``fp16`` to run the generator's forward under
-            ``torch.autocast`` (meant for GPUs; the latent, the optimizer and the loss stay float32).
+        precision: one of :data:`~clipstyle.optimize.precision.PRECISIONS` (default ``fp32``): the
+            generator's synthesis runs in it, and so do the critics inside ``loss_fn`` that use
+            :func:`~clipstyle.optimize.precision.model_autocast` (CLIP's image tower); the latent, Adam's
+            state and the loss arithmetic stay float32; ``fp16`` scales the loss (``GradScaler``); the
+            final image is rendered in float32. ``auto`` is resolved for the latent's device
+            (:func:`~clipstyle.optimize.precision.resolve_precision`); the result's ``precision`` says
+            what ran.
         stop: polled before every step; ``True`` ends the loop exactly as Ctrl-C does (best result kept,
             ``interrupted``): the UI's Stop button.
 
@@ -141,17 +144,22 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
         it into an exit-1 error line after the command saved the best result).
     """
     G.requires_grad_(False)
-    autocast = _autocast(precision, latent.param.device)
+    device = latent.param.device
+    ran = resolve_precision(precision, device)  # PrecisionError (a UsageError) before any work
     opt = torch.optim.Adam([latent.param, *extra_params], lr=schedule.lr, betas=betas)
+    # fp16: a modest initial loss scale: a latent's loss is O(1) and the default 2**16 overflows the first
+    # steps of a generator's backward, which GradScaler then skips (the run falls behind fp32's schedule).
+    scaler = torch.amp.GradScaler(device.type, init_scale=2.0 ** 10, growth_interval=100) if ran == "fp16" else None
     current: dict[str, torch.Tensor] = {}
 
     def forward(step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         ws = current["ws"] = latent.ws()
-        with autocast():
+        with autocast_context(ran, device):
             images = G.synthesis(ws, noise_mode=noise_mode)
         images = images.float()
-        loss, terms = loss_fn(images, ws)
-        return images, loss, terms
+        with model_precision(ran, device):  # the critics' forwards; the loss arithmetic stays float32
+            loss, terms = loss_fn(images, ws)
+        return images, loss.float(), terms
 
     def after() -> None:
         latent.constrain_()
@@ -161,20 +169,21 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
     out = _iterate(opt, forward, schedule, keep=lambda: current["ws"].detach().cpu().clone(),
                    initial=latent.ws().detach().cpu().clone(),
                    cause=lambda step, value, terms: nonfinite_cause(step, value, current["ws"], terms),
-                   save_every=save_every, callbacks=callbacks, after_step=after, stop=stop)
+                   save_every=save_every, callbacks=callbacks, after_step=after, stop=stop, scaler=scaler)
     if out.stop_reason:
         warnings.warn(out.stop_reason, NonFiniteLossWarning, stacklevel=2)
     best_ws = out.best
     final_ws = best_ws if out.interrupted else latent.ws().detach().cpu().clone()
-    with torch.no_grad():
-        final_img = G.synthesis(final_ws.to(latent.param.device), noise_mode=noise_mode)
+    with torch.no_grad(), autocast_context("fp32", device):  # the result is rendered in float32
+        final_img = G.synthesis(final_ws.to(device), noise_mode=noise_mode)
     frames = out.frames + [to_uint8_frames(final_img)]
     frame_steps = out.frame_steps + [len(out.history)]
     return OptimizeResult(ws=final_ws, best_ws=best_ws, best_loss=out.best_loss, best_step=out.best_step,
                           history=tuple(out.history), frames=tuple(frames), frame_steps=tuple(frame_steps),
                           interrupted=out.interrupted, seconds=time.perf_counter() - out.t0,
                           steps_done=len(out.history),
-                          extra={"final_image": final_img.detach().cpu(), "stop_reason": out.stop_reason})
+                          extra={"final_image": final_img.detach().cpu(), "stop_reason": out.stop_reason},
+                          precision=ran)
 
 
 @dataclass(frozen=True)
@@ -243,8 +252,9 @@ class _Outcome:
 def _iterate(opt: torch.optim.Optimizer, forward: StepFn, schedule: Schedule, *, keep: Callable[[], Any],
              initial: Any, cause: Callable[[int, float, dict], str], save_every: int,
              callbacks: Sequence[Callback], after_step: Callable[[], None] | None,
-             stop: Callable[[], bool] | None) -> _Outcome:
-    """The loop itself, shared by :func:`run` (a latent) and :func:`train` (any tensors)."""
+             stop: Callable[[], bool] | None, scaler: Any = None) -> _Outcome:
+    """The loop itself, shared by :func:`run` (a latent) and :func:`train` (any tensors); ``scaler``: fp16's
+    ``GradScaler`` (the loss is scaled so that small gradients survive; steps with inf gradients are skipped)."""
     out = _Outcome([], [], [], initial, math.inf, -1, False, "", time.perf_counter())
     try:
         for step in range(schedule.steps):
@@ -262,8 +272,13 @@ def _iterate(opt: torch.optim.Optimizer, forward: StepFn, schedule: Schedule, *,
                 out.best_loss, out.best_step = value, step
                 out.best = keep()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             if after_step is not None:
                 after_step()
             record = {"step": step, "lr": lr, "loss": value, **{k: float(v) for k, v in terms.items()}}
