@@ -1,7 +1,7 @@
 """The web UI's Adapt tab: make a network for a new domain from two words (the registry's ``adapt`` workflow,
 StyleGAN-NADA). Mounted by :mod:`clipstyle.ui.app` (``EXTRA_TABS``) inside its ``gr.Tab``.
 
-:func:`adapt_stream` does the work without Gradio (tested directly); :func:`build_tab` lays the tab out and wires
+:func:`adapt_stream` does the work (tested directly, without a server); :func:`build_tab` lays the tab out and wires
 it (endpoint ``/adapt``; Stop, or the server's time limit, keeps the best network so far).
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import gradio as gr
 
 from clipstyle.ui.runner import preview, stream
 
@@ -55,8 +57,6 @@ def adapt_stream(models: Any, settings: Any, *, stop: Any = None, preview_every:
 
 def build_tab(models: Any) -> None:
     """Lay out the Adapt tab (called inside the app's ``gr.Tab``; ``models.ui`` is the app's context)."""
-    import gradio as gr
-
     from clipstyle.ui.tabs.common import HEAVY, guarded
 
     ctx = models.ui
