@@ -65,6 +65,8 @@ EXAMPLES = {
     "direction-learn": lambda f: {"positive": str(f["positive"]), "negative": str(f["negative"])},
     "direction-from-text": lambda f: {"source": "a face", "target": "a smiling face", "seeds": "0-1",
                                       "steps": STEPS, "cutouts": 2, "network": _net(f), **_clip(f)},
+    "adapt": lambda f: {"target": "pencil sketch", "network": _net(f), **_clip(f), "steps": STEPS, "seeds": "0-1",
+                        "preview_every": 1},
 }
 
 NAMES = sorted(WORKFLOWS)
