@@ -90,11 +90,16 @@ class LatentContext:
         the file's arrays do not match the recorded names)."""
         if not self.noise_names:
             return {}
-        with np.load(self.path, allow_pickle=False) as data:
-            keys = [f"{NOISE_KEY}{i}" for i in range(len(self.noise_names))]
-            if not all(k in data.files for k in keys):
-                return {}
-            return {name: np.asarray(data[k], dtype=np.float32) for name, k in zip(self.noise_names, keys)}
+        from clipstyle.io.arrays import ArrayFileError, read_npz
+
+        try:
+            data = read_npz(self.path)  # budgeted: members checked, then read one at a time
+        except ArrayFileError as exc:
+            raise LatentFileError(str(exc)) from None
+        keys = [f"{NOISE_KEY}{i}" for i in range(len(self.noise_names))]
+        if not all(k in data for k in keys):
+            return {}
+        return {name: np.asarray(data[k], dtype=np.float32) for name, k in zip(self.noise_names, keys)}
 
     def notes(self, *, network: str | None = None, blend: str | None = None,
               truncation: float | None = None) -> list[str]:

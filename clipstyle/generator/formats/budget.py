@@ -66,14 +66,15 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
-def check_shapes(shapes: Iterable[tuple[tuple[int, ...], int]], what: str = "the file") -> int:
+def check_shapes(shapes: Iterable[tuple[tuple[int, ...], int]], what: str = "the file",
+                 lim: Limits | None = None) -> int:
     """Refuse a set of tensors (``(shape, itemsize)`` pairs) that is too many or too large. Returns total bytes.
 
     Raises:
         BudgetError: more than ``max_tensors`` tensors, a negative dimension, more than ``max_ndim``
-            dimensions, or more than ``max_tensor_bytes`` bytes together.
+            dimensions, or more than ``max_tensor_bytes`` bytes together (of ``lim``, default :func:`limits`).
     """
-    lim = limits()
+    lim = lim or limits()
     total = 0
     for count, (shape, itemsize) in enumerate(shapes, 1):
         if count > lim.max_tensors:
