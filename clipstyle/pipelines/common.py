@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from clipstyle.latents.constraints import SpecError
+from clipstyle.latents.source import network_for_latents  # the one rule (re-exported for the pipelines)
 
 __all__ = ["NOISE_MODES", "check_noise_mode", "labels", "load_network", "load_guide", "parse_seeds", "pick_device",
            "latent_file_of", "read_latent_meta", "network_for_latents"]
@@ -132,20 +133,3 @@ def read_latent_meta(path: Any) -> dict:
         return read_meta(path)
     except Exception:  # noqa: BLE001 - parse_sources raises the user-facing LatentFileError
         return {}
-
-
-def network_for_latents(path: Path | None, network: str | None, meta: dict | None = None) -> str:
-    """The network a latent file is rendered with unless told otherwise: ``network`` when given, else the
-    pivotal-tuning generator the file names (``meta['generator']``, relative to the file, when it exists),
-    else the network its meta records, else ``ffhq``."""
-    if network:
-        return network
-    if path is None:
-        return "ffhq"
-    meta = read_latent_meta(path) if meta is None else meta
-    tuned = meta.get("generator")
-    if tuned:
-        tuned_path = Path(tuned) if Path(tuned).is_absolute() else Path(path).parent / tuned
-        if tuned_path.is_file():
-            return str(tuned_path)
-    return str(meta.get("network") or "ffhq")

@@ -47,6 +47,7 @@ def direction_apply(latents: str, direction: str | Path, *, strength: str = "-5:
         labels,
         latent_file_of,
         load_network,
+        network_for_latents,
         pick_device,
         read_latent_meta,
     )
@@ -57,7 +58,7 @@ def direction_apply(latents: str, direction: str | Path, *, strength: str = "-5:
     nm = check_noise_mode(noise_mode)
     path = latent_file_of(latents)
     meta = read_latent_meta(path) if path is not None else {}
-    source = network or meta.get("network") or "ffhq"
+    source = network_for_latents(path, network, meta)  # the one rule for a latent file's network
     dev = pick_device(device, G)
     G = load_network(source, dev, G=G)
     d = load_direction(direction, G.num_ws, G.w_dim, component=component, sigma=sigma)
