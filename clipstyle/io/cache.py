@@ -20,6 +20,7 @@ import contextlib
 import errno
 import hashlib
 import http.client
+import io
 import os
 import re
 import socket
@@ -150,16 +151,115 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _read_sidecar(path: Path) -> str | None:
-    with contextlib.suppress(OSError, IndexError):
-        return _sidecar(path).read_text(encoding="ascii").split()[0].lower()
-    return None
+class _Deadline:
+    """The moment (``time.monotonic()``) a whole transfer must end by; :meth:`left` raises past it."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def left(self) -> float:
+        remaining = self.at - time.monotonic()
+        if remaining <= 0:
+            raise _TooSlow()
+        return remaining
 
 
-def _open_url(url: str, timeout: float) -> Any:
-    """Open ``url`` for reading (urllib). A separate function so tests can count or stub calls."""
+class _DeadlineRaw(io.RawIOBase):
+    """The raw stream ``makefile`` returns: every read goes through :meth:`_DeadlineSocket.recv_into`."""
+
+    def __init__(self, sock: "_DeadlineSocket") -> None:
+        super().__init__()
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        return self._sock.recv_into(b)
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+            self._sock.release_file()
+
+
+class _DeadlineSocket:
+    """A connected socket whose every receive and send waits at most until the transfer's deadline.
+
+    http.client reads the status line, each header line and each chunk-size line through ``readline``, a
+    receive at a time; the socket ``timeout`` alone bounds only one receive, so a server dripping one byte
+    per receive could hold the process forever. Here each receive first checks the deadline and sets the
+    socket timeout to ``min(timeout, time left)``.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: _Deadline, timeout: float) -> None:
+        self._sock, self._deadline, self._timeout = sock, deadline, timeout
+
+    def _arm(self) -> None:
+        self._sock.settimeout(max(min(self._timeout, self._deadline.left()), 0.001))
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self._arm()
+        return self._sock.recv_into(buffer, nbytes, flags)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self._arm()
+        return self._sock.recv(bufsize, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._arm()
+        self._sock.sendall(data, flags)
+
+    def makefile(self, mode: str = "rb", buffering: int | None = None, **_: Any) -> IO[bytes]:
+        if "r" not in mode or "w" in mode:
+            raise ValueError("only reading is supported")
+        self._sock._io_refs += 1  # like socket.makefile: closing the connection waits for this reader
+        return io.BufferedReader(_DeadlineRaw(self), 64 * 1024)
+
+    def release_file(self) -> None:
+        self._sock._decref_socketios()
+
+    def __getattr__(self, name: str) -> Any:  # close, fileno, setsockopt … of the real socket
+        return getattr(self._sock, name)
+
+
+def _deadline_connection(base: type, deadline: _Deadline) -> type:
+    """An ``http.client`` connection class whose connection (TCP, and TLS for HTTPS) and every later read
+    end by ``deadline``."""
+
+    class Connection(base):  # type: ignore[misc, valid-type]
+        def connect(self) -> None:
+            self.timeout = max(min(float(self.timeout or 30.0), deadline.left()), 0.001)
+            super().connect()
+            deadline.left()
+            self.sock = _DeadlineSocket(self.sock, deadline, float(self.timeout))
+
+    return Connection
+
+
+def _open_url(url: str, timeout: float, deadline: float | None = None) -> Any:
+    """Open ``url`` for reading (urllib). A separate function so tests can count or stub calls.
+
+    With ``deadline`` (``time.monotonic()``), connecting, the status line, the headers and every later read
+    (chunk framing included) end by then: :class:`_TooSlow` past it.
+    """
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    return urllib.request.urlopen(request, timeout=timeout)
+    if deadline is None:
+        return urllib.request.urlopen(request, timeout=timeout)
+    limit = _Deadline(deadline)
+    http_conn = _deadline_connection(http.client.HTTPConnection, limit)
+    https_conn = _deadline_connection(http.client.HTTPSConnection, limit)
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: Any) -> Any:
+            return self.do_open(http_conn, req)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: Any) -> Any:
+            return self.do_open(https_conn, req, context=self._context)
+
+    opener = urllib.request.build_opener(HTTPHandler(), HTTPSHandler())
+    return opener.open(request, timeout=max(min(timeout, limit.left()), 0.001))
 
 
 @contextlib.contextmanager
@@ -306,6 +406,16 @@ def _stream(response: IO[bytes], out: IO[bytes], total: int | None, label: str, 
     return done, h.hexdigest()
 
 
+def _source_permissions(url: str) -> int | None:
+    """For a ``file://`` URL, the permission bits of the source: the cached copy is never more readable."""
+    if urllib.parse.urlparse(url).scheme.lower() != "file":
+        return None
+    try:
+        return os.stat(urllib.request.url2pathname(urllib.parse.urlparse(url).path)).st_mode & 0o777
+    except OSError:
+        return None
+
+
 def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeout: float, hint: str | None,
               max_bytes: int | None = None, time_limit: float | None = None) -> None:
     """Download ``url`` into ``dest`` atomically, verifying size, time and checksum. Raises :class:`DownloadError`."""
@@ -313,13 +423,21 @@ def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeo
     time_limit = float(time_limit if time_limit is not None else _env_number("CLIPSTYLE_DOWNLOAD_TIME_LIMIT",
                                                                              TOTAL_TIME_LIMIT))
     deadline = time.monotonic() + time_limit
+    too_slow = DownloadError(url, f"the download took longer than {time_limit:g} s "
+                                  f"(set CLIPSTYLE_DOWNLOAD_TIME_LIMIT to raise it)", hint)
     try:
-        response = _open_url(url, timeout)
+        response = _open_url(url, timeout, deadline)
+    except _TooSlow:
+        raise too_slow from None
     except urllib.error.URLError as err:  # includes HTTPError
         if isinstance(err, urllib.error.HTTPError):
             err.close()  # an HTTPError holds the open response; release its socket
+        if time.monotonic() >= deadline:
+            raise too_slow from None
         raise DownloadError(url, _describe_url_error(url, err), hint) from err
     except (OSError, http.client.HTTPException, ValueError) as err:
+        if time.monotonic() >= deadline:
+            raise too_slow from None
         raise DownloadError(url, _describe_url_error(url, err), hint) from err
     with response:
         length = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
@@ -330,7 +448,7 @@ def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeo
             raise DownloadError(url, f"the file is {total} bytes, over the {max_bytes}-byte download limit "
                                      f"(set CLIPSTYLE_MAX_DOWNLOAD_BYTES to raise it)", hint)
         try:
-            with atomic_writer(dest, "wb") as out:
+            with atomic_writer(dest, "wb", permissions=_source_permissions(url)) as out:
                 label = urllib.parse.unquote(urllib.parse.urlparse(url).path.rsplit("/", 1)[-1]) or url
                 try:
                     done, digest = _stream(response, out, total, label, progress, max_bytes, deadline)
@@ -339,8 +457,7 @@ def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeo
                         f"the {max_bytes}-byte download limit (set CLIPSTYLE_MAX_DOWNLOAD_BYTES to raise it)"
                     raise DownloadError(url, f"the server sent more than {limit}", hint) from None
                 except _TooSlow:
-                    raise DownloadError(url, f"the download took longer than {time_limit:.0f} s "
-                                             f"(set CLIPSTYLE_DOWNLOAD_TIME_LIMIT to raise it)", hint) from None
+                    raise too_slow from None
                 if total is not None and done != total:
                     raise DownloadError(url, f"incomplete download: got {done} of {total} bytes", hint)
                 if done == 0:
@@ -352,6 +469,8 @@ def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeo
         except DownloadError:
             raise
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+            if time.monotonic() >= deadline:
+                raise too_slow from None
             if isinstance(err, OSError) and (err.filename is not None or err.errno in _LOCAL_ERRNOS):
                 raise DownloadError(url, f"cannot write the cache file in {dest.parent}: {err.strerror}", hint) from err
             raise DownloadError(url, f"download interrupted: {_describe_url_error(url, err)}", hint) from err
@@ -435,8 +554,8 @@ def fetch(
         cache_dir: cache folder; default ``$CLIPSTYLE_CACHE``, else the platform user cache dir
             (``platformdirs.user_cache_dir("clipstyle")``). Files go to ``<cache>/<subdir>/``.
         sha256: expected lower/upper-case hex SHA-256 of the file, or ``None`` to skip the check.
-            For a cached file the stored ``.sha256`` sidecar (or the file, if there is none) is
-            compared and a mismatching cache entry is downloaded again. Not checked for local paths.
+            A cached file is hashed (its bytes, never the ``.sha256`` sidecar, which is informational)
+            and downloaded again when it differs. Not checked for local paths.
         progress: show a rich progress bar (bytes, speed, ETA) on a terminal; on a non-terminal
             stderr a single "downloading …" line is printed instead.
         hint: the advice appended to every error message (LPIPS weights, for example, pass their
@@ -446,7 +565,9 @@ def fetch(
         max_bytes: refuse a download larger than this (default :data:`MAX_DOWNLOAD_BYTES`, or
             ``$CLIPSTYLE_MAX_DOWNLOAD_BYTES``); checked against Content-Length first, then while streaming.
         time_limit: limit on the whole transfer in seconds (default :data:`TOTAL_TIME_LIMIT`, or
-            ``$CLIPSTYLE_DOWNLOAD_TIME_LIMIT``), so a server dripping bytes cannot hold the process.
+            ``$CLIPSTYLE_DOWNLOAD_TIME_LIMIT``): connecting, the status line, headers, chunk framing and
+            body together, so a server dripping bytes (even one header byte at a time) cannot hold the
+            process. A ``file://`` copy keeps its source's permission bits or tighter.
 
     Returns:
         The local path: ``Path(source)`` for a local file (not resolved, not copied), otherwise the
@@ -482,12 +603,7 @@ def fetch(
             return False
         if expected is None:
             return True
-        recorded = _read_sidecar(dest)
-        if recorded is None:
-            recorded = sha256_file(dest)
-            with contextlib.suppress(OSError):
-                atomic_write_text(_sidecar(dest), f"{recorded}  {dest.name}\n")
-        return recorded == expected
+        return sha256_file(dest) == expected  # the bytes themselves, never a sidecar that could be edited
 
     if cache_hit():
         return dest
