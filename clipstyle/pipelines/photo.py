@@ -119,12 +119,12 @@ def project(photo: str | Path, *, network: str | None = None, steps: int = 1000,
         ImageError, FileNotFoundError (a missing --encoder/--id-weights, named), AlignmentError,
         PhotoOptionError, CheckpointError, LPIPSWeightsError, DownloadError.
     """
-    from clipstyle.io.images import load_image_array
+    from clipstyle.io.images import check_image
     from clipstyle.latents.constraints import constraint_rows
 
     emit = say_once(log)
     photo = Path(photo)
-    load_image_array(photo)  # a missing or broken photo fails before any network is loaded
+    check_image(photo)  # a missing or broken photo fails before any network is loaded
     check_blend_spec(blend)
     if tune and blend:
         raise PhotoOptionError("--tune and --blend cannot be combined (pivotal tuning tunes one network)")
@@ -191,11 +191,11 @@ def encode(photo: str | Path, *, encoder: str | Path, network: str | None = None
     import torch
 
     from clipstyle.inversion.project import psnr
-    from clipstyle.io.images import load_image_array
+    from clipstyle.io.images import check_image
 
     emit = say_once(log)
     photo = Path(photo)
-    load_image_array(photo)
+    check_image(photo)
     enc = load_weights("encoder", encoder, "--encoder", device)
     face_id = load_weights("identity", id_weights, "--id-weights", device)
     G = load_network(network or str(encoder), None, device, quiet)

@@ -90,9 +90,9 @@ def edit(photo_or_latents: str | Path, prompt: str, *, source: str | None = None
                                                                                  ws0.shape[0], device)
         reference = None
     else:
-        from clipstyle.io.images import load_image_array
+        from clipstyle.io.images import check_image
 
-        load_image_array(start_path)
+        check_image(start_path)
         enc = load_weights("encoder", encoder, "--encoder", device)
         if enc is None and full_path:
             emit("no --encoder given: the photo is projected from the mean w (pass --encoder "
