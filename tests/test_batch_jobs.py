@@ -57,7 +57,7 @@ def test_toml_jobs_with_defaults(tmp_path):
     ('{"prompt": "a", "lr": -1}\n', "jobs.jsonl:1: 'lr' must be a number > 0, got -1"),
     ('{"prompt": "a", "seed": true}\n', "jobs.jsonl:1: 'seed' must be an integer in 0 … 4294967295, got true"),
     ('{"prompt": "a", "seed": 4294967296}\n', "'seed' must be an integer in 0 … 4294967295"),
-    ('{"prompt": "a", "lr": NaN}\n', "jobs.jsonl:1: 'lr' must be a number > 0, got NaN"),
+    ('{"prompt": "a", "lr": NaN}\n', "jobs.jsonl:1: NaN is not a number; every number in a job file must be finite"),
     ('{"prompt": "a", "lr": 1%s}\n' % ("0" * 400), "jobs.jsonl:1: 'lr' must be a number > 0"),
     ('{"prompt": "a", "promt": "b"}\n', "jobs.jsonl:1: unknown key 'promt' for a text job"),
     ('{"prompt": "a", "command": "paint"}\n', "jobs.jsonl:1: unknown command 'paint'"),
