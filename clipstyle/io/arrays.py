@@ -122,8 +122,8 @@ def zip_entries(z: zipfile.ZipFile, what: str, *, size: int, max_entries: int, m
                                  f"(stored, deflated) are read")
         inflated += max(int(info.file_size), 0)
     if inflated > max_inflated_bytes or (inflated > 64 << 20 and inflated > max_inflate_ratio * max(size, 1)):
-        raise ArrayBudgetError(f"{what} declares {inflated / 1e6:.1f} MB inflated from {size / 1e6:.3f} MB; refused "
-                               f"(at most {max_inflated_bytes / 1e6:.0f} MB, {max_inflate_ratio}x)")
+        raise ArrayBudgetError(f"{what} inflates to {inflated / 1e6:.1f} MB from {size / 1e6:.3f} MB (declared); "
+                               f"refused (at most {max_inflated_bytes / 1e6:.0f} MB, {max_inflate_ratio}x)")
     return entries
 
 
