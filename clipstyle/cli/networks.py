@@ -114,14 +114,15 @@ def generate_command(
     outdir: Annotated[Path, typer.Option(help="Folder under which a new run folder is created.")] = Path("out"),
     device: DeviceOpt = "auto",
 ) -> None:
-    """Render images for seeds (like NVIDIA's gen_images.py): seedNNNN.png + seedNNNN.npz each."""
-    from clipstyle.pipelines.creative import generate
+    """Render images for seeds (like NVIDIA's gen_images.py): seedNNNN.png + seedNNNN.npz each, streamed to disk."""
+    from clipstyle.pipelines.generate_stream import generate_to
 
-    run = generate(network=network, seeds=seeds, truncation=truncation, truncation_cutoff=truncation_cutoff,
-                   truncate_to=truncate_to, class_idx=class_idx, label_scale=label_scale, noise_mode=noise_mode,
-                   rotate=rotate, translate=translate, grid=grid, device=device,
-                   note=lambda text: typer.echo(f"note: {text}; pass --truncation 1 for none", err=True))
-    typer.echo(str(run.save(outdir)))
+    folder = generate_to(outdir, network=network, seeds=seeds, truncation=truncation,
+                         truncation_cutoff=truncation_cutoff, truncate_to=truncate_to, class_idx=class_idx,
+                         label_scale=label_scale, noise_mode=noise_mode, rotate=rotate, translate=translate, grid=grid,
+                         device=device,
+                         note=lambda text: typer.echo(f"note: {text}; pass --truncation 1 for none", err=True))
+    typer.echo(str(folder))
 
 
 def register(app: typer.Typer) -> None:

@@ -91,7 +91,10 @@ def parse_seeds(spec: str) -> list[int]:
     Raises:
         SpecError: a malformed or out-of-range item.
     """
+    from clipstyle.optimize.resources import MAX_SEEDS, check_count
+
     seeds: list[int] = []
+    pending = 0  # counted before any range is expanded: 0-100000000 is refused without building it
     for item in str(spec).split(","):
         item = item.strip()
         try:
@@ -100,6 +103,8 @@ def parse_seeds(spec: str) -> list[int]:
                 lo, hi = int(a), int(b)
                 if lo > hi:
                     raise ValueError
+                pending += hi - lo + 1
+                check_count("--seeds", pending, MAX_SEEDS, "split the range over several runs")
                 seeds.extend(range(lo, hi + 1))
             else:
                 seeds.append(int(item))

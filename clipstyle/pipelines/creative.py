@@ -10,7 +10,7 @@ writes the run folder the CLI writes (``blend`` returns the blended generator). 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -19,8 +19,8 @@ from clipstyle.latents.constraints import SpecError
 from clipstyle.pipelines.common import check_noise_mode, labels, load_network, pick_device
 from clipstyle.pipelines.run import Run
 
-__all__ = ["styleblocks", "mix_grid", "interpolate", "render", "generate", "blend", "render_frames",
-           "unique_labels"]
+__all__ = ["styleblocks", "mix_grid", "interpolate", "render", "generate", "generate_images", "blend",
+           "render_frames", "unique_labels"]
 
 Progress = Callable[[int, int], None]
 
@@ -89,6 +89,9 @@ def styleblocks(*, seed: int | None = None, latents: str | None = None, blocks: 
 
     if (seed is None) == (latents is None):
         raise SpecError("give exactly one of --seed S or --latents FILE")
+    from clipstyle.optimize.resources import MAX_FRAMES, check_count, check_resources, estimate_frames
+
+    check_count("--frames", frames, MAX_FRAMES)
     lo, hi = parse_range(scale, "--scale")
     values = factors(lo, hi, frames)
     nm = check_noise_mode(noise_mode)
@@ -97,6 +100,7 @@ def styleblocks(*, seed: int | None = None, latents: str | None = None, blocks: 
     source = network_for_latents(None if latents is None else latent_file_of(latents), network)
     G, dev, c = _setup(source, device, G, class_idx)
     rows = parse_blocks(blocks, G.num_ws, G.block_groups())
+    check_resources(estimate_frames("styleblocks", len(rows) * len(values), G), dev)
     (src,) = parse_source(str(seed) if latents is None else latents, G, dev, truncation, c, allow_many=False)
     sheet, all_ws, gifs, files = [], [], {}, {}
     for k, r in enumerate(rows):
@@ -197,7 +201,9 @@ def interpolate(sources: Sequence[str], *, frames: int = 30, mode: str = "lerp",
     keys = [s for spec in sources for s in parse_sources(spec, G, dev, truncation, c)]
     if len(keys) < 2:
         raise SpecError("interpolation needs at least two keyframes")
-    frame_count(len(keys), frames, loop)
+    from clipstyle.optimize.resources import check_resources, estimate_frames
+
+    check_resources(estimate_frames("interpolate", frame_count(len(keys), frames, loop), G), dev)  # before rendering
     if space == "z":
         lacking = [k.label for k in keys if k.z is None]
         if lacking:
@@ -274,33 +280,18 @@ def parse_translate(spec: "str | tuple[float, float] | None") -> tuple[float, fl
     return tx, ty
 
 
-def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float | None = None,
-             truncation_cutoff: int | None = None, truncate_to: str = "global", class_idx: "int | str | None" = None,
-             label_scale: float = 1.0, noise_mode: str = "const", rotate: float | None = None,
-             translate: "str | tuple[float, float] | None" = None, grid: bool = False, device: str = "auto",
-             G: Any = None, note: "Callable[[str], None] | None" = None) -> Run:
-    """Render images for seeds like NVIDIA's ``gen_images.py`` (``z = RandomState(seed).randn(1, z_dim)``).
+def _generate_setup(network: str, seeds: str, truncation: float | None, truncation_cutoff: int | None,
+                    truncate_to: str, class_idx: "int | str | None", label_scale: float, noise_mode: str,
+                    rotate: float | None, translate: "str | tuple[float, float] | None", device: str, G: Any,
+                    note: "Callable[[str], None] | None") -> tuple[Any, list[int], dict[str, Any], dict[str, Any]]:
+    """What :func:`generate` and :func:`generate_to` share: checks, the network, labels, truncation.
 
-    ``truncation``/``truncation_cutoff`` left unset take the network's documented defaults (StyleGAN1: psi 0.7
-    on rows 0-7, reported through ``note``; every other family: none). ``truncate_to="label"`` truncates a
-    conditional network towards the mean w of its ``--class`` label instead of the global ``w_avg``.
-    ``rotate``/``translate`` set a StyleGAN3 network's input transform (default: the checkpoint's).
-
-    Returns:
-        :class:`Run` named ``generate-seeds-<seeds>``: ``seedNNNN.png`` + ``seedNNNN.npz`` (ws, z, c) per seed,
-        ``grid.png`` with ``grid``; ``ws`` ``[S, num_ws, w_dim]``, ``images`` ``[S, H, W, C]``.
-
-    Raises:
-        SpecError: bad seeds, noise mode, truncate_to or translate; rotate/translate on a non-StyleGAN3 network.
-        LabelError: a bad ``--class``.
+    Returns ``(G, seed list, render kwargs for generate_images, settings)``.
     """
     from clipstyle.generator.stylegan1 import resolve_truncation
     from clipstyle.generator.stylegan3 import input_transform
-    from clipstyle.latents import start_ws
-    from clipstyle.latents.labels import label_w_avg, truncate_ws
-    from clipstyle.optimize.loop import to_uint8_frames
+    from clipstyle.latents.labels import label_w_avg
     from clipstyle.pipelines.common import parse_seeds
-    from clipstyle.render.files import make_grid
 
     nm = check_noise_mode(noise_mode)
     if truncate_to not in ("global", "label"):
@@ -323,7 +314,25 @@ def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float | N
         if G.c_dim == 0:
             raise SpecError("--truncate-to label needs a conditional network")
         center = label_w_avg(G, c)
-    pngs, files, all_ws, images, zs = {}, {}, [], [], []
+    render = {"c": c, "psi": psi, "cutoff": cutoff, "center": center, "noise_mode": nm, "truncate_to": truncate_to,
+              "device": dev}
+    settings = {"command": "generate", "network": network, "seeds": seed_list, "truncation": psi,
+                "truncation_cutoff": cutoff, "truncation_default_used": bool(used), "truncate_to": truncate_to,
+                "class": class_idx, "label_scale": label_scale, "noise_mode": noise_mode, "rotate": rotate,
+                "translate": list(shift) if shift else None}
+    return G, seed_list, render, settings
+
+
+def generate_images(G: Any, seed_list: Sequence[int], *, c: torch.Tensor, psi: float, cutoff: int | None,
+                    center: torch.Tensor | None, noise_mode: str, truncate_to: str, device: str = "cpu"
+                    ) -> "Iterator[tuple[int, np.ndarray, dict[str, Any]]]":
+    """Render seeds one at a time: yields ``(seed, uint8 image [H, W, C], latent item)`` where the item is
+    ``{"ws": [1, num_ws, w_dim], "z": [1, z_dim], "c", "meta"}`` (what ``seedNNNN.npz`` holds). Nothing is kept
+    between seeds, so any number of seeds streams in the memory of one."""
+    from clipstyle.latents import start_ws
+    from clipstyle.latents.labels import truncate_ws
+    from clipstyle.optimize.loop import to_uint8_frames
+
     with torch.no_grad():
         for s in seed_list:
             if center is None:
@@ -331,21 +340,52 @@ def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float | N
             else:
                 ws, z = start_ws(G, seed=s, truncation_psi=1.0, c=c)
                 ws = truncate_ws(ws, center, psi, cutoff)
-            img = to_uint8_frames(G.synthesis(ws, noise_mode=nm))[0]
-            pngs[f"seed{s:04d}.png"] = img
-            files[f"seed{s:04d}.npz"] = {"ws": ws, "z": z, "c": c,
-                                         "meta": {"seed": s, "truncation_psi": psi, "truncation_cutoff": cutoff,
-                                                  "truncate_to": truncate_to, "network": G.source.source}}
-            images.append(img)
-            all_ws.append(ws.cpu())
-            zs.append(z.cpu())
+            img = to_uint8_frames(G.synthesis(ws, noise_mode=noise_mode))[0]
+            yield s, img, {"ws": ws, "z": z, "c": c,
+                           "meta": {"seed": s, "truncation_psi": psi, "truncation_cutoff": cutoff,
+                                    "truncate_to": truncate_to, "network": G.source.source}}
+
+
+def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float | None = None,
+             truncation_cutoff: int | None = None, truncate_to: str = "global", class_idx: "int | str | None" = None,
+             label_scale: float = 1.0, noise_mode: str = "const", rotate: float | None = None,
+             translate: "str | tuple[float, float] | None" = None, grid: bool = False, device: str = "auto",
+             G: Any = None, note: "Callable[[str], None] | None" = None) -> Run:
+    """Render images for seeds like NVIDIA's ``gen_images.py`` (``z = RandomState(seed).randn(1, z_dim)``).
+
+    ``truncation``/``truncation_cutoff`` left unset take the network's documented defaults (StyleGAN1: psi 0.7
+    on rows 0-7, reported through ``note``; every other family: none). ``truncate_to="label"`` truncates a
+    conditional network towards the mean w of its ``--class`` label instead of the global ``w_avg``.
+    ``rotate``/``translate`` set a StyleGAN3 network's input transform (default: the checkpoint's).
+    Holds every image in memory (for the returned :class:`Run`); :func:`generate_to` streams them to disk.
+
+    Returns:
+        :class:`Run` named ``generate-seeds-<seeds>``: ``seedNNNN.png`` + ``seedNNNN.npz`` (ws, z, c) per seed,
+        ``grid.png`` with ``grid``; ``ws`` ``[S, num_ws, w_dim]``, ``images`` ``[S, H, W, C]``.
+
+    Raises:
+        SpecError: bad seeds, noise mode, truncate_to or translate; rotate/translate on a non-StyleGAN3 network.
+        LabelError: a bad ``--class``. ResourceError: more seeds than this machine can hold.
+    """
+    from clipstyle.optimize.resources import check_resources, estimate_generate
+    from clipstyle.render.files import make_grid
+
+    G, seed_list, render, settings = _generate_setup(network, seeds, truncation, truncation_cutoff, truncate_to,
+                                                     class_idx, label_scale, noise_mode, rotate, translate, device,
+                                                     G, note)
+    est = estimate_generate(len(seed_list), G, grid=True)  # this function holds every image
+    check_resources(est, render["device"])
+    pngs, files, all_ws, images, zs = {}, {}, [], [], []
+    for s, img, item in generate_images(G, seed_list, **render):
+        pngs[f"seed{s:04d}.png"] = img
+        files[f"seed{s:04d}.npz"] = item
+        images.append(img)
+        all_ws.append(item["ws"].cpu())
+        zs.append(item["z"].cpu())
     sheet = make_grid(images)
     if grid:
         pngs["grid.png"] = sheet
-    settings = {"command": "generate", "network": network, "seeds": seed_list, "truncation": psi,
-                "truncation_cutoff": cutoff, "truncation_default_used": bool(used), "truncate_to": truncate_to,
-                "class": class_idx, "label_scale": label_scale, "noise_mode": noise_mode, "rotate": rotate,
-                "translate": list(shift) if shift else None}
+    c = render["c"]
     return Run(name=f"generate-seeds-{seeds}", result=None, settings=settings, network=G.describe(),
                z=torch.cat(zs), c=c.expand(len(seed_list), -1).cpu(), ws_=torch.cat(all_ws),
                images_=np.stack(images), result_image=sheet, extra_images=pngs, extra_latents=files)

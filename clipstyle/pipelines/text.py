@@ -210,6 +210,9 @@ def text_to_image(prompt: str = "", *, network: str = "ffhq", clip_model: str = 
         rec = get_recipe(recipe)
     dev = pick_device(device, G)
     G = load_network(network, dev, blend, G=G, progress=not quiet)
+    from clipstyle.optimize.resources import check_resources, estimate_optimization
+
+    check_resources(estimate_optimization("text", int(batch), G, cutouts=int(cutouts or 0)), dev)  # before CLIP
     if guide is None:  # the user's mistakes in blocks/mix/class first, before CLIP loads
         from clipstyle.latents.constraints import constraint_rows
         from clipstyle.pipelines.common import labels
