@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,7 +35,8 @@ def generate_to(outdir: str | os.PathLike[str], *, network: str = "ffhq", seeds:
                 grid: bool = False, device: str = "auto", G: Any = None,
                 note: "Callable[[str], None] | None" = None, progress: bool = True) -> Path:
     """Render seeds like :func:`~clipstyle.pipelines.creative.generate` (same arguments, same files), streaming
-    each image to disk; returns the run folder ``outdir/generate-seeds-<seeds>[-NNNN]``.
+    each image to disk (a progress bar on stderr when it is a terminal and ``progress``); returns the run folder
+    ``outdir/generate-seeds-<seeds>[-NNNN]``.
 
     ``result.png`` is the grid of the first :data:`SHEET_IMAGES` images (all of them when there are fewer);
     ``grid.png`` (with ``grid``) holds every image.
@@ -62,7 +64,8 @@ def generate_to(outdir: str | os.PathLike[str], *, network: str = "ffhq", seeds:
     try:
         kept, everything, all_ws, zs, done = [], [], [], [], []
         interrupted = False
-        with ProgressBar("generating", len(seed_list), enabled=progress) as bar:
+        show = progress and sys.stderr.isatty()  # a live bar on a terminal; logs and pipes get none
+        with ProgressBar("generating", len(seed_list), enabled=show) as bar:
             try:
                 for k, (s, img, item) in enumerate(generate_images(G, seed_list, **render), 1):
                     save_png(staging / f"seed{s:04d}.png", img)
