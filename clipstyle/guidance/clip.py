@@ -33,8 +33,15 @@ class GuidanceError(ValueError):
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    text = str(e)[:4000].strip()
+    if "Weights only load failed" in text:  # torch's multi-paragraph refusal of a global: one line
+        import re
+
+        m = re.search(r"GLOBAL ([\w.]+)", text)
+        name = f" {m.group(1)}" if m else ""
+        return (f"its pickle names the global{name}, which is not on torch's weights-only allow-list "
+                f"(nothing from the file ran)")
+    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def _looks_like_path(value: str) -> bool:

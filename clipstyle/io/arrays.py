@@ -152,7 +152,7 @@ def _header(f: IO[bytes], what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
             shape, fortran, dtype = npformat.read_array_header_2_0(f, max_header_size=10_000)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, SyntaxError, EOFError, OverflowError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - NumPy's header parser raises ValueError, SyntaxError, TokenError…
         raise ArrayFileError(f"{what} has a malformed .npy header ({_safe(' '.join(str(exc).split()), 100)})") \
             from None
     return tuple(int(s) for s in shape), bool(fortran), dtype
