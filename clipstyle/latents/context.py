@@ -29,6 +29,7 @@ This module reads files with NumPy only (no torch, no pickle).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,9 +127,12 @@ class LatentContext:
 
 def _opt_float(value: Any) -> float | None:
     try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
+        out = None if value is None else float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    if out is not None and not math.isfinite(out):  # a NaN truncation would make every image black
+        raise LatentFileError(f"the latent file records a truncation of {out}; pass --truncation")
+    return out
 
 
 def _opt_int(value: Any) -> int | None:
