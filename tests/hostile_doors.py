@@ -280,7 +280,7 @@ def door_cases(folder: Path, url_base: str = "http://127.0.0.1:9/") -> list[Case
                        "--cutouts", "0", "--device", "cpu", "--outdir", out], expect=(cfg.name,))
 
     # ---- job files ----
-    for name, text in (("nan_job.jsonl", '{"prompt": "a", "truncation": NaN}\n'),
+    for name, text in (("nan_job.jsonl", '{"prompt": "a", "truncation": NaN}\n'),  # refused by validation
                        ("deep_job.jsonl", '{"prompt": ' + "[" * 5000 + "]" * 5000 + "}\n"),
                        ("big_job.jsonl", '{"prompt": "' + "a" * (33 << 20) + '"}\n')):
         (folder / name).write_text(text)

@@ -107,12 +107,26 @@ def _pil_to_float_rgb(img: Image.Image) -> np.ndarray:
 
 
 def check_image(path: str | os.PathLike[str]) -> None:
-    """Check that ``path`` is an image within the pixel budget that decodes (8-bit; no float copy is made).
+    """Read only the header of ``path``: an image PIL can open, within the pixel budget (no pixels decoded).
 
     Raises:
-        ImageError: as :func:`load_image`.
+        ImageError: missing, a folder, not an image, a damaged header, or more pixels than
+            :func:`max_image_pixels`.
     """
-    _open(path).close()
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ImageError(f"no such file: {path}" if not p.exists() else f"{path} is not a regular file")
+    try:
+        with Image.open(p) as opened:
+            width, height = opened.size
+    except UnidentifiedImageError:
+        raise ImageError(f"{path} is not an image file PIL can read") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{path} is a damaged or unsupported image file ({' '.join(str(err).split())})") from None
+    budget = max_image_pixels()
+    if width * height > budget:
+        raise ImageError(f"{path} is {width}×{height} pixels, over the {budget / 1e6:.0f}-megapixel budget; "
+                         f"refused before decoding (set CLIPSTYLE_MAX_IMAGE_PIXELS to raise it)")
 
 
 def load_image_array(path: str | os.PathLike[str]) -> np.ndarray:

@@ -10,7 +10,7 @@ writes the run folder the CLI writes (``blend`` returns the blended generator). 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence, TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
@@ -19,8 +19,11 @@ from clipstyle.latents.constraints import SpecError
 from clipstyle.pipelines.common import check_noise_mode, labels, load_network, pick_device
 from clipstyle.pipelines.run import Run
 
-__all__ = ["styleblocks", "mix_grid", "interpolate", "render", "generate", "generate_images", "blend",
-           "render_frames", "unique_labels"]
+if TYPE_CHECKING:
+    from clipstyle.workflows.creative import BlendSettings, GenerateSettings, InterpolateSettings, MixSettings, RenderSettings, StyleblocksSettings
+
+__all__ = ["styleblocks", "mix_grid", "interpolate", "render", "generate", "generate_images", "blend", "render_frames",
+           "unique_labels"]
 
 Progress = Callable[[int, int], None]
 
@@ -64,10 +67,9 @@ def _setup(network: str, device: str, G: Any, class_idx: "int | str | None", ble
     return G, dev, labels(G.c_dim, class_idx, 1, dev)
 
 
-def styleblocks(*, seed: int | None = None, latents: str | None = None, blocks: str = "all", scale: str = "0:1",
-                frames: int = 10, around: str = "zero", network: str | None = None, truncation: float = 1.0,
-                class_idx: "int | str | None" = None, noise_mode: str = "const", fps: float = 10.0, device: str = "auto",
-                G: Any = None, callback: Progress | None = None) -> Run:
+def styleblocks(settings: "StyleblocksSettings | None" = None, /, *, G: Any = None, device: str = "auto",
+                callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+                **options: Any) -> Run:
     """Scale one styleblock (row of ws) at a time: a GIF per block and a contact sheet.
 
     Row ``r`` of the start latent becomes ``center + f·(row − center)`` for ``frames`` factors ``f`` of
@@ -82,13 +84,17 @@ def styleblocks(*, seed: int | None = None, latents: str | None = None, blocks: 
         SpecError: not exactly one of ``seed``/``latents``, bad source. ValueError: bad ``scale``/``around``.
         BlockSpecError / LatentFileError: bad blocks / latent file.
     """
+    from clipstyle.workflows.creative import StyleblocksSettings
+
+    s = StyleblocksSettings.of(settings, **options)
+    (seed, latents, blocks, scale, frames, around, network, truncation, class_idx, noise_mode, fps) = (
+        s.seed, s.latents, s.blocks, s.scale, s.frames, s.around, s.network, s.truncation, s.class_idx, s.noise_mode,
+        s.fps)
     from clipstyle.latents import parse_blocks
-    from clipstyle.latents.constraints import SpecError, parse_source
+    from clipstyle.latents.constraints import parse_source
     from clipstyle.latents.styleblocks import factors, parse_range, styleblock_frames
     from clipstyle.render.files import make_grid
 
-    if (seed is None) == (latents is None):
-        raise SpecError("give exactly one of --seed S or --latents FILE")
     from clipstyle.optimize.resources import MAX_FRAMES, check_count, check_resources, estimate_frames
 
     check_count("--frames", frames, MAX_FRAMES)
@@ -120,8 +126,9 @@ def styleblocks(*, seed: int | None = None, latents: str | None = None, blocks: 
                meta={"factors": values, "blocks": list(rows), "source": src.label})
 
 
-def mix_grid(*, rows: str, cols: str, blocks: str = "coarse", network: str = "ffhq", truncation: float = 1.0,
-             class_idx: "int | str | None" = None, noise_mode: str = "const", device: str = "auto", G: Any = None) -> Run:
+def mix_grid(settings: "MixSettings | None" = None, /, *, G: Any = None, device: str = "auto",
+             callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+             **options: Any) -> Run:
     """Style-mixing grid (Karras et al. 2019, §3.1): cell (a, b) takes ``blocks`` from column source b and
     every other row of ws from row source a (``mix_styles``; each row a bit-exact copy of one source's).
 
@@ -132,6 +139,11 @@ def mix_grid(*, rows: str, cols: str, blocks: str = "coarse", network: str = "ff
     Raises:
         SpecError / LatentFileError / BlockSpecError: bad sources or blocks.
     """
+    from clipstyle.workflows.creative import MixSettings
+
+    s = MixSettings.of(settings, **options)
+    (rows, cols, blocks, network, truncation, class_idx, noise_mode) = (
+        s.rows, s.cols, s.blocks, s.network, s.truncation, s.class_idx, s.noise_mode)
     from clipstyle.latents import parse_blocks
     from clipstyle.latents.constraints import parse_sources
     from clipstyle.latents.styleblocks import mix_styles, render_ws
@@ -167,11 +179,9 @@ def mix_grid(*, rows: str, cols: str, blocks: str = "coarse", network: str = "ff
                extra_latents=files)
 
 
-def interpolate(sources: Sequence[str], *, frames: int = 30, mode: str = "lerp", space: str = "w",
-                loop: bool = False, network: str | None = None, truncation: float = 1.0,
-                class_idx: "int | str | None" = None,
-                noise_mode: str = "const", fps: float = 15.0, device: str = "auto", G: Any = None,
-                callback: Progress | None = None, stop: Callable[[], bool] | None = None) -> Run:
+def interpolate(sources: "str | InterpolateSettings | None" = None, /, *, G: Any = None, device: str = "auto",
+                callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+                **options: Any) -> Run:
     """Interpolate between keyframe latents: ``frames`` per segment, lerp or slerp (Shoemake 1985; about
     ``w_avg`` in W, about 0 in Z), in W (``space="w"``) or in Z mapped with ``truncation`` (``"z"``).
 
@@ -185,14 +195,15 @@ def interpolate(sources: Sequence[str], *, frames: int = 30, mode: str = "lerp",
         SpecError: fewer than two keyframes, an unknown mode/space, ``space="z"`` with a keyframe lacking z.
         LatentFileError: a bad latent file.
     """
+    from clipstyle.workflows.creative import InterpolateSettings
+
+    s = InterpolateSettings.of(sources, **options)
+    (sources, frames, mode, space, loop, network, truncation, class_idx, noise_mode, fps) = (
+        s.sources, s.frames, s.mode, s.space, s.loop, s.network, s.truncation, s.class_idx, s.noise_mode, s.fps)
     from clipstyle.latents.constraints import SpecError, parse_sources
-    from clipstyle.latents.interpolate import MODES, frame_count, interpolate_path
+    from clipstyle.latents.interpolate import frame_count, interpolate_path
     from clipstyle.render.files import make_grid
 
-    if mode not in MODES:
-        raise SpecError(f"--mode must be lerp or slerp, got {mode!r}")
-    if space not in ("w", "z"):
-        raise SpecError(f"--space must be w or z, got {space!r}")
     nm = check_noise_mode(noise_mode)
     from clipstyle.pipelines.common import latent_file_of, network_for_latents
 
@@ -228,9 +239,9 @@ def interpolate(sources: Sequence[str], *, frames: int = 30, mode: str = "lerp",
                meta={"keyframes": labels_, "mode": mode, "space": space})
 
 
-def render(latents: str, *, network: str | None = None, blend: str | None = None, truncation: float = 1.0,
-           class_idx: "int | str | None" = None, noise_mode: str = "const", file_noise: bool = True,
-           device: str = "auto", G: Any = None) -> Run:
+def render(latents: "str | RenderSettings | None" = None, /, *, G: Any = None, device: str = "auto",
+           callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+           **options: Any) -> Run:
     """Render a latent file (e.g. a projection) or seeds, optionally in a blended network.
 
     Unless told otherwise, a latent file is rendered the way it was made: with the network recorded in
@@ -244,6 +255,11 @@ def render(latents: str, *, network: str | None = None, blend: str | None = None
     Raises:
         SpecError / LatentFileError: bad sources. FileNotFoundError / CheckpointError: the network.
     """
+    from clipstyle.workflows.creative import RenderSettings
+
+    s = RenderSettings.of(latents, **options)
+    (latents, network, blend, truncation, class_idx, noise_mode, file_noise) = (
+        s.latents, s.network, s.blend, s.truncation, s.class_idx, s.noise_mode, s.file_noise)
     from clipstyle.latents.constraints import parse_sources
     from clipstyle.latents.styleblocks import render_ws
     from clipstyle.pipelines.common import latent_file_of, network_for_latents, read_latent_meta
@@ -280,47 +296,85 @@ def parse_translate(spec: "str | tuple[float, float] | None") -> tuple[float, fl
     return tx, ty
 
 
-def _generate_setup(network: str, seeds: str, truncation: float | None, truncation_cutoff: int | None,
-                    truncate_to: str, class_idx: "int | str | None", label_scale: float, noise_mode: str,
-                    rotate: float | None, translate: "str | tuple[float, float] | None", device: str, G: Any,
-                    note: "Callable[[str], None] | None") -> tuple[Any, list[int], dict[str, Any], dict[str, Any]]:
-    """What :func:`generate` and :func:`generate_to` share: checks, the network, labels, truncation.
+def generate(settings: "GenerateSettings | None" = None, /, *, G: Any = None, device: str = "auto",
+             callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+             note: "Callable[[str], None] | None" = None, **options: Any) -> Run:
+    """Render images for seeds like NVIDIA's ``gen_images.py`` (``z = RandomState(seed).randn(1, z_dim)``).
 
-    Returns ``(G, seed list, render kwargs for generate_images, settings)``.
+    ``truncation``/``truncation_cutoff`` left unset take the network's documented defaults (StyleGAN1: psi 0.7
+    on rows 0-7, reported through ``note``; every other family: none). ``truncate_to="label"`` truncates a
+    conditional network towards the mean w of its ``--class`` label instead of the global ``w_avg``.
+    ``rotate``/``translate`` set a StyleGAN3 network's input transform (default: the checkpoint's).
+
+    Returns:
+        :class:`Run` named ``generate-seeds-<seeds>``: ``seedNNNN.png`` + ``seedNNNN.npz`` (ws, z, c) per seed,
+        ``grid.png`` with ``grid``; ``ws`` ``[S, num_ws, w_dim]``, ``images`` ``[S, H, W, C]``.
+
+    Raises:
+        SpecError: bad seeds, noise mode, truncate_to or translate; rotate/translate on a non-StyleGAN3 network.
+        LabelError: a bad ``--class``.
+    """
+    from clipstyle.optimize.resources import check_resources, estimate_generate
+    from clipstyle.render.files import make_grid
+    from clipstyle.workflows.creative import GenerateSettings
+
+    s = GenerateSettings.of(settings, **options)
+    G, seed_list, render, record = _generate_setup(s, device, G, note)
+    check_resources(estimate_generate(len(seed_list), G, grid=True), render["device"])  # holds every image
+    pngs, files, all_ws, images, zs = {}, {}, [], [], []
+    for seed, img, item in generate_images(G, seed_list, **render):
+        pngs[f"seed{seed:04d}.png"] = img
+        files[f"seed{seed:04d}.npz"] = item
+        images.append(img)
+        all_ws.append(item["ws"].cpu())
+        zs.append(item["z"].cpu())
+    sheet = make_grid(images)
+    if s.grid:
+        pngs["grid.png"] = sheet
+    c = render["c"]
+    return Run(name=f"generate-seeds-{s.seeds}", result=None, settings=record, network=G.describe(),
+               z=torch.cat(zs), c=c.expand(len(seed_list), -1).cpu(), ws_=torch.cat(all_ws),
+               images_=np.stack(images), result_image=sheet, extra_images=pngs, extra_latents=files)
+
+
+def _generate_setup(s: Any, device: str, G: Any, note: "Callable[[str], None] | None"
+                    ) -> tuple[Any, list[int], dict[str, Any], dict[str, Any]]:
+    """What :func:`generate` and :func:`clipstyle.pipelines.generate_stream.generate_to` share (``s``: the
+    ``GenerateSettings``): seeds, the network, labels, the input transform, truncation.
+
+    Returns ``(G, seed list, keywords of generate_images, the settings record)``.
     """
     from clipstyle.generator.stylegan1 import resolve_truncation
     from clipstyle.generator.stylegan3 import input_transform
     from clipstyle.latents.labels import label_w_avg
     from clipstyle.pipelines.common import parse_seeds
 
-    nm = check_noise_mode(noise_mode)
-    if truncate_to not in ("global", "label"):
-        raise SpecError(f"--truncate-to must be global or label, got {truncate_to!r}")
-    shift = parse_translate(translate)
-    seed_list = parse_seeds(seeds)
+    nm = check_noise_mode(s.noise_mode)
+    shift = parse_translate(s.translate)
+    seed_list = parse_seeds(s.seeds)
     dev = pick_device(device, G)
-    G = load_network(network, dev, G=G)
-    c = labels(G.c_dim, class_idx, 1, dev, label_scale)
-    if rotate is not None or shift is not None:
+    G = load_network(s.network, dev, G=G)
+    c = labels(G.c_dim, s.class_idx, 1, dev, s.label_scale)
+    if s.rotate is not None or shift is not None:
         inp = getattr(G.synthesis, "input", None)
         if getattr(inp, "transform", None) is None:
             raise SpecError("--rotate/--translate need a StyleGAN3 network (its input transform)")
-        inp.transform.copy_(input_transform(rotate, shift).to(inp.transform))
-    psi, cutoff, used = resolve_truncation(G, truncation, truncation_cutoff)
+        inp.transform.copy_(input_transform(s.rotate, shift).to(inp.transform))
+    psi, cutoff, used = resolve_truncation(G, s.truncation, s.truncation_cutoff)
     if used and note is not None:
         note(used)
     center = None
-    if truncate_to == "label":
+    if s.truncate_to == "label":
         if G.c_dim == 0:
             raise SpecError("--truncate-to label needs a conditional network")
         center = label_w_avg(G, c)
-    render = {"c": c, "psi": psi, "cutoff": cutoff, "center": center, "noise_mode": nm, "truncate_to": truncate_to,
+    render = {"c": c, "psi": psi, "cutoff": cutoff, "center": center, "noise_mode": nm, "truncate_to": s.truncate_to,
               "device": dev}
-    settings = {"command": "generate", "network": network, "seeds": seed_list, "truncation": psi,
-                "truncation_cutoff": cutoff, "truncation_default_used": bool(used), "truncate_to": truncate_to,
-                "class": class_idx, "label_scale": label_scale, "noise_mode": noise_mode, "rotate": rotate,
-                "translate": list(shift) if shift else None}
-    return G, seed_list, render, settings
+    record = {"command": "generate", "network": s.network, "seeds": seed_list, "truncation": psi,
+              "truncation_cutoff": cutoff, "truncation_default_used": bool(used), "truncate_to": s.truncate_to,
+              "class": s.class_idx, "label_scale": s.label_scale, "noise_mode": s.noise_mode, "rotate": s.rotate,
+              "translate": list(shift) if shift else None}
+    return G, seed_list, render, record
 
 
 def generate_images(G: Any, seed_list: Sequence[int], *, c: torch.Tensor, psi: float, cutoff: int | None,
@@ -334,65 +388,21 @@ def generate_images(G: Any, seed_list: Sequence[int], *, c: torch.Tensor, psi: f
     from clipstyle.optimize.loop import to_uint8_frames
 
     with torch.no_grad():
-        for s in seed_list:
+        for seed in seed_list:
             if center is None:
-                ws, z = start_ws(G, seed=s, truncation_psi=psi, c=c, truncation_cutoff=cutoff)
+                ws, z = start_ws(G, seed=seed, truncation_psi=psi, c=c, truncation_cutoff=cutoff)
             else:
-                ws, z = start_ws(G, seed=s, truncation_psi=1.0, c=c)
+                ws, z = start_ws(G, seed=seed, truncation_psi=1.0, c=c)
                 ws = truncate_ws(ws, center, psi, cutoff)
             img = to_uint8_frames(G.synthesis(ws, noise_mode=noise_mode))[0]
-            yield s, img, {"ws": ws, "z": z, "c": c,
-                           "meta": {"seed": s, "truncation_psi": psi, "truncation_cutoff": cutoff,
-                                    "truncate_to": truncate_to, "network": G.source.source}}
+            yield seed, img, {"ws": ws, "z": z, "c": c,
+                              "meta": {"seed": seed, "truncation_psi": psi, "truncation_cutoff": cutoff,
+                                       "truncate_to": truncate_to, "network": G.source.source}}
 
 
-def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float | None = None,
-             truncation_cutoff: int | None = None, truncate_to: str = "global", class_idx: "int | str | None" = None,
-             label_scale: float = 1.0, noise_mode: str = "const", rotate: float | None = None,
-             translate: "str | tuple[float, float] | None" = None, grid: bool = False, device: str = "auto",
-             G: Any = None, note: "Callable[[str], None] | None" = None) -> Run:
-    """Render images for seeds like NVIDIA's ``gen_images.py`` (``z = RandomState(seed).randn(1, z_dim)``).
-
-    ``truncation``/``truncation_cutoff`` left unset take the network's documented defaults (StyleGAN1: psi 0.7
-    on rows 0-7, reported through ``note``; every other family: none). ``truncate_to="label"`` truncates a
-    conditional network towards the mean w of its ``--class`` label instead of the global ``w_avg``.
-    ``rotate``/``translate`` set a StyleGAN3 network's input transform (default: the checkpoint's).
-    Holds every image in memory (for the returned :class:`Run`); :func:`generate_to` streams them to disk.
-
-    Returns:
-        :class:`Run` named ``generate-seeds-<seeds>``: ``seedNNNN.png`` + ``seedNNNN.npz`` (ws, z, c) per seed,
-        ``grid.png`` with ``grid``; ``ws`` ``[S, num_ws, w_dim]``, ``images`` ``[S, H, W, C]``.
-
-    Raises:
-        SpecError: bad seeds, noise mode, truncate_to or translate; rotate/translate on a non-StyleGAN3 network.
-        LabelError: a bad ``--class``. ResourceError: more seeds than this machine can hold.
-    """
-    from clipstyle.optimize.resources import check_resources, estimate_generate
-    from clipstyle.render.files import make_grid
-
-    G, seed_list, render, settings = _generate_setup(network, seeds, truncation, truncation_cutoff, truncate_to,
-                                                     class_idx, label_scale, noise_mode, rotate, translate, device,
-                                                     G, note)
-    est = estimate_generate(len(seed_list), G, grid=True)  # this function holds every image
-    check_resources(est, render["device"])
-    pngs, files, all_ws, images, zs = {}, {}, [], [], []
-    for s, img, item in generate_images(G, seed_list, **render):
-        pngs[f"seed{s:04d}.png"] = img
-        files[f"seed{s:04d}.npz"] = item
-        images.append(img)
-        all_ws.append(item["ws"].cpu())
-        zs.append(item["z"].cpu())
-    sheet = make_grid(images)
-    if grid:
-        pngs["grid.png"] = sheet
-    c = render["c"]
-    return Run(name=f"generate-seeds-{seeds}", result=None, settings=settings, network=G.describe(),
-               z=torch.cat(zs), c=c.expand(len(seed_list), -1).cpu(), ws_=torch.cat(all_ws),
-               images_=np.stack(images), result_image=sheet, extra_images=pngs, extra_latents=files)
-
-
-def blend(network_a: str, network_b: str, *, at: int = 32, smooth: float | None = None, device: str = "auto",
-          G_a: Any = None, G_b: Any = None) -> Any:
+def blend(network_a: "str | BlendSettings | None" = None, network_b: str | None = None, /, *, G_a: Any = None,
+          G_b: Any = None, device: str = "auto", callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+          **options: Any) -> Any:
     """Network blending (Pinkney & Adler 2020, "toonify"): synthesis layers at resolutions <= ``at`` (and
     mapping, ``w_avg``) from A, the rest from B, the switch spread over ``smooth`` octaves.
 
@@ -405,6 +415,10 @@ def blend(network_a: str, network_b: str, *, at: int = 32, smooth: float | None 
     Raises:
         CheckpointError: the architectures differ. ValueError: a bad ``at``/``smooth``.
     """
+    from clipstyle.workflows.creative import BlendSettings
+
+    s = BlendSettings.of(network_a, network_b, **options)
+    network_a, network_b, at, smooth = s.network_a, s.network_b, s.at, s.smooth
     from clipstyle.generator.blend import blend_generators, check_cut
 
     dev = pick_device(device, G_a)

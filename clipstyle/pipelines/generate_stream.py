@@ -28,15 +28,11 @@ __all__ = ["SHEET_IMAGES", "generate_to"]
 SHEET_IMAGES = 64
 
 
-def generate_to(outdir: str | os.PathLike[str], *, network: str = "ffhq", seeds: str = "0-3",
-                truncation: float | None = None, truncation_cutoff: int | None = None, truncate_to: str = "global",
-                class_idx: "int | str | None" = None, label_scale: float = 1.0, noise_mode: str = "const",
-                rotate: float | None = None, translate: "str | tuple[float, float] | None" = None,
-                grid: bool = False, device: str = "auto", G: Any = None,
-                note: "Callable[[str], None] | None" = None, progress: bool = True) -> Path:
-    """Render seeds like :func:`~clipstyle.pipelines.creative.generate` (same arguments, same files), streaming
-    each image to disk (a progress bar on stderr when it is a terminal and ``progress``); returns the run folder
-    ``outdir/generate-seeds-<seeds>[-NNNN]``.
+def generate_to(outdir: str | os.PathLike[str], settings: Any = None, /, *, G: Any = None, device: str = "auto",
+                note: "Callable[[str], None] | None" = None, progress: bool = True, **options: Any) -> Path:
+    """Render seeds like :func:`~clipstyle.pipelines.creative.generate` (the same ``GenerateSettings`` or keywords,
+    the same files), streaming each image to disk (a progress bar on stderr when it is a terminal and ``progress``);
+    returns the run folder ``outdir/generate-seeds-<seeds>[-NNNN]``.
 
     ``result.png`` is the grid of the first :data:`SHEET_IMAGES` images (all of them when there are fewer);
     ``grid.png`` (with ``grid``) holds every image.
@@ -51,10 +47,11 @@ def generate_to(outdir: str | os.PathLike[str], *, network: str = "ffhq", seeds:
     from clipstyle.optimize.resources import check_resources, estimate_generate
     from clipstyle.pipelines.creative import _generate_setup, generate_images
     from clipstyle.render.files import make_grid, save_png
+    from clipstyle.workflows.creative import GenerateSettings
 
-    G, seed_list, render, settings = _generate_setup(network, seeds, truncation, truncation_cutoff, truncate_to,
-                                                     class_idx, label_scale, noise_mode, rotate, translate, device,
-                                                     G, note)
+    s = GenerateSettings.of(settings, **options)
+    grid, seeds = s.grid, s.seeds
+    G, seed_list, render, settings = _generate_setup(s, device, G, note)
     outdir = Path(outdir)
     check_resources(estimate_generate(len(seed_list), G, grid=grid), render["device"], outdir)
     outdir.mkdir(parents=True, exist_ok=True)
