@@ -304,12 +304,17 @@ def door_cases(folder: Path, url_base: str = "http://127.0.0.1:9/") -> list[Case
 
     # ---- resources before work ----
     add("frames", ["interpolate", "1", "2", "--frames", "100000000", "--network", net, "--device", "cpu",
-                   "--outdir", out], codes=(1,), expect=("frames",))
+                   "--outdir", out], codes=(1, 2), expect=("frames",))
+    add("frames_memory", ["interpolate", "0-200", "--frames", "100000", "--network", net, "--device", "cpu",
+                          "--outdir", out], codes=(1,), expect=("frames", "memory"))
     add("seeds", ["generate", "--seeds", "0-100000000", "--network", net, "--device", "cpu", "--outdir", out],
         codes=(1,), expect=("--seeds",))
     add("seeds_grid", ["generate", "--seeds", "0-9000000", "--grid", "--network", net, "--device", "cpu",
                        "--outdir", out], codes=(1,), expect=("seeds",))
     add("batch", ["x", "--batch", "100000", "--network", net, "--clip-model", TINY_CLIP, "--clip-pretrained", "none",
-                  "--steps", "1", "--cutouts", "0", "--device", "cpu", "--outdir", out], codes=(1,),
-        expect=("batch of 100000",))
+                  "--steps", "1", "--cutouts", "0", "--device", "cpu", "--outdir", out], codes=(1, 2),
+        expect=("batch",))
+    add("batch_memory", ["x", "--batch", "4000", "--network", net, "--clip-model", TINY_CLIP, "--clip-pretrained",
+                         "none", "--steps", "1", "--cutouts", "8", "--device", "cpu", "--outdir", out], codes=(1,),
+        expect=("batch of 4000", "memory"))
     return cases
