@@ -3,8 +3,6 @@ network rule, images without full-size float copies, resource estimates."""
 
 from __future__ import annotations
 
-import io
-import math
 import struct
 
 import numpy as np
@@ -29,7 +27,10 @@ def _storage_stream(ops: int) -> bytes:
 
 def test_nested_storage_payloads_share_one_operation_budget(monkeypatch):
     from clipstyle.generator.formats import budget, pickle_vm
-    from clipstyle.generator.formats.safe_pickle import CorruptPickleError, safe_load_pickle
+    from clipstyle.generator.formats.safe_pickle import (
+        CorruptPickleError,
+        safe_load_pickle,
+    )
 
     tight = budget.Limits(max_items=20_000)  # 100 000 operations for the whole file
     monkeypatch.setattr(pickle_vm, "limits", lambda: tight)
@@ -44,7 +45,10 @@ def test_nested_storage_payloads_share_one_operation_budget(monkeypatch):
 
 def test_a_dag_of_shared_tuples_is_refused_before_anything_walks_it():
     from clipstyle.generator.formats.common import safe_text
-    from clipstyle.generator.formats.safe_pickle import UnsafePickleError, safe_load_pickle
+    from clipstyle.generator.formats.safe_pickle import (
+        UnsafePickleError,
+        safe_load_pickle,
+    )
 
     bomb = b")r" + struct.pack("<I", 0)
     for k in range(1, 60):
@@ -116,7 +120,11 @@ def test_config_numbers_are_checked_in_every_dataclass():
 # ---- the one rule for a latent file's network ----
 def test_a_latent_file_never_chooses_what_is_fetched(tmp_path):
     from clipstyle.latents import save_latents
-    from clipstyle.latents.source import NetworkSourceError, blend_for_latents, network_for_latents
+    from clipstyle.latents.source import (
+        NetworkSourceError,
+        blend_for_latents,
+        network_for_latents,
+    )
 
     lat = tmp_path / "l.npz"
     ws = np.zeros((1, 4, 8), np.float32)

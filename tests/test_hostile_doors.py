@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from . import hostile_doors
 from ._cli import run_cli
 from .hostile_doors import MARKER, door_cases
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ SHEET_IMAGES = 64
 
 
 def generate_to(outdir: str | os.PathLike[str], settings: Any = None, /, *, G: Any = None, device: str = "auto",
-                note: "Callable[[str], None] | None" = None, progress: bool = True, **options: Any) -> Path:
+                note: Callable[[str], None] | None = None, progress: bool = True, **options: Any) -> Path:
     """Render seeds like :func:`~clipstyle.pipelines.creative.generate` (the same ``GenerateSettings`` or keywords,
     the same files), streaming each image to disk (a progress bar on stderr when it is a terminal and ``progress``);
     returns the run folder ``outdir/generate-seeds-<seeds>[-NNNN]``.

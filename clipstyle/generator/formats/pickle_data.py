@@ -23,7 +23,12 @@ import torch
 
 from clipstyle.generator.formats.budget import BudgetError, limits
 from clipstyle.generator.formats.common import safe_text
-from clipstyle.generator.formats.pickle_vm import Global, Pending, PickleBudget, run_pickle
+from clipstyle.generator.formats.pickle_vm import (
+    Global,
+    Pending,
+    PickleBudget,
+    run_pickle,
+)
 
 
 class UnsafePickleError(pickle.UnpicklingError):

@@ -41,7 +41,11 @@ import numpy as np
 import torch
 
 from clipstyle.generator.formats.budget import check_fits_state
-from clipstyle.generator.formats.common import CheckpointError, load_state_exact, safe_text
+from clipstyle.generator.formats.common import (
+    CheckpointError,
+    load_state_exact,
+    safe_text,
+)
 from clipstyle.generator.formats.safe_pickle import TFNetworkStandIn
 from clipstyle.generator.stylegan1 import StyleGAN1Config, StyleGAN1Generator, mean_w
 

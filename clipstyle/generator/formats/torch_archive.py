@@ -42,7 +42,6 @@ import torch
 
 from clipstyle.generator.formats.budget import BudgetError, Limits, check_shapes, limits
 from clipstyle.generator.formats.common import CheckpointError, safe_text
-from clipstyle.io.arrays import ArrayBudgetError, ArrayFileError, raw_name, read_zip_entry, zip_entries
 from clipstyle.generator.formats.pickle_vm import (
     Global,
     Pending,
@@ -51,6 +50,13 @@ from clipstyle.generator.formats.pickle_vm import (
     PickleVMUnsafe,
     register_dict_type,
     run_pickle,
+)
+from clipstyle.io.arrays import (
+    ArrayBudgetError,
+    ArrayFileError,
+    raw_name,
+    read_zip_entry,
+    zip_entries,
 )
 
 __all__ = ["load_torch", "load_torch_archive", "scan_torch_archive"]
