@@ -101,7 +101,8 @@ def checked_recorded_network(source: str, path: str | Path, what: str = "network
 
 
 def network_for_latents(path: str | Path | None, network: str | None = None, meta: dict | None = None) -> str:
-    """The network a latent file is rendered with (the module's rule). Returns a ``--network`` value.
+    """The network a latent file is rendered with (the module's rule). Returns a ``--network`` value. The file is
+    read first, also when ``network`` is given, so a bad latent file is named before any network loads.
 
     Args:
         path: the latent file (``None``: no file, e.g. seeds: ``network`` or ``ffhq``).
@@ -113,12 +114,12 @@ def network_for_latents(path: str | Path | None, network: str | None = None, met
             alias nor an existing local file.
         LatentFileError: the latent file is missing or unreadable.
     """
+    if path is None:
+        return str(network) if network else DEFAULT_NETWORK
+    path = Path(path)
+    meta = _meta(path, meta)  # read (and checked as a latent) first: a bad file is named before any network loads
     if network:
         return str(network)
-    if path is None:
-        return DEFAULT_NETWORK
-    path = Path(path)
-    meta = _meta(path, meta)
     tuned = tuned_generator_path(path, meta)
     if tuned is not None:
         return str(tuned)

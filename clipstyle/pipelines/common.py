@@ -130,11 +130,12 @@ def latent_file_of(spec: str) -> Path | None:
 
 
 def read_latent_meta(path: Any) -> dict:
-    """The JSON ``meta`` of a latent file of any layout (``{}`` when it has none or cannot be read: the latent
-    loader reports a bad file with its own message)."""
+    """The JSON ``meta`` of a latent file of any layout (``{}`` when it has none). Read before the network it
+    names is loaded, so a bad file is named here (never reported as the failed download of a default network).
+
+    Raises:
+        InputPathError / LatentFileError: see :func:`clipstyle.latents.latent.read_latent_meta`.
+    """
     from clipstyle.latents.latent import read_latent_meta as read_meta
 
-    try:
-        return read_meta(path)
-    except Exception:  # noqa: BLE001 - parse_sources raises the user-facing LatentFileError
-        return {}
+    return read_meta(path)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 import reprlib
+from pathlib import Path
+from typing import Any
 
 import torch
+
+from clipstyle.errors import BadFileError
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict, _REPR.maxset = 3, 6, 6, 4, 4
@@ -13,7 +17,7 @@ _REPR.maxfrozenset, _REPR.maxdeque, _REPR.maxarray = 4, 4, 4
 _REPR.maxstring, _REPR.maxlong, _REPR.maxother = 200, 60, 200
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BadFileError):
     """A checkpoint that is readable but not a network we support (one-line message)."""
 
 
@@ -71,3 +75,14 @@ def safe_text(value: object, limit: int = 80) -> str:
             out.append(ch.encode("unicode_escape").decode("ascii"))
     s = "".join(out)
     return s if len(text) <= limit else s[:limit] + "…"
+
+
+def public_source(text: Any) -> str:
+    """A source string fit for metadata: URLs and aliases unchanged, a file path reduced to its name."""
+    s = str(text or "")
+    if "://" in s and not s.startswith("file://"):
+        return s
+    s = s.removeprefix("file://")
+    if "/" in s or "\\" in s or s.startswith("~"):
+        return Path(s.replace("\\", "/")).name
+    return s
