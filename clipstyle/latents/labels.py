@@ -51,7 +51,9 @@ class LabelError(UsageError):
 
 def _read_npy(path: Path, c_dim: int) -> np.ndarray:
     try:
-        arr = np.load(path, allow_pickle=False)
+        from clipstyle.io.arrays import ArrayLimits, read_npy
+
+        arr = read_npy(path, ArrayLimits(max_bytes=1 << 24))  # a label vector: budgeted before reading
     except Exception as exc:
         raise LabelError(f"{path} is not a readable .npy label vector ({type(exc).__name__})") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiub":

@@ -163,7 +163,7 @@ def project(photo: "str | Path | ProjectSettings | None" = None, /, *, G: Any = 
         SettingsError (before anything loads), ImageError, AlignmentError, PhotoOptionError, CheckpointError,
         LPIPSWeightsError, DownloadError.
     """
-    from clipstyle.io.images import load_image_array
+    from clipstyle.io.images import check_image
     from clipstyle.latents.constraints import constraint_rows
     from clipstyle.workflows.photo import ProjectSettings
 
@@ -171,7 +171,7 @@ def project(photo: "str | Path | ProjectSettings | None" = None, /, *, G: Any = 
     s = ProjectSettings.of(photo, **options)
     emit = say_once(notify)
     path = Path(s.photo)
-    load_image_array(path)  # a missing or broken photo fails before any network is loaded
+    check_image(path)  # a missing or broken photo fails before any network is loaded
     dev, base, enc, face_id, perceptual_model = _models(s, device, G, encoder, identity, perceptual, quiet)
     c = class_vector(base.c_dim, s.class_idx, 1, dev)
     _, mixed = constraint_rows(base, None, list(s.mix), None, dev, c)
@@ -243,14 +243,14 @@ def encode(photo: "str | Path | EncodeSettings | None" = None, /, *, G: Any = No
     import torch
 
     from clipstyle.inversion.project import psnr
-    from clipstyle.io.images import load_image_array
+    from clipstyle.io.images import check_image
     from clipstyle.workflows.photo import EncodeSettings
 
     encoder, _ = split_models(options, encoder, None)
     s = EncodeSettings.of(photo, **options)
     emit = say_once(notify)
     path = Path(s.photo)
-    load_image_array(path)
+    check_image(path)
     dev, G, enc, face_id, _ = _models(s, device, G, encoder, identity, None, quiet, lpips=False)
     _check_encoder_fits(enc, G)
     img = photo_image(path, s.align, emit)

@@ -97,9 +97,9 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
                                                                                    ws0.shape[0], dev)
         reference = None
     else:
-        from clipstyle.io.images import load_image_array
+        from clipstyle.io.images import check_image
 
-        load_image_array(start_path)
+        check_image(start_path)
         dev, base, enc, _, perceptual_model = _models(s, dev, G, encoder, face_id or identity, perceptual, quiet)
         if enc is None and full_path:
             emit("no --encoder given: the photo is projected from the mean w (pass --encoder "

@@ -190,6 +190,9 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
     s = TextSettings.of(prompt, **options)
     dev = pick_device(device, G)
     G = load_network(s.network, dev, s.blend, progress=not quiet) if G is None else G.to(dev)
+    from clipstyle.optimize.resources import check_resources, estimate_optimization
+
+    check_resources(estimate_optimization("text", int(s.batch), G, cutouts=int(s.cutouts or 0)), dev)  # before CLIP
     if guide is None:  # the user's mistakes in blocks/mix/class first, before CLIP loads
         from clipstyle.latents.constraints import constraint_rows
         from clipstyle.pipelines.common import labels
