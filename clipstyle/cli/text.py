@@ -56,6 +56,10 @@ def text_command(
     device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option(help="Generator forward precision: fp32, or bf16/fp16 autocast (faster on "
                                            "GPUs; the latent and the loss stay float32).")] = "fp32",
+    log: Annotated[Optional[list[str]], typer.Option("--log", help="Track the run (repeatable): tensorboard[:DIR] "
+                                                     "(default DIR ./runs) or mlflow[:URI] (default "
+                                                     "$MLFLOW_TRACKING_URI, else ./mlruns); needs the extra "
+                                                     "clipstyle[tensorboard] / clipstyle[mlflow].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Draw PROMPT: optimize the generator's W+ latent so CLIP sees the prompt in the image.
@@ -72,7 +76,9 @@ def text_command(
     from clipstyle.optimize.progress import ProgressBar
     from clipstyle.pipelines.common import load_network
     from clipstyle.pipelines.text import text_to_image
+    from clipstyle.tracking import check_log_specs, open_trackers
 
+    log_specs = check_log_specs(log)  # a missing extra: one line before any work
     if prompts is not None:
         if prompt.strip():
             raise UsageError("give either a PROMPT or --prompts FILE, not both")
@@ -99,15 +105,19 @@ def text_command(
     constraint_rows(G, blocks, mix or [], rec, dev, class_vector(G.c_dim, class_idx, 1, dev))  # before CLIP loads
     guide = CLIPGuide(clip_model, None if clip_pretrained.lower() == "none" else clip_pretrained, device=dev)
     for text in prompt_list:
-        with ProgressBar("optimizing", steps, enabled=not quiet) as bar:
+        name = text or (image_prompt.stem if image_prompt is not None else "") or recipe or "run"
+        with ProgressBar("optimizing", steps, enabled=not quiet) as bar, \
+                open_trackers(log_specs, name, preview_every=save_every) as trackers:
             run = text_to_image(text, network=network, clip_model=clip_model, clip_pretrained=clip_pretrained,
                                 steps=steps, lr=lr, seed=seed, truncation=truncation, blocks=blocks, mix=mix or (),
                                 blend=None, recipe=rec, batch=batch, cutouts=cutouts, l2=l2,
                                 image_prompt=image_prompt, class_idx=class_idx, save_every=save_every, device=dev,
-                                precision=precision, callback=bar, G=G, guide=guide, quiet=quiet)
-        run = dataclasses.replace(run, settings={**run.settings, "blend": blend,
-                                                 "prompts_file": str(prompts) if prompts is not None else None})
-        typer.echo(str(run.save(outdir)))
+                                precision=precision, callback=bar, G=G, guide=guide, log=trackers, quiet=quiet)
+            run = dataclasses.replace(run, settings={**run.settings, "blend": blend,
+                                                     "prompts_file": str(prompts) if prompts is not None else None})
+            folder = run.save(outdir)
+            trackers.finish(run, folder)  # MLflow stores the saved folder as the run's artifacts
+        typer.echo(str(folder))
         if run.interrupted:
             typer.echo(f"interrupted after {run.result.steps_done} steps; kept the best result so far", err=True)
 

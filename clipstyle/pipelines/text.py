@@ -167,7 +167,7 @@ def text_to_image(prompt: str = "", *, network: str = "ffhq", clip_model: str = 
                   save_every: int = 10, device: str = "auto", precision: str = "fp32",
                   callback: Callable[[StepInfo, torch.Tensor], None] | None = None,
                   stop: Callable[[], bool] | None = None, G: Any = None, guide: Any = None,
-                  quiet: bool = True) -> Run:
+                  log: Any = None, quiet: bool = True) -> Run:
     """Draw ``prompt``: optimize the generator's W+ latent so CLIP sees the prompt in the image.
 
     Keyword names are the CLI's option names (``clipstyle "PROMPT" --steps 100 --seed 3`` is
@@ -187,6 +187,9 @@ def text_to_image(prompt: str = "", *, network: str = "ffhq", clip_model: str = 
         callback: ``callback(StepInfo, images [n, 3, H, W])`` after every step.
         stop: asked after every step; True ends the loop keeping the best so far (``run.interrupted``).
         G, guide: already loaded generator / CLIP model to reuse (the UI, batch jobs).
+        log: experiment trackers: ``--log`` specs (``["tensorboard:runs", "mlflow:file:///tmp/mlruns"]``),
+            tracker objects, or a :class:`~clipstyle.tracking.Trackers` the caller opened and finishes after
+            saving (see :func:`clipstyle.tracking.tracking`); ``None`` = none. Checked before any model loads.
         quiet: no download progress bars.
 
     Returns:
@@ -194,13 +197,16 @@ def text_to_image(prompt: str = "", *, network: str = "ffhq", clip_model: str = 
         uint8 ``[batch, H, W, 3]``, ``history``, ``frames``; ``run.save(outdir)`` writes the run folder.
 
     Raises:
-        DeviceError: an absent device. GuidanceError / SpecError / BlockSpecError / RecipeError /
+        DeviceError: an absent device. MissingExtraError / LogSpecError: ``log`` names a tracker whose extra
+        is missing, or a malformed spec. GuidanceError / SpecError / BlockSpecError / RecipeError /
         LatentFileError: the user's settings (see :func:`text_job`). FileNotFoundError / CheckpointError:
         the network. FloatingPointError: the loss became NaN (try a smaller ``lr``).
     """
     from clipstyle.optimize.loop import PRECISIONS, run
     from clipstyle.pipelines.common import load_guide, load_network, pick_device
+    from clipstyle.tracking import check_log, tracking
 
+    check_log(log)  # a bad spec or a missing extra: one line before any work
     if precision not in PRECISIONS:
         raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     rec = recipe
@@ -219,13 +225,17 @@ def text_to_image(prompt: str = "", *, network: str = "ffhq", clip_model: str = 
     job = text_job(G, guide, prompt,
                    seed=seed, truncation=truncation, blocks=blocks, mix=mix, recipe=rec, batch=batch,
                    cutouts=cutouts, l2=l2, image_prompt=image_prompt, class_idx=class_idx, lr=lr, steps=steps)
-    result = run(G, job.latent(dev), job.loss, job.schedule, save_every=save_every,
-                 callbacks=[callback] if callback is not None else [], precision=precision, stop=stop)
     settings = {"command": "text", "network": network, "clip_model": clip_model, "clip_pretrained": clip_pretrained,
                 **job.settings, "save_every": save_every, "device": dev, "precision": precision,
                 "noise_mode": "const", "blend": blend}
-    extra = {}
-    if batch > 1:
-        extra = {f"item{i}.png": img for i, img in enumerate(result.frames[-1])}
-    return Run(name=job.name, result=result, settings=settings, network=G.describe(), z=job.z, c=job.c,
-               extra_images=extra)
+    with tracking(log, job.name, preview_every=save_every) as trackers:
+        callbacks = [cb for cb in (callback, trackers.callback if trackers else None) if cb is not None]
+        result = run(G, job.latent(dev), job.loss, job.schedule, save_every=save_every,
+                     callbacks=callbacks, precision=precision, stop=stop)
+        extra = {}
+        if batch > 1:
+            extra = {f"item{i}.png": img for i, img in enumerate(result.frames[-1])}
+        out = Run(name=job.name, result=result, settings=settings, network=G.describe(), z=job.z, c=job.c,
+                  extra_images=extra)
+        trackers.finish(out)
+    return out
