@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clipstyle.cli.common import UsageError, class_vector, handle_errors, resolve_device
+from clipstyle.cli.common import UsageError, class_vector, handle_errors, resolve_device, warn
 
 NetworkOpt = Annotated[str, typer.Option("--network", "-n", help="Generator: an alias (ffhq, metfaces, sg3-ffhq-r…; see "
                                          "'clipstyle networks'), a checkpoint path, or a file:// / https:// URL.")]
@@ -107,7 +107,7 @@ def text_command(
     for text in prompt_list:
         name = text or (image_prompt.stem if image_prompt is not None else "") or recipe or "run"
         with ProgressBar("optimizing", steps, enabled=not quiet) as bar, \
-                open_trackers(log_specs, name, preview_every=save_every) as trackers:
+                open_trackers(log_specs, name, preview_every=save_every, warn=warn) as trackers:
             run = text_to_image(text, network=network, clip_model=clip_model, clip_pretrained=clip_pretrained,
                                 steps=steps, lr=lr, seed=seed, truncation=truncation, blocks=blocks, mix=mix or (),
                                 blend=None, recipe=rec, batch=batch, cutouts=cutouts, l2=l2,

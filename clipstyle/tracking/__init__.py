@@ -22,7 +22,7 @@ hyper-parameter, and for MLflow the run folder as artifacts. See docs/tracking.m
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from clipstyle.tracking.base import Tracker, TrackerWarning, Trackers, flat_metrics, param_value, scalar_tag
 from clipstyle.tracking.specs import (
@@ -72,7 +72,7 @@ def make_tracker(spec: str | LogSpec) -> Tracker:
 
 def open_trackers(log: Sequence[str | LogSpec | Tracker] | str | None, name: str, *,
                   settings: Mapping[str, Any] | None = None, group: str | None = None,
-                  preview_every: int = 10) -> Trackers:
+                  preview_every: int = 10, warn: Callable[[str], None] | None = None) -> Trackers:
     """Start one tracker run per ``log`` entry for the run ``name``.
 
     Args:
@@ -82,6 +82,7 @@ def open_trackers(log: Sequence[str | LogSpec | Tracker] | str | None, name: str
         name: the run's name (prompt, photo stem). group: a batch's name (its jobs are grouped).
         settings: settings to log at once (more are logged by :meth:`Trackers.finish`).
         preview_every: log the images every this many steps (the run's ``save_every``; 0 = never).
+        warn: reports a tracker failure (one line); default :func:`warnings.warn` with :class:`TrackerWarning`.
 
     Returns:
         :class:`Trackers` (a context manager; :meth:`Trackers.finish` or leaving the ``with`` closes it).
@@ -94,7 +95,7 @@ def open_trackers(log: Sequence[str | LogSpec | Tracker] | str | None, name: str
     items = list(log or ())
     check_log_specs([x for x in items if isinstance(x, (str, LogSpec))])
     trackers = [make_tracker(x) if isinstance(x, (str, LogSpec)) else x for x in items]
-    return Trackers(trackers, name, group=group, preview_every=preview_every, settings=settings)
+    return Trackers(trackers, name, group=group, preview_every=preview_every, settings=settings, warn=warn)
 
 
 class _Borrowed:

@@ -100,14 +100,18 @@ class Trackers:
         group: a batch's name: runs of one batch are grouped under it.
         preview_every: log the step's images every this many steps (0 = never; the CLI's ``--save-every``).
         settings: settings known before the run (logged at once); :meth:`finish` adds the run's own.
+        warn: how a tracker failure is reported (the CLI passes its one-line ``warning:`` printer); default
+            :func:`warnings.warn` with :class:`TrackerWarning`.
 
     The queue is bounded (:data:`MAX_QUEUED` events): a tracker slower than the loop eventually makes the
     loop wait rather than hold every image in memory.
     """
 
     def __init__(self, trackers: Sequence[Tracker], name: str, *, group: str | None = None,
-                 preview_every: int = 10, settings: Mapping[str, Any] | None = None) -> None:
+                 preview_every: int = 10, settings: Mapping[str, Any] | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.trackers = tuple(trackers)
+        self._warn = warn
         self.name, self.group, self.preview_every = name, group, int(preview_every)
         self._failed: dict[int, str] = {}
         self._warned: set[int] = set()
@@ -205,8 +209,8 @@ class Trackers:
                     folder = tmp
                 self._put("log_folder", Path(folder))
         except Exception as exc:  # noqa: BLE001 - a tracker problem must not lose the result
-            warnings.warn(f"experiment tracking: could not log the result of {self.name!r}: "
-                          f"{type(exc).__name__}: {exc}", TrackerWarning, stacklevel=2)
+            self._say(f"experiment tracking: could not log the result of {self.name!r}: {type(exc).__name__}: "
+                      f"{exc}; the result is kept", stacklevel=3)
         finally:
             self.close("interrupted" if getattr(run, "interrupted", False) else "finished")
             if tmp is not None:
@@ -254,8 +258,14 @@ class Trackers:
         for i, msg in list(self._failed.items()):
             if i not in self._warned:
                 self._warned.add(i)
-                warnings.warn(f"experiment tracking: {msg}; tracking is off for this run, the result is kept",
-                              TrackerWarning, stacklevel=stacklevel)
+                self._say(f"experiment tracking: {msg}; tracking is off for this run, the result is kept",
+                          stacklevel=stacklevel + 1)
+
+    def _say(self, message: str, stacklevel: int) -> None:
+        if self._warn is not None:
+            self._warn(message)
+        else:
+            warnings.warn(message, TrackerWarning, stacklevel=stacklevel + 1)
 
 
 def _grid_uint8(images: Any) -> Any:
