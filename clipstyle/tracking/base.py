@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-__all__ = ["Tracker", "TrackerWarning", "Trackers", "flat_metrics", "param_value", "scalar_tag"]
+__all__ = ["TrackedImage", "Tracker", "TrackerWarning", "Trackers", "flat_metrics", "param_value", "scalar_tag"]
 
 #: How long :meth:`Trackers.close` waits for a tracker's pending writes (a remote server that hangs).
 CLOSE_TIMEOUT_S = 120.0
@@ -34,12 +34,48 @@ class TrackerWarning(UserWarning):
     """A tracker failed and was switched off; the run and its result are unaffected."""
 
 
+class TrackedImage:
+    """An image handed to trackers: ``array`` uint8 ``[H, W, C]`` (C = 1 or 3) and ``png``, its PNG bytes,
+    encoded once (zlib level 1: several times faster than the default, a little larger) however many
+    trackers ask — on the trackers' thread, never the loop's."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+        self._png: bytes | None = None
+
+    @property
+    def height(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.array.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.array.shape[2])
+
+    @property
+    def png(self) -> bytes:
+        if self._png is None:
+            import io
+
+            from PIL import Image
+
+            buf = io.BytesIO()
+            arr = self.array[..., 0] if self.array.shape[-1] == 1 else self.array
+            Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+            self._png = buf.getvalue()
+        return self._png
+
+
 class Tracker(Protocol):
     """One experiment tracker (TensorBoard, MLflow, or yours). Methods run on :class:`Trackers`' thread,
     in call order; any exception switches the tracker off with one warning.
 
     ``label`` names it in warnings; ``wants_folder`` says whether it stores the run folder
-    (:meth:`log_folder`). Images are uint8 ``[H, W, C]`` (C = 1 or 3); scalars are plain floats.
+    (:meth:`log_folder`). Images are :class:`TrackedImage` (uint8 ``.array``, ``.png`` bytes); scalars are
+    plain floats.
     """
 
     label: str
@@ -51,7 +87,7 @@ class Tracker(Protocol):
 
     def log_scalars(self, step: int, scalars: Mapping[str, float]) -> None: ...
 
-    def log_image(self, tag: str, step: int, image: Any) -> None: ...
+    def log_image(self, tag: str, step: int, image: TrackedImage) -> None: ...
 
     def log_folder(self, folder: Path) -> None: ...
 
@@ -99,6 +135,8 @@ class Trackers:
         name: the run's name (a prompt, a photo's stem): the TensorBoard sub-folder, the MLflow run name.
         group: a batch's name: runs of one batch are grouped under it.
         preview_every: log the step's images every this many steps (0 = never; the CLI's ``--save-every``).
+        preview_size: previews are scaled down (area average, on the loop's device) to at most this many
+            pixels a side per image before they leave the device; the final image is logged at full size.
         settings: settings known before the run (logged at once); :meth:`finish` adds the run's own.
         warn: how a tracker failure is reported (the CLI passes its one-line ``warning:`` printer); default
             :func:`warnings.warn` with :class:`TrackerWarning`.
@@ -109,8 +147,9 @@ class Trackers:
 
     def __init__(self, trackers: Sequence[Tracker], name: str, *, group: str | None = None,
                  preview_every: int = 10, settings: Mapping[str, Any] | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, preview_size: int = 512) -> None:
         self.trackers = tuple(trackers)
+        self.preview_size = int(preview_size)
         self._warn = warn
         self.name, self.group, self.preview_every = name, group, int(preview_every)
         self._failed: dict[int, str] = {}
@@ -153,7 +192,7 @@ class Trackers:
             self._put("log_scalars", int(info.step), scalars)
             if self.preview_every and info.step % self.preview_every == 0 and images is not None:
                 self._put("log_image", f"{phase}/preview" if phase else "preview", int(info.step),
-                          _grid_uint8(images))
+                          TrackedImage(_grid_uint8(images, self.preview_size)))
             self._report()
 
         return cb
@@ -201,7 +240,7 @@ class Trackers:
                 self._put("log_scalars", step, summary)
             import numpy as np
 
-            self._put("log_image", "result", step, np.asarray(run.image))
+            self._put("log_image", "result", step, TrackedImage(np.asarray(run.image)))
             if any(getattr(t, "wants_folder", False) for t in self.trackers):
                 if folder is None:
                     tmp = Path(tempfile.mkdtemp(prefix="clipstyle-track-"))
@@ -268,10 +307,18 @@ class Trackers:
             warnings.warn(message, TrackerWarning, stacklevel=stacklevel + 1)
 
 
-def _grid_uint8(images: Any) -> Any:
-    """``[N, C, H, W]`` in [-1, 1] (a tensor) → one uint8 ``[H, W, C]`` image (a grid for N > 1)."""
+def _grid_uint8(images: Any, max_side: int) -> Any:
+    """``[N, C, H, W]`` in [-1, 1] (a tensor) → one uint8 ``[H, W, C]`` image (a grid for N > 1), each image
+    area-averaged down to at most ``max_side`` pixels a side first (on its device)."""
+    import torch.nn.functional as F
+
     from clipstyle.optimize.loop import to_uint8_frames
     from clipstyle.render.files import make_grid
 
+    images = images.detach()
+    side = max(int(images.shape[-2]), int(images.shape[-1]))
+    if max_side > 0 and side > max_side:
+        factor = -(-side // max_side)  # an integer factor keeps the area average exact
+        images = F.avg_pool2d(images.float(), factor, ceil_mode=True)
     frames = to_uint8_frames(images)  # [N, H, W, C]
     return frames[0] if frames.shape[0] == 1 else make_grid(frames)

@@ -104,12 +104,15 @@ class MlflowTracker:
                 self.client.log_batch(self.run_id, metrics=pending[i:i + MAX_METRICS_PER_BATCH])
 
     def log_image(self, tag: str, step: int, image: Any) -> None:
-        from PIL import Image
+        """The image's PNG (encoded once for every tracker) as the artifact ``images/…``."""
+        import tempfile
 
-        arr = image[..., 0] if image.shape[-1] == 1 else image
-        file = "images/result.png" if tag == "result" else f"images/{tag}/step_{step:06d}.png"
-        with _allow_file_store(self.uri):
-            self.client.log_image(self.run_id, Image.fromarray(arr), artifact_file=file)
+        folder, name = ("images", "result.png") if tag == "result" else (f"images/{tag}", f"step_{step:06d}.png")
+        with tempfile.TemporaryDirectory(prefix="clipstyle-mlflow-") as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(image.png)
+            with _allow_file_store(self.uri):
+                self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
 
     def log_folder(self, folder: Path) -> None:
         self._flush()

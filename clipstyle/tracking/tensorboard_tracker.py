@@ -58,13 +58,22 @@ class TensorBoardTracker:
                                                              sort_keys=True) + "\n```")
 
     def log_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        """One event per step holding every scalar (cheaper than one ``add_scalar`` each)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        values = [Summary.Value(tag=tag, simple_value=float(v)) for tag, v in scalars.items()]
+        self.writer._get_file_writer().add_summary(Summary(value=values), step)
         for tag, value in scalars.items():
-            self.writer.add_scalar(tag, value, step)
             if tag == "loss/best" or tag.startswith("metrics/"):  # the HParams table's columns
                 self.metrics[tag] = value
 
     def log_image(self, tag: str, step: int, image: Any) -> None:
-        self.writer.add_image(tag, image, step, dataformats="HWC")
+        """The image's PNG (encoded once for every tracker) as an image summary."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        img = Summary.Image(height=image.height, width=image.width, colorspace=image.channels,
+                            encoded_image_string=image.png)
+        self.writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=img)]), step)
 
     def log_folder(self, folder: Path) -> None:  # pragma: no cover - wants_folder is False
         pass
