@@ -103,12 +103,12 @@ def test_stop_keeps_the_best_and_callback_sees_every_step(models):
     assert run.image.size == (64, 64)
 
 
-def test_empty_prompt_is_a_guidance_error(models):
+def test_empty_prompt_is_a_settings_error(models):
     from clipstyle import text_to_image
-    from clipstyle.guidance import GuidanceError
+    from clipstyle.workflows.base import SettingsError
 
     G, guide = models
-    with pytest.raises(GuidanceError, match="the prompt is empty"):
+    with pytest.raises(SettingsError, match="the prompt is empty"):
         text_to_image("  ", G=G, guide=guide, steps=2)
 
 

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
 from clipstyle.optimize.loop import Schedule, StepInfo
 from clipstyle.pipelines.run import Run
+
+if TYPE_CHECKING:
+    from clipstyle.workflows.text import TextSettings
 
 __all__ = ["TextJob", "text_job", "text_to_image", "default_cutouts"]
 
@@ -76,166 +79,139 @@ class TextJob:
         return lat.to(self.ws0.device if device is None else device)
 
 
-def text_job(G: Any, guide: Any, prompt: str, *, seed: int | None = None, truncation: float = 1.0,
-             blocks: str | None = None, mix: Sequence[str] = (), recipe: Any = None, batch: int = 1,
-             cutouts: int | None = None, l2: float | None = None, image_prompt: str | Path | None = None,
-             class_idx: int | None = None, lr: float = 0.1, steps: int = 300,
-             generator: torch.Generator | None = None) -> TextJob:
+def text_job(G: Any, guide: Any, settings: "TextSettings | str", *, generator: torch.Generator | None = None,
+             **options: Any) -> TextJob:
     """Build the :class:`TextJob` of one prompt on a loaded generator and CLIP model.
 
     Args:
         G: generator (``mapping``, ``synthesis``, ``w_avg``, ``num_ws``, ``block_groups()``).
         guide: a :class:`~clipstyle.guidance.CLIPGuide`.
-        prompt: weighted prompt spec (``"a:1 | b:0.5"``; ``@file.png`` items are image prompts); may be
-            empty when ``image_prompt`` or ``recipe`` says what to do.
-        seed: start from this seed's ``z`` (NVIDIA's ``RandomState(seed).randn``) with ``truncation``;
-            None = ``w_avg`` (a batch: seeds 0…n−1 at psi 0.25). Also seeds the cutouts.
-        blocks: styleblocks to optimize (``0-3,8``, ``coarse``…; default the recipe's, else all).
-        mix: ``SOURCE:BLOCKS`` constraints fixing rows to another latent.
-        recipe: a recipe name or :class:`~clipstyle.guidance.recipes.Recipe` (directional loss, blocks, keep).
-        batch: n starts optimized together.
-        cutouts: crops per image (default :func:`default_cutouts` of G's device; 0 = the whole image).
-        l2: weight of ``‖ws − ws0‖²`` (default the recipe's keep weight, else 0).
-        image_prompt: an image whose CLIP embedding the result should match.
-        class_idx: class of conditional networks.
-        lr, steps: the schedule.
+        settings: the job's :class:`~clipstyle.workflows.text.TextSettings`, or its prompt with the other
+            settings as ``options`` (as :func:`text_to_image` takes them). ``seed`` starts
+            from that seed's ``z`` (NVIDIA's ``RandomState(seed).randn``) with ``truncation``; None =
+            ``w_avg`` (a batch: seeds 0…n−1 at psi 0.25). It also seeds the cutouts.
         generator: the cutouts' random source (default a CPU generator seeded with ``seed`` or 0).
 
     Returns:
         :class:`TextJob` whose ``ws0`` is ``[batch, num_ws, w_dim]`` on G's device.
 
     Raises:
-        GuidanceError: nothing to guide by, a bad prompt, an unreadable image prompt.
-        SpecError / BlockSpecError / LatentFileError: bad ``blocks``/``mix``/``class_idx``.
-        RecipeError: unknown recipe. ValueError: ``steps < 1``, ``lr <= 0``, ``batch < 1``.
+        GuidanceError: an unreadable image prompt. SpecError / BlockSpecError / LatentFileError / LabelError:
+        ``blocks``/``mix``/``class_idx`` that do not fit this network.
     """
     from clipstyle.guidance import CombinedLoss, CutoutConfig, Cutouts, DirectionalLoss, LatentL2, build_prompt_loss
-    from clipstyle.guidance.clip import GuidanceError
     from clipstyle.latents import start_ws
     from clipstyle.latents.constraints import apply_mix, batch_starts, constraint_rows, latent_l2_weight
     from clipstyle.pipelines.common import labels
 
-    if batch < 1:
-        raise ValueError(f"--batch must be >= 1, got {batch}")
-    schedule = Schedule(lr=lr, steps=steps)
-    rec = recipe
-    if isinstance(recipe, str):
-        from clipstyle.guidance.recipes import get_recipe
+    from clipstyle.workflows.text import TextSettings
 
-        rec = get_recipe(recipe)
-    prompt = prompt or ""
-    if not prompt.strip() and image_prompt is None and rec is None:
-        raise GuidanceError("the prompt is empty: say what to draw, e.g. clipstyle \"a smiling child\"")
+    s = TextSettings.of(settings, **options)
+    schedule = Schedule(lr=s.lr, steps=s.steps)
+    rec = _recipe(s.recipe)
     dev = G.w_avg.device
-    c = labels(G.c_dim, class_idx, batch, dev)
-    free, mixed = constraint_rows(G, blocks, list(mix or ()), rec, dev, c[:1])
-    if batch == 1:
-        ws0, z = start_ws(G, seed=seed, truncation_psi=truncation, c=c)
+    c = labels(G.c_dim, s.class_idx, s.batch, dev)
+    free, mixed = constraint_rows(G, s.blocks, list(s.mix), rec, dev, c[:1])
+    if s.batch == 1:
+        ws0, z = start_ws(G, seed=s.seed, truncation_psi=s.truncation, c=c)
     else:
-        ws0, z = batch_starts(G, batch, seed, truncation, c)
-    num_cutouts = cutouts if cutouts is not None else default_cutouts(str(dev))
+        ws0, z = batch_starts(G, s.batch, s.seed, s.truncation, c)
+    num_cutouts = s.cutouts if s.cutouts is not None else default_cutouts(str(dev))
     if generator is None:
-        generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        generator = torch.Generator().manual_seed(0 if s.seed is None else int(s.seed))
     cut = Cutouts(CutoutConfig(num_cutouts=num_cutouts), guide.input_size)
     terms: list = []
-    if prompt.strip() or image_prompt is not None:
-        terms = build_prompt_loss(guide, prompt, cut, image_prompt=str(image_prompt) if image_prompt else None,
-                                  generator=generator)
+    if s.prompt.strip() or s.image_prompt is not None:
+        terms = build_prompt_loss(guide, s.prompt, cut, image_prompt=s.image_prompt, generator=generator)
     if rec is not None:
         with torch.no_grad():
             x0 = G.synthesis(apply_mix(ws0, mixed), noise_mode="const")
         terms.append((DirectionalLoss(guide, rec.source, rec.target, x0, cut, generator=generator), rec.strength))
-    l2_weight = latent_l2_weight(l2, rec, G.num_ws, G.w_dim)
+    l2_weight = latent_l2_weight(s.l2, rec, G.num_ws, G.w_dim)
     if l2_weight > 0:
         terms.append((LatentL2(ws0), l2_weight))
     loss = CombinedLoss(terms)
     free_rows = tuple(sorted(set(int(r) for r in free) - set(int(r) for r in mixed)))
-    name = prompt or (Path(str(image_prompt)).stem if image_prompt else "") or (rec.name if rec else "run")
-    settings = {"prompt": prompt, "steps": steps, "lr": lr, "seed": seed, "truncation": truncation,
-                "class": class_idx, "image_prompt": str(image_prompt) if image_prompt else None,
-                "mix": list(mix or ()), "recipe": rec.name if rec else None, "batch": batch,
-                "blocks": list(free_rows), "cutouts": num_cutouts, "l2": l2_weight, "mixed_rows": sorted(mixed)}
-    return TextJob(name=name, prompt=prompt, ws0=ws0, free_rows=free_rows, mix=mixed, loss=loss,
-                   generator=generator, schedule=schedule, z=z, c=c, settings=settings)
+    name = s.prompt or (Path(s.image_prompt).stem if s.image_prompt else "") or (rec.name if rec else "run")
+    settings_out = {"prompt": s.prompt, "steps": s.steps, "lr": s.lr, "seed": s.seed, "truncation": s.truncation,
+                    "class": s.class_idx, "image_prompt": s.image_prompt, "mix": list(s.mix),
+                    "recipe": rec.name if rec else None, "batch": s.batch, "blocks": list(free_rows),
+                    "cutouts": num_cutouts, "l2": l2_weight, "mixed_rows": sorted(mixed)}
+    return TextJob(name=name, prompt=s.prompt, ws0=ws0, free_rows=free_rows, mix=mixed, loss=loss,
+                   generator=generator, schedule=schedule, z=z, c=c, settings=settings_out)
 
 
-def text_to_image(prompt: str = "", *, network: str = "ffhq", clip_model: str = "ViT-B-32",
-                  clip_pretrained: str = "openai", steps: int = 300, lr: float = 0.1, seed: int | None = None,
-                  truncation: float = 1.0, blocks: str | None = None, mix: Sequence[str] = (),
-                  blend: str | None = None, recipe: Any = None, batch: int = 1, cutouts: int | None = None,
-                  l2: float | None = None, image_prompt: str | Path | None = None, class_idx: int | None = None,
-                  save_every: int = 10, device: str = "auto", precision: str = "fp32",
+def _recipe(name: str | None) -> Any:
+    if name is None:
+        return None
+    from clipstyle.guidance.recipes import get_recipe
+
+    return get_recipe(name)
+
+
+def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide: Any = None, device: str = "auto",
                   callback: Callable[[StepInfo, torch.Tensor], None] | None = None,
-                  stop: Callable[[], bool] | None = None, G: Any = None, guide: Any = None,
-                  log: Any = None, quiet: bool = True) -> Run:
+                  stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+                  **options: Any) -> Run:
     """Draw ``prompt``: optimize the generator's W+ latent so CLIP sees the prompt in the image.
 
-    Keyword names are the CLI's option names (``clipstyle "PROMPT" --steps 100 --seed 3`` is
-    ``text_to_image("PROMPT", steps=100, seed=3)``; ``--class`` is ``class_idx``). The same settings and
-    seed give bit-identical ``ws`` from the CLI and from here.
+    StyleCLIP's latent optimization (Patashnik et al. 2021, Sec. 4): CLIP distance of random cutouts of
+    ``G.synthesis(ws)`` to the weighted prompts (+ a recipe's directional loss, Gal et al. 2021, and
+    ``λ ‖ws − ws0‖²``), minimized by the one Adam loop.
 
     Args:
-        prompt: weighted prompt spec; see :func:`text_job` (and there for ``seed``, ``truncation``,
-            ``blocks``, ``mix``, ``recipe``, ``batch``, ``cutouts``, ``l2``, ``image_prompt``, ``class_idx``).
-        network: alias, checkpoint path or URL (ignored when ``G`` is given).
-        clip_model, clip_pretrained: open_clip model and weights (``"none"``: random; ignored with ``guide``).
-        steps, lr: the Adam schedule (Karras et al. 2020 ramps).
-        blend: optimize and render in a blended network ``NETWORK@RES[:SMOOTH]`` (built on ``G`` when given).
-        save_every: keep a GIF frame every this many steps.
-        device: ``auto`` (CUDA, else MPS, else CPU; with ``G`` given: G's device), ``cpu``, ``cuda``, ``mps``.
-        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast of the generator's forward).
+        prompt: the prompt spec, or a whole :class:`~clipstyle.workflows.text.TextSettings`.
+        **options: the other settings by name — the CLI's option names (``clipstyle "P" --steps 100 --seed
+            3`` is ``text_to_image("P", steps=100, seed=3)``; ``--class`` is ``class_idx``); see
+            :class:`~clipstyle.workflows.text.TextSettings` for each one's meaning, default and range.
+        G: the generator to use as is (with ``blend`` set: the blended network); default: loaded from
+            ``network`` (and blended).
+        guide: the CLIP model to use; default: loaded from ``clip_model``/``clip_pretrained``.
+        device: ``auto`` (with ``G`` given: G's device; else CUDA, else MPS, else CPU), ``cpu``, ``cuda``…
         callback: ``callback(StepInfo, images [n, 3, H, W])`` after every step.
-        stop: asked after every step; True ends the loop keeping the best so far (``run.interrupted``).
-        G, guide: already loaded generator / CLIP model to reuse (the UI, batch jobs).
+        stop: asked before every step; True ends the loop keeping the best so far (``run.interrupted``).
         log: experiment trackers: ``--log`` specs (``["tensorboard:runs", "mlflow:file:///tmp/mlruns"]``),
             tracker objects, or a :class:`~clipstyle.tracking.Trackers` the caller opened and finishes after
-            saving (see :func:`clipstyle.tracking.tracking`); ``None`` = none. Checked before any model loads.
+            saving (see :func:`clipstyle.tracking.tracking`); ``None`` = none.
         quiet: no download progress bars.
 
     Returns:
         :class:`~clipstyle.pipelines.run.Run`: ``ws`` float32 ``[batch, num_ws, w_dim]`` CPU, ``images``
-        uint8 ``[batch, H, W, 3]``, ``history``, ``frames``; ``run.save(outdir)`` writes the run folder.
+        uint8 ``[batch, H, W, 3]``, ``history``, ``frames``; ``run.save(outdir)`` writes the run folder. The
+        same settings and seed give bit-identical ``ws``.
 
     Raises:
-        DeviceError: an absent device. MissingExtraError / LogSpecError: ``log`` names a tracker whose extra
-        is missing, or a malformed spec. GuidanceError / SpecError / BlockSpecError / RecipeError /
-        LatentFileError: the user's settings (see :func:`text_job`). FileNotFoundError / CheckpointError:
-        the network. FloatingPointError: the loss became NaN (try a smaller ``lr``).
+        SettingsError: any invalid setting, before anything loads. LogSpecError / MissingExtraError: a bad
+        ``log`` spec or a tracker whose extra is missing, before anything loads. DeviceError: an absent device.
+        SpecError / BlockSpecError / LabelError: settings that do not fit the network (before CLIP loads).
+        CheckpointError / DownloadError: the network or CLIP weights.
     """
-    from clipstyle.optimize.loop import PRECISIONS, run
+    from clipstyle.optimize.loop import run
     from clipstyle.pipelines.common import load_guide, load_network, pick_device
+    from clipstyle.workflows.text import TextSettings
+
     from clipstyle.tracking import check_log, tracking
 
-    check_log(log)  # a bad spec or a missing extra: one line before any work
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    rec = recipe
-    if isinstance(recipe, str):
-        from clipstyle.guidance.recipes import get_recipe
-
-        rec = get_recipe(recipe)
+    s = TextSettings.of(prompt, **options)
+    check_log(log)  # a bad --log spec or a missing extra: one line before any work
     dev = pick_device(device, G)
-    G = load_network(network, dev, blend, G=G, progress=not quiet)
+    G = load_network(s.network, dev, s.blend, progress=not quiet) if G is None else G.to(dev)
     if guide is None:  # the user's mistakes in blocks/mix/class first, before CLIP loads
         from clipstyle.latents.constraints import constraint_rows
         from clipstyle.pipelines.common import labels
 
-        constraint_rows(G, blocks, list(mix or ()), rec, dev, labels(G.c_dim, class_idx, 1, dev))
-        guide = load_guide(clip_model, clip_pretrained, dev)
-    job = text_job(G, guide, prompt,
-                   seed=seed, truncation=truncation, blocks=blocks, mix=mix, recipe=rec, batch=batch,
-                   cutouts=cutouts, l2=l2, image_prompt=image_prompt, class_idx=class_idx, lr=lr, steps=steps)
-    settings = {"command": "text", "network": network, "clip_model": clip_model, "clip_pretrained": clip_pretrained,
-                **job.settings, "save_every": save_every, "device": dev, "precision": precision,
-                "noise_mode": "const", "blend": blend}
-    with tracking(log, job.name, preview_every=save_every) as trackers:
+        constraint_rows(G, s.blocks, list(s.mix), _recipe(s.recipe), dev, labels(G.c_dim, s.class_idx, 1, dev))
+        guide = load_guide(s.clip_model, s.clip_pretrained, dev)
+    job = text_job(G, guide, s)
+    settings = {"command": "text", **s.to_dict(), **job.settings, "device": dev, "noise_mode": "const"}
+    with tracking(log, job.name, preview_every=s.save_every) as trackers:
         callbacks = [cb for cb in (callback, trackers.callback if trackers else None) if cb is not None]
-        result = run(G, job.latent(dev), job.loss, job.schedule, save_every=save_every,
-                     callbacks=callbacks, precision=precision, stop=stop)
+        result = run(G, job.latent(dev), job.loss, job.schedule, save_every=s.save_every, callbacks=callbacks,
+                     precision=s.precision, stop=stop)
         extra = {}
-        if batch > 1:
+        if s.batch > 1:
             extra = {f"item{i}.png": img for i, img in enumerate(result.frames[-1])}
         out = Run(name=job.name, result=result, settings=settings, network=G.describe(), z=job.z, c=job.c,
                   extra_images=extra)
-        trackers.finish(out)
+        trackers.finish(out)  # a no-op when the caller lent its own trackers (it finishes after saving)
     return out

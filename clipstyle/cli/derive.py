@@ -1,0 +1,180 @@
+"""CLI commands derived from a workflow's settings class: no option is declared twice.
+
+:func:`workflow_command` turns a :class:`~clipstyle.workflows.registry.Workflow` into a Typer command
+whose options are the fields of its settings class (flag, help, default from :func:`option
+<clipstyle.workflows.base.option>`) plus the options every command shares (``--outdir``, ``--device``,
+``--quiet``) and any extra front-end options. The command builds the settings (which validates them
+before anything loads), then hands them to a body: by default, run the workflow with a progress bar,
+save the run folder and print its path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Callable, Mapping, Optional, Sequence
+
+import typer
+
+from clipstyle.workflows.base import Settings
+from clipstyle.workflows.registry import Workflow, get_workflow
+
+__all__ = ["Front", "front_parameters", "run_and_save", "settings_parameters", "workflow_command"]
+
+
+@dataclass(frozen=True)
+class Front:
+    """The options of the command line itself, not of the workflow.
+
+    Attributes:
+        outdir: folder under which the run folder is created. device: ``auto``, ``cpu``, ``cuda``…
+        quiet: no progress bars. log: experiment trackers (``tensorboard[:DIR]``, ``mlflow[:URI]``).
+        extra: the command's own extra options by name.
+    """
+
+    outdir: Path = Path("out")
+    device: str = "auto"
+    quiet: bool = False
+    log: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _cli_type(tp: Any) -> tuple[Any, bool]:
+    """The Typer type of a settings type, and whether a tuple must be converted back from a list."""
+    args = typing.get_args(tp)
+    optional = bool(args) and type(None) in args
+    base = next((a for a in args if a is not type(None)), tp) if optional else tp
+    if typing.get_origin(base) is tuple:
+        return Optional[list[typing.get_args(base)[0]]], True
+    return (Optional[base] if optional else base), False
+
+
+def settings_parameters(cls: type[Settings], exclude: Sequence[str] = ()) -> list[inspect.Parameter]:
+    """Typer parameters (``Annotated[type, typer.Option(...)]``) of every option of ``cls``, arguments first."""
+    hints = cls.hints()
+    specs = cls.specs()
+    args, opts = [], []
+    for f in dataclasses.fields(cls):
+        if f.name in exclude or f.name not in specs:
+            continue
+        spec = specs[f.name]
+        cli_type, listed = _cli_type(hints[f.name])
+        default = None if listed else f.default
+        if spec.argument:
+            info = typer.Argument(help=spec.help, show_default=bool(default))
+            if f.default is dataclasses.MISSING:
+                default = inspect.Parameter.empty
+        else:
+            decls = [cls.flag(f.name)] + ([spec.short] if spec.short else [])
+            if hints[f.name] is bool:
+                decls = [f"{decls[0]}/--no-{decls[0][2:]}", *decls[1:]]
+            info = typer.Option(*decls, help=spec.help)
+        param = inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                  annotation=Annotated[cli_type, info])
+        (args if spec.argument else opts).append(param)
+    return args + opts
+
+
+def front_parameters(outdir: str | None = "out", log: bool = False) -> list[inspect.Parameter]:
+    """``--outdir`` (unless None), ``--device``, ``--quiet``: the options every command that runs a workflow has;
+    ``--log`` (repeatable) with ``log``."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = []
+    if outdir is not None:
+        params.append(inspect.Parameter("outdir", kw, default=Path(outdir), annotation=Annotated[Path, typer.Option(
+            help="Folder under which a new run folder is created.")]))
+    params += [
+        inspect.Parameter("device", kw, default="auto", annotation=Annotated[str, typer.Option(
+            help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda or mps.")]),
+        inspect.Parameter("quiet", kw, default=False, annotation=Annotated[bool, typer.Option(
+            "--quiet", "-q", help="No progress bar.")]),
+    ]
+    if log:
+        params.append(inspect.Parameter("log", kw, default=None, annotation=Annotated[Optional[list[str]], typer.Option(
+            "--log", help="Track the run (repeatable): tensorboard[:DIR] (default ./runs) or mlflow[:URI] (default "
+            "$MLFLOW_TRACKING_URI, else ./mlruns); needs clipstyle[tensorboard] / clipstyle[mlflow].")]))
+    return params
+
+
+def workflow_command(name: str, body: Callable[[Settings, Front], None] | None = None, *,
+                     extra: Sequence[inspect.Parameter] = (), exclude: Sequence[str] = (),
+                     outdir: str | None = "out", doc: str | None = None,
+                     log: bool | None = None) -> Callable[..., None]:
+    """A Typer command function for workflow ``name``.
+
+    Args:
+        name: the registry name (:func:`~clipstyle.workflows.registry.get_workflow`).
+        body: ``body(settings, front)`` does the work (default :func:`run_and_save`); settings are built and
+            validated before it is called.
+        extra: more Typer parameters (front-end options), passed to the body in ``front.extra``.
+        exclude: settings fields the command does not offer (they keep their defaults).
+        outdir: the default ``--outdir`` (None: the command has none).
+        doc: the command's help (default: the body's docstring, else the workflow's summary).
+        log: offer ``--log`` (default: when the settings have ``steps``, i.e. the workflow optimizes); the
+            specs are checked (extras installed) before the body runs.
+    """
+    workflow = get_workflow(name)
+    cls = workflow.settings
+    tracked = log if log is not None else "steps" in cls.specs()
+    params = settings_parameters(cls, exclude) + front_parameters(outdir, tracked) + list(extra)
+    listed = {p.name for p in params if _cli_type(cls.hints().get(p.name, str))[1] and p.name in cls.specs()}
+    settings_names = {p.name for p in settings_parameters(cls, exclude)}
+    extra_names = [p.name for p in extra]
+    run_body = body or (lambda s, front: run_and_save(workflow, s, front))
+
+    def command(**kwargs: Any) -> None:
+        values = {k: kwargs[k] for k in settings_names}
+        for k in listed:
+            values[k] = tuple(values[k] or ())
+        settings = cls(**values)
+        front = Front(outdir=kwargs.get("outdir") or Path("out"), device=kwargs["device"], quiet=kwargs["quiet"],
+                      log=tuple(kwargs.get("log") or ()), extra={k: kwargs[k] for k in extra_names})
+        if front.log:
+            from clipstyle.tracking import check_log_specs
+
+            check_log_specs(front.log)  # a missing extra: one line before any model loads
+        run_body(settings, front)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__name__ = f"{name.replace('-', '_')}_command"
+    command.__doc__ = doc or (body.__doc__ if body is not None and body.__doc__ else workflow.summary)
+    command.workflow = workflow  # type: ignore[attr-defined]
+    return command
+
+
+def run_and_save(workflow: Workflow, settings: Settings, front: Front, **runtime: Any) -> Path:
+    """Run ``workflow`` with a progress bar (when it has ``steps``), save its run folder under
+    ``front.outdir``, print the folder, and say so when the run was interrupted. Returns the folder."""
+    from clipstyle.optimize.devices import resolve_device
+    from clipstyle.optimize.progress import ProgressBar
+
+    from clipstyle.cli.common import warn
+    from clipstyle.tracking import open_trackers
+
+    steps = getattr(settings, "steps", None)
+    device = resolve_device(front.device)
+    with open_trackers(front.log, _tracker_name(settings, workflow.name), warn=warn,
+                       preview_every=getattr(settings, "save_every", 0) or 0) as trackers:
+        if trackers:  # lent to the pipeline; finished here with the saved folder (MLflow's artifacts)
+            runtime["log"] = trackers
+        with ProgressBar("optimizing", int(steps or 1), enabled=not front.quiet and steps is not None) as bar:
+            run = workflow.run(settings, device=device, callback=bar, quiet=front.quiet, **runtime)
+        folder = run.save(front.outdir)
+        trackers.finish(run, folder)
+    typer.echo(str(folder))
+    if run.interrupted:
+        typer.echo(f"interrupted after {run.result.steps_done} steps; kept the best result so far", err=True)
+    return folder
+
+
+def _tracker_name(settings: Settings, default: str) -> str:
+    """A tracker run's name: the prompt, else the input file's stem, else the workflow's name."""
+    for key in ("prompt", "photo", "latents", "image_prompt"):
+        value = getattr(settings, key, None)
+        if isinstance(value, (str, Path)) and str(value).strip():
+            return str(value) if key == "prompt" else Path(str(value)).stem
+    return default
