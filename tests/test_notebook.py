@@ -70,5 +70,7 @@ def test_the_notebook_runs_end_to_end(tmp_path, monkeypatch):
     outs = tmp_path / "out"
     assert (outs / "a-smiling-woman-with-curly-red-hair" / "result.png").is_file()
     assert any(p.name.startswith("interpolate") and (p / "interpolation.gif").is_file() for p in outs.iterdir())
+    if importlib.util.find_spec("tensorboard") is not None:  # the tracking cell logs only with the extra
+        assert any((outs / "runs").glob("*/events.out.tfevents.*"))
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 7  # text, edit, styleblocks, mix, blend ×2, direction (+ the GIF)
