@@ -126,11 +126,11 @@ def test_rerun_resumes_and_does_nothing(six_run, capsys):
 # --------------------------------------------------------------------------- batched = one at a time
 
 def _models():
-    from clipstyle.batch.execute import Models
+    from clipstyle.workflows.models import ModelCache
 
-    m = Models("cpu")
+    m = ModelCache("cpu")
     d = defaults()
-    return m.generator(d["network"]), m.guide(TINY_CLIP, "none")
+    return m.get("G", (d["network"], None)), m.get("guide", (TINY_CLIP, "none"))
 
 
 class RowByRow(torch.nn.Module):
@@ -213,22 +213,23 @@ def test_one_jobs_gradient_never_reaches_another():
 # --------------------------------------------------------------------------- failures
 
 def test_failures_are_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatch):
-    """A bad styleblock, a missing image prompt, a NaN inside a shared batch, a missing pipeline."""
-    import clipstyle.batch.execute as execute
+    """A styleblock beyond the network, a NaN inside a shared batch, an edit whose LPIPS weights are offline."""
     import clipstyle.pipelines.text as text
 
     real = text.text_job
 
-    def nan_for_poison(G, guide, prompt, **kw):  # inject a NaN loss into one job of a batch
-        job = real(G, guide, prompt, **kw)
-        if prompt != "poison":
+    def nan_for_poison(G, guide, settings, **kw):  # inject a NaN loss into one job of a batch
+        job = real(G, guide, settings, **kw)
+        if job.prompt != "poison":
             return job
         return dataclasses.replace(job, loss=lambda images, ws: (images.sum() * float("nan"), {}))
 
     monkeypatch.setattr(text, "text_job", nan_for_poison)
-    monkeypatch.setitem(execute.PIPELINES, "edit", ("clipstyle.pipelines.no_such_module", "edit"))
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "me.png")  # a photo whose edit fails at run time (LPIPS offline)
     jobs = [{"prompt": "fine one", "seed": 1, "id": "ok1"}, {"prompt": "x", "blocks": "0-99", "id": "badblocks"},
-            {"prompt": "poison", "id": "nan"}, {"prompt": "x", "image_prompt": "missing.png", "id": "noimage"},
+            {"prompt": "poison", "id": "nan"},
             {"command": "edit", "photo": "me.png", "prompt": "smile", "id": "edit1"},
             {"prompt": "fine two", "seed": 2, "id": "ok2"}]
     outdir = tmp_path / "out"
@@ -238,9 +239,7 @@ def test_failures_are_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatc
     assert {i for i, e in entries.items() if e["status"] == "done"} == {"ok1", "ok2"}
     assert "out of range" in entries["badblocks"]["error"]
     assert "became nan" in entries["nan"]["error"]  # the loop names the cause (optimize.loop.nonfinite_cause)
-    assert "missing.png" in entries["noimage"]["error"]
-    assert entries["edit1"]["error"] == ("edit jobs need clipstyle.pipelines.no_such_module.edit, which this "
-                                         "clipstyle does not have")
+    assert "offline" in entries["edit1"]["error"] and "internal error" not in entries["edit1"]["error"]
     assert entries["ok1"]["batch"] == 1 and entries["ok2"]["batch"] == 1  # the NaN batch was redone job by job
     assert is_complete(outdir / "ok1") and is_complete(outdir / "ok2") and not (outdir / "nan").exists()
     assert "failed: nan (line 3): the loss term" in err and "became nan" in err
@@ -248,51 +247,42 @@ def test_failures_are_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatc
 
 
 def test_other_commands_call_their_pipeline_with_the_loaded_models(tmp_path, monkeypatch):
-    """An edit job goes to the edit pipeline by import, with G and CLIP loaded once and reused."""
-    import types
-
-    import clipstyle.batch.execute as execute
+    """An edit job goes to the registry's edit pipeline with its settings, G and CLIP loaded once and reused."""
+    import clipstyle.pipelines.photo_edit as photo_edit
     from clipstyle.pipelines.run import Run
+    from clipstyle.workflows.photo import EditSettings
 
     calls = []
 
-    def edit(photo, prompt, *, steps=100, class_idx=None, G=None, guide=None, device="auto", quiet=True):
-        calls.append({"photo": photo, "prompt": prompt, "steps": steps, "class_idx": class_idx, "G": G,
-                      "guide": guide})
+    def edit(settings, *, G=None, guide=None, encoder=None, identity=None, perceptual=None, device="auto",
+             quiet=True):
+        calls.append({"settings": settings, "G": G, "guide": guide, "encoder": encoder})
         ws = G.w_avg[None, None].repeat(1, G.num_ws, 1).cpu()
         img = np.full((1, 64, 64, 3), 7, np.uint8)
-        return Run(name=prompt, result=None, settings={"command": "edit", "prompt": prompt}, network={}, ws_=ws,
-                   images_=img)
+        return Run(name=settings.prompt, result=None, settings={"command": "edit"}, network={}, ws_=ws, images_=img)
 
-    module = types.ModuleType("fake_photo_pipelines")
-    module.edit = edit
-    monkeypatch.setitem(sys.modules, "fake_photo_pipelines", module)
-    monkeypatch.setitem(execute.PIPELINES, "edit", ("fake_photo_pipelines", "edit"))
+    monkeypatch.setattr(photo_edit, "edit", edit)
+    from PIL import Image
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
     d = defaults()
-    jobs = [{"command": "edit", "photo": "a.png", "prompt": "smile", "id": "e1"},
+    jobs = [{"command": "edit", "photo": "a.png", "prompt": "smile", "id": "e1", "clip_model": TINY_CLIP,
+             "clip_pretrained": "none", "perceptual": "none"},
             {"command": "edit", "photo": "b.png", "prompt": "frown", "steps": 2, "class": None, "id": "e2",
-             "clip_model": TINY_CLIP, "clip_pretrained": "none"}]
-    path = job_file(tmp_path, jobs)
-    parsed = read_jobs(path, {"network": d["network"]}, option_names=execute.pipeline_options)
+             "clip_model": TINY_CLIP, "clip_pretrained": "none", "perceptual": "none"}]
+    parsed = read_jobs(job_file(tmp_path, jobs), {"network": d["network"]})
     summary = run_jobs(parsed, BatchConfig(outdir=tmp_path / "out", device="cpu", quiet=True))
     assert summary.done == ("e1", "e2") and summary.ok
-    assert [c["photo"] for c in calls] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
-    assert calls[1]["steps"] == 2 and calls[0]["guide"] is None and calls[1]["guide"] is not None
-    assert calls[0]["G"] is calls[1]["G"]  # loaded once
+    assert all(isinstance(c["settings"], EditSettings) for c in calls)
+    assert [c["settings"].photo_or_latents for c in calls] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    assert calls[1]["settings"].steps == 2 and calls[0]["settings"].steps == 100
+    assert calls[0]["G"] is calls[1]["G"] and calls[0]["guide"] is calls[1]["guide"]  # loaded once
+    assert calls[0]["guide"] is not None and calls[0]["encoder"] is None  # no --encoder: none loaded
+    assert calls[0]["settings"].perceptual == "none"
     assert is_complete(tmp_path / "out" / "e2")
-
-    def edit2(photo_or_latents, prompt, *, G=None, quiet=True):  # the edit command's argument name
-        calls.append({"photo_or_latents": photo_or_latents})
-        return edit(photo_or_latents, prompt, G=G)
-
-    module.edit = edit2
-    parsed = read_jobs(job_file(tmp_path, [{"command": "edit", "photo": "c.png", "prompt": "x", "id": "e3"}], "c.jsonl"),
-                       {"network": d["network"]}, option_names=execute.pipeline_options)
-    assert run_jobs(parsed, BatchConfig(outdir=tmp_path / "out", device="cpu", quiet=True)).done == ("e3",)
-    assert calls[-2] == {"photo_or_latents": str(tmp_path / "c.png")}
-    with pytest.raises(Exception, match="unknown key 'strength' for a edit job"):
-        job_file(tmp_path, [{"command": "edit", "photo": "a.png", "strength": 1}], "bad.jsonl")
-        read_jobs(tmp_path / "bad.jsonl", option_names=execute.pipeline_options)
+    with pytest.raises(Exception, match="unknown option 'strenght' for edit; did you mean 'strength'"):
+        read_jobs(job_file(tmp_path, [{"command": "edit", "photo": "a.png", "strenght": 1}], "bad.jsonl"))
 
 
 def test_generate_jobs_run_the_generate_pipeline(tmp_path, capsys):
@@ -300,10 +290,10 @@ def test_generate_jobs_run_the_generate_pipeline(tmp_path, capsys):
     jobs = [{"command": "generate", "seeds": "0-2", "id": "gen", "truncation": 0.5},
             {"command": "generate", "seeds": "x", "id": "badseeds"}]
     code, out, err = run_cli(cli_args(job_file(tmp_path, jobs), tmp_path / "out"), capsys)
-    assert code == 1
-    assert out.split() == [str(tmp_path / "out" / "gen")]
-    entries = {e["id"]: e for e in manifest(tmp_path / "out")}
-    assert entries["badseeds"]["error"] == "bad seed 'x' in --seeds 'x': use e.g. 0-7,12"
+    assert code == 1 and not (tmp_path / "out").exists()  # the whole file is checked before anything runs
+    assert err.strip() == "error: jobs.jsonl:2: bad seed 'x' in --seeds 'x': use e.g. 0-7,12"
+    code, out, err = run_cli(cli_args(job_file(tmp_path, jobs[:1]), tmp_path / "out"), capsys)
+    assert code == 0 and out.split() == [str(tmp_path / "out" / "gen")]
     folder = tmp_path / "out" / "gen"
     assert is_complete(folder) and {"seed0000.png", "seed0002.npz"} <= {p.name for p in folder.iterdir()}
     from clipstyle.generator import load_generator
@@ -314,7 +304,7 @@ def test_generate_jobs_run_the_generate_pipeline(tmp_path, capsys):
     np.testing.assert_array_equal(np.load(folder / "seed0002.npz")["ws"], ws.numpy())
     code, _, err = run_cli(cli_args(job_file(tmp_path, [{"command": "generate", "prompt": "x"}], "b.jsonl"),
                                     tmp_path / "out2"), capsys)
-    assert code == 1 and err.startswith("error: b.jsonl:1: unknown key 'prompt' for a generate job; known: class,")
+    assert code == 1 and err.startswith("error: b.jsonl:1: unknown option 'prompt' for generate")
 
 
 # --------------------------------------------------------------------------- kill -9 and resume

@@ -63,10 +63,11 @@ def settings_parameters(cls: type[Settings], exclude: Sequence[str] = ()) -> lis
         spec = specs[f.name]
         cli_type, listed = _cli_type(hints[f.name])
         default = None if listed else f.default
+        if f.default is dataclasses.MISSING:
+            default = inspect.Parameter.empty
         if spec.argument:
-            info = typer.Argument(help=spec.help, show_default=bool(default))
-            if f.default is dataclasses.MISSING:
-                default = inspect.Parameter.empty
+            info = typer.Argument(help=spec.help, show_default=default not in (None, "", inspect.Parameter.empty),
+                                  metavar=cls.flag(f.name))
         else:
             decls = [cls.flag(f.name)] + ([spec.short] if spec.short else [])
             if hints[f.name] is bool:
@@ -78,20 +79,19 @@ def settings_parameters(cls: type[Settings], exclude: Sequence[str] = ()) -> lis
     return args + opts
 
 
-def front_parameters(outdir: str | None = "out", log: bool = False) -> list[inspect.Parameter]:
-    """``--outdir`` (unless None), ``--device``, ``--quiet``: the options every command that runs a workflow has;
-    ``--log`` (repeatable) with ``log``."""
+def front_parameters(outdir: str | None = "out", device: bool = True, log: bool = False) -> list[inspect.Parameter]:
+    """``--outdir`` (unless None), ``--device`` (unless False), ``--quiet``, ``--log`` (repeatable; with ``log``):
+    the options of the command line itself."""
     kw = inspect.Parameter.KEYWORD_ONLY
     params = []
     if outdir is not None:
         params.append(inspect.Parameter("outdir", kw, default=Path(outdir), annotation=Annotated[Path, typer.Option(
             help="Folder under which a new run folder is created.")]))
-    params += [
-        inspect.Parameter("device", kw, default="auto", annotation=Annotated[str, typer.Option(
-            help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda or mps.")]),
-        inspect.Parameter("quiet", kw, default=False, annotation=Annotated[bool, typer.Option(
-            "--quiet", "-q", help="No progress bar.")]),
-    ]
+    if device:
+        params.append(inspect.Parameter("device", kw, default="auto", annotation=Annotated[str, typer.Option(
+            help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda or mps.")]))
+    params.append(inspect.Parameter("quiet", kw, default=False, annotation=Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bar.")]))
     if log:
         params.append(inspect.Parameter("log", kw, default=None, annotation=Annotated[Optional[list[str]], typer.Option(
             "--log", help="Track the run (repeatable): tensorboard[:DIR] (default ./runs) or mlflow[:URI] (default "
@@ -101,7 +101,7 @@ def front_parameters(outdir: str | None = "out", log: bool = False) -> list[insp
 
 def workflow_command(name: str, body: Callable[[Settings, Front], None] | None = None, *,
                      extra: Sequence[inspect.Parameter] = (), exclude: Sequence[str] = (),
-                     outdir: str | None = "out", doc: str | None = None,
+                     outdir: str | None = "out", device: bool = True, doc: str | None = None,
                      log: bool | None = None) -> Callable[..., None]:
     """A Typer command function for workflow ``name``.
 
@@ -111,7 +111,7 @@ def workflow_command(name: str, body: Callable[[Settings, Front], None] | None =
             validated before it is called.
         extra: more Typer parameters (front-end options), passed to the body in ``front.extra``.
         exclude: settings fields the command does not offer (they keep their defaults).
-        outdir: the default ``--outdir`` (None: the command has none).
+        outdir: the default ``--outdir`` (None: the command has none). device: the command has ``--device``.
         doc: the command's help (default: the body's docstring, else the workflow's summary).
         log: offer ``--log`` (default: when the settings have ``steps``, i.e. the workflow optimizes); the
             specs are checked (extras installed) before the body runs.
@@ -119,7 +119,7 @@ def workflow_command(name: str, body: Callable[[Settings, Front], None] | None =
     workflow = get_workflow(name)
     cls = workflow.settings
     tracked = log if log is not None else "steps" in cls.specs()
-    params = settings_parameters(cls, exclude) + front_parameters(outdir, tracked) + list(extra)
+    params = settings_parameters(cls, exclude) + front_parameters(outdir, device, tracked) + list(extra)
     listed = {p.name for p in params if _cli_type(cls.hints().get(p.name, str))[1] and p.name in cls.specs()}
     settings_names = {p.name for p in settings_parameters(cls, exclude)}
     extra_names = [p.name for p in extra]
@@ -130,7 +130,8 @@ def workflow_command(name: str, body: Callable[[Settings, Front], None] | None =
         for k in listed:
             values[k] = tuple(values[k] or ())
         settings = cls(**values)
-        front = Front(outdir=kwargs.get("outdir") or Path("out"), device=kwargs["device"], quiet=kwargs["quiet"],
+        front = Front(outdir=kwargs.get("outdir") or Path("out"), device=kwargs.get("device", "auto"),
+                      quiet=kwargs["quiet"],
                       log=tuple(kwargs.get("log") or ()), extra={k: kwargs[k] for k in extra_names})
         if front.log:
             from clipstyle.tracking import check_log_specs
@@ -146,25 +147,36 @@ def workflow_command(name: str, body: Callable[[Settings, Front], None] | None =
     return command
 
 
-def run_and_save(workflow: Workflow, settings: Settings, front: Front, **runtime: Any) -> Path:
-    """Run ``workflow`` with a progress bar (when it has ``steps``), save its run folder under
-    ``front.outdir``, print the folder, and say so when the run was interrupted. Returns the folder."""
+def run_and_save(workflow: Workflow, settings: Settings, front: Front, *, progress: bool = True,
+                 after: Callable[[Any, Path], None] | None = None, **runtime: Any) -> Path:
+    """Run ``workflow``, save its run folder under ``front.outdir`` and print the folder.
+
+    Args:
+        progress: show one progress bar over ``settings.steps`` (workflows with stages draw their own bars).
+        after: ``after(run, folder)`` prints the command's summary lines (to stderr) before the folder.
+        runtime: more keywords of the pipeline (loaded models, ``notify``…).
+
+    Says so when the run was interrupted (the best result so far was saved). Returns the folder.
+    """
+    from clipstyle.cli.common import warn
     from clipstyle.optimize.devices import resolve_device
     from clipstyle.optimize.progress import ProgressBar
-
-    from clipstyle.cli.common import warn
     from clipstyle.tracking import open_trackers
 
     steps = getattr(settings, "steps", None)
     device = resolve_device(front.device)
+    show = progress and not front.quiet and steps is not None
     with open_trackers(front.log, _tracker_name(settings, workflow.name), warn=warn,
                        preview_every=getattr(settings, "save_every", 0) or 0) as trackers:
         if trackers:  # lent to the pipeline; finished here with the saved folder (MLflow's artifacts)
             runtime["log"] = trackers
-        with ProgressBar("optimizing", int(steps or 1), enabled=not front.quiet and steps is not None) as bar:
-            run = workflow.run(settings, device=device, callback=bar, quiet=front.quiet, **runtime)
+        with ProgressBar("optimizing", int(steps or 1), enabled=show) as bar:
+            run = workflow.run(settings, device=device, callback=bar if show else None, quiet=front.quiet,
+                               **runtime)
         folder = run.save(front.outdir)
         trackers.finish(run, folder)
+    if after is not None:
+        after(run, folder)
     typer.echo(str(folder))
     if run.interrupted:
         typer.echo(f"interrupted after {run.result.steps_done} steps; kept the best result so far", err=True)

@@ -28,7 +28,7 @@ from clipstyle.pipelines.run import Run
 if TYPE_CHECKING:
     from clipstyle.workflows.text import TextSettings
 
-__all__ = ["TextJob", "text_job", "text_to_image", "default_cutouts"]
+__all__ = ["TextJob", "default_cutouts", "text_job", "text_run", "text_to_image"]
 
 
 def default_cutouts(device: str) -> int:
@@ -181,8 +181,7 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
         same settings and seed give bit-identical ``ws``.
 
     Raises:
-        SettingsError: any invalid setting, before anything loads. LogSpecError / MissingExtraError: a bad
-        ``log`` spec or a tracker whose extra is missing, before anything loads. DeviceError: an absent device.
+        SettingsError: any invalid setting, before anything loads. DeviceError: an absent device.
         SpecError / BlockSpecError / LabelError: settings that do not fit the network (before CLIP loads).
         CheckpointError / DownloadError: the network or CLIP weights.
     """
@@ -203,15 +202,23 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
         constraint_rows(G, s.blocks, list(s.mix), _recipe(s.recipe), dev, labels(G.c_dim, s.class_idx, 1, dev))
         guide = load_guide(s.clip_model, s.clip_pretrained, dev)
     job = text_job(G, guide, s)
-    settings = {"command": "text", **s.to_dict(), **job.settings, "device": dev, "noise_mode": "const"}
     with tracking(log, job.name, preview_every=s.save_every) as trackers:
         callbacks = [cb for cb in (callback, trackers.callback if trackers else None) if cb is not None]
         result = run(G, job.latent(dev), job.loss, job.schedule, save_every=s.save_every, callbacks=callbacks,
                      precision=s.precision, stop=stop)
-        extra = {}
-        if s.batch > 1:
-            extra = {f"item{i}.png": img for i, img in enumerate(result.frames[-1])}
-        out = Run(name=job.name, result=result, settings=settings, network=G.describe(), z=job.z, c=job.c,
-                  extra_images=extra)
+        out = text_run(s, job, result, G, dev)
         trackers.finish(out)  # a no-op when the caller lent its own trackers (it finishes after saving)
     return out
+
+
+def text_run(settings: "TextSettings", job: TextJob, result: Any, G: Any, device: str,
+             extra_settings: Mapping[str, Any] | None = None) -> Run:
+    """The :class:`Run` of one text job's optimization ``result`` (alone or stacked in a batch): every setting
+    as ``run.json`` records it, a grid and ``itemN.png`` for a batch of starts."""
+    recorded = {"command": "text", **settings.to_dict(), **job.settings, "device": device, "noise_mode": "const",
+                **(extra_settings or {})}
+    extra = {}
+    if job.n > 1:
+        extra = {f"item{i}.png": img for i, img in enumerate(result.frames[-1])}
+    return Run(name=job.name, result=result, settings=recorded, network=G.describe(), z=job.z, c=job.c,
+               extra_images=extra)
