@@ -219,16 +219,53 @@ def test_specs_parse():
     assert parse_log_specs(None) == () and parse_log_specs("mlflow") == (LogSpec("mlflow"),)
 
 
-def test_grouped_runs_one_per_job(net, tmp_path):
-    """What a batch does: one tracker run per job, grouped under the batch's name."""
-    from clipstyle import text_to_image
-    from clipstyle.tracking import open_trackers
+def test_a_batch_of_three_jobs_makes_three_grouped_runs(net, tmp_path, capsys, monkeypatch):
+    from mlflow.tracking import MlflowClient
 
-    for prompt in ("a red face", "a blue face", "a green face"):
-        with open_trackers([f"tensorboard:{tmp_path / 'tb'}"], prompt, group="show", preview_every=2) as trk:
-            run = text_to_image(prompt, **api_kwargs(net), log=trk)
-            trk.finish(run, run.save(tmp_path / "out"))
-    runs = sorted(p.name.rsplit("-", 2)[0] for p in (tmp_path / "tb" / "show").iterdir())
-    assert runs == ["a-blue-face", "a-green-face", "a-red-face"]
-    for folder in (tmp_path / "tb" / "show").iterdir():
-        assert len(event_reader(folder).Scalars("loss/total")) == 4
+    from clipstyle.tracking import scalar_tag
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join(json.dumps({"id": f"job{i}", "prompt": p, "seed": i, "steps": 4, "cutouts": 2,
+                                          "save_every": 2})
+                              for i, p in enumerate(["a red face", "a blue face", "a green face"])))
+    uri = (tmp_path / "mlruns").as_uri()
+    code, out, err = run_cli(["batch", jobs, "--outdir", tmp_path / "show", "--network", net, "--clip-model", TINY_CLIP,
+                              "--clip-pretrained", "none", "--device", "cpu", "-q",
+                              "--log", f"tensorboard:{tmp_path / 'tb'}", "--log", f"mlflow:{uri}"], capsys)
+    assert code == 0, err
+    runs = sorted((tmp_path / "tb" / "show").iterdir())
+    assert [p.name.rsplit("-", 2)[0] for p in runs] == ["job0", "job1", "job2"]
+    for i, folder in enumerate(runs):
+        history = json.loads((tmp_path / "show" / f"job{i}" / "run.json").read_text())["loss_history"]
+        acc = event_reader(folder)
+        for key in (k for k in history[0] if k != "step"):
+            assert [(e.step, e.value) for e in acc.Scalars(scalar_tag(key))] == \
+                [(h["step"], float(np.float32(h[key]))) for h in history], key
+        assert [e.step for e in acc.Images("preview")] == [0, 2] and [e.step for e in acc.Images("result")] == [4]
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=uri)
+    found = client.search_runs([client.get_experiment_by_name("clipstyle").experiment_id])
+    assert sorted(r.info.run_name for r in found) == ["job0", "job1", "job2"]
+    for r in found:
+        assert r.data.tags["clipstyle.group"] == "show" and r.info.status == "FINISHED"
+        assert {"result.png", "latents.npz", "run.json"} <= {a.path for a in client.list_artifacts(r.info.run_id)}
+
+
+def test_project_logs_its_tuning_phase(net, tmp_path, capsys):
+    from PIL import Image
+
+    from clipstyle.tracking import scalar_tag
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
+    code, out, err = run_cli(["project", tmp_path / "photo.png", "--network", net, "--perceptual", "none",
+                              "--steps", "3", "--tune", "--tune-steps", "2", "--save-every", "2", "--device", "cpu",
+                              "-q", "--outdir", tmp_path / "out", "--log", f"tensorboard:{tmp_path / 'tb'}"], capsys)
+    assert code == 0, err
+    record = json.loads((Path(out.strip().splitlines()[-1]) / "run.json").read_text())
+    acc = event_reader(only_child(tmp_path / "tb"))
+    history = record["loss_history"]
+    assert [(e.step, e.value) for e in acc.Scalars("loss/total")] == \
+        [(h["step"], float(np.float32(h["loss"]))) for h in history]
+    assert [e.step for e in acc.Scalars(scalar_tag("loss", "tune"))] == [0, 1]
+    assert acc.Scalars("metrics/psnr")[0].value == pytest.approx(record["metrics"]["psnr"], rel=1e-6)

@@ -35,6 +35,9 @@ def batch_command(
                                                  "per GPU otherwise).", min=1)] = 1,
     workers: Annotated[Optional[int], typer.Option(help="Most Ray workers (default: one per GPU, or cores / "
                                                    "--cpus-per-worker).", min=1)] = None,
+    log: Annotated[Optional[list[str]], typer.Option("--log", help="Track every job (repeatable): tensorboard[:DIR] "
+                                                     "or mlflow[:URI]; one tracker run per job, grouped under "
+                                                     "OUTDIR's name, logged when its folder is written.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run every job of JOBS; each writes the run folder its command writes, as OUTDIR/ID.
@@ -47,7 +50,9 @@ def batch_command(
     from clipstyle.batch.jobs import JobFileError, read_jobs
     from clipstyle.batch.manifest import BatchLockedError
     from clipstyle.batch.runner import BatchConfig, run_jobs
+    from clipstyle.tracking import check_log_specs
 
+    log_specs = tuple(str(spec) for spec in check_log_specs(log))  # a missing extra: one line before any work
     if ray is not None:
         from clipstyle.batch.ray_runner import RayMissingError, import_ray
 
@@ -73,7 +78,7 @@ def batch_command(
     except JobFileError as exc:
         raise fail(str(exc), 1) from None
     config = BatchConfig(outdir=outdir, batch_size=batch_size, device=device, ray=ray.strip() if ray else None,
-                         cpus_per_worker=cpus_per_worker, workers=workers, quiet=quiet)
+                         cpus_per_worker=cpus_per_worker, workers=workers, quiet=quiet, log=log_specs)
     try:
         summary = run_jobs(job_list, config)
     except BatchLockedError as exc:

@@ -36,7 +36,7 @@ from clipstyle.tracking.specs import (
 
 __all__ = ["LogSpec", "LogSpecError", "MissingExtraError", "Tracker", "TrackerWarning", "Trackers",
            "check_log", "check_log_specs", "flat_metrics", "make_tracker", "open_trackers", "param_value", "parse_log_spec",
-           "parse_log_specs", "scalar_tag", "tracking"]
+           "parse_log_specs", "scalar_tag", "tracking", "with_phase"]
 
 LogArg = "Sequence[str | LogSpec | Tracker] | str | Trackers | None"
 
@@ -137,3 +137,20 @@ def tracking(log: Any, name: str, *, settings: Mapping[str, Any] | None = None, 
         return
     with open_trackers(log, name, settings=settings, group=group, preview_every=preview_every) as trackers:
         yield trackers
+
+
+def with_phase(callback: Callable[[Any, Any], None] | None, trackers: Any,
+               phase: str = "") -> Callable[[Any, Any], None] | None:
+    """One loop callback: ``callback`` (may be None) and, when ``trackers`` track anything, their callback for
+    ``phase`` (tags ``phase/…``; ``""`` = the workflow's main loop). None when there is nothing to call."""
+    track = trackers.phase_callback(phase) if trackers else None
+    if track is None:
+        return callback
+    if callback is None:
+        return track
+
+    def both(info: Any, images: Any) -> None:
+        callback(info, images)
+        track(info, images)
+
+    return both

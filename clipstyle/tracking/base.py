@@ -114,12 +114,12 @@ def param_value(value: Any) -> str:
     return text if len(text) <= 6000 else text[:5999] + "…"
 
 
-def flat_metrics(data: Mapping[str, Any], prefix: str = "metrics") -> dict[str, float]:
-    """Finite numbers among the leaves of nested dicts (``run.json``'s PSNR, LPIPS, identity…), keyed
-    ``prefix/a/b``; booleans, strings and lists are not metrics and are left out."""
+def flat_metrics(data: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Finite numbers among the leaves of nested dicts (``run.json``'s ``metrics``, ``tune_metrics``,
+    ``identity_similarity``…), keyed ``a/b`` (``metrics/psnr``); booleans, strings and lists are left out."""
     out: dict[str, float] = {}
     for key, value in data.items():
-        name = _TAG_BAD.sub("_", f"{prefix}/{key}")
+        name = _TAG_BAD.sub("_", f"{prefix}/{key}" if prefix else str(key))
         if isinstance(value, Mapping):
             out.update(flat_metrics(value, name))
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
@@ -215,12 +215,26 @@ class Trackers:
         if self.trackers:
             self._put("log_scalars", int(step), {_TAG_BAD.sub("_", k): float(v) for k, v in scalars.items()})
 
+    def put_image(self, tag: str, step: int, image: TrackedImage) -> None:
+        """Log an image (``preview``, ``result``…) at ``step``."""
+        if self.trackers:
+            self._put("log_image", tag, int(step), image)
+
+    def put_folder(self, folder: str | Path) -> None:
+        """Hand a finished run folder to the trackers that store files (MLflow's artifacts)."""
+        if self.trackers:
+            self._put("log_folder", Path(folder))
+
+    def report(self, message: str) -> None:
+        """Say one line about a tracking problem (the ``warn`` given, else a :class:`TrackerWarning`)."""
+        self._say(message, stacklevel=2)
+
     # -- the end -----------------------------------------------------------------------------------------
     def finish(self, run: Any, folder: str | Path | None = None) -> None:
         """Log the end of ``run`` (a :class:`~clipstyle.pipelines.run.Run`) and close the trackers.
 
         Logs the final image (tag ``result``), ``loss/best`` and the numbers of ``run.extra_json``
-        (``metrics/…``: PSNR, LPIPS, identity…) at the last step, every setting of ``run.settings``, and
+        (``metrics/psnr``, ``tune_metrics/…``, ``identity_similarity``…) at the last step, every setting of ``run.settings``, and
         ``folder`` (the saved run folder) to the trackers that store files (MLflow's artifacts). Without
         ``folder`` such trackers get the run's files written into a temporary folder (what
         :meth:`Run.save` writes). Never raises because of a tracker.

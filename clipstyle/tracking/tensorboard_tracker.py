@@ -64,8 +64,8 @@ class TensorBoardTracker:
         values = [Summary.Value(tag=tag, simple_value=float(v)) for tag, v in scalars.items()]
         self.writer._get_file_writer().add_summary(Summary(value=values), step)
         for tag, value in scalars.items():
-            if tag == "loss/best" or tag.startswith("metrics/"):  # the HParams table's columns
-                self.metrics[tag] = value
+            if tag == "loss/best" or not (tag == "lr" or tag.endswith("/lr") or "loss/" in tag):
+                self.metrics[tag] = value  # a figure of the run: a column of the HParams table
 
     def log_image(self, tag: str, step: int, image: Any) -> None:
         """The image's PNG (encoded once for every tracker) as an image summary."""
