@@ -7,8 +7,8 @@ left out. Reported: the mean step (previews included), the overhead against no t
 tracker callback itself takes on the loop's thread, and what finishing costs after the loop (the last writes,
 MLflow's artifacts). Results: docs/tracking.md.
 
-    PYTHONPATH=. python benchmarks/bench_logging.py --size 32 --clip tiny --steps 200
-    PYTHONPATH=. python benchmarks/bench_logging.py --size 256 --clip ViT-B-32 --steps 40
+    PYTHONPATH=. python benchmarks/bench_logging.py --size 32 --max-channels 32 --steps 100
+    PYTHONPATH=. python benchmarks/bench_logging.py --size 128 --max-channels 64 --steps 30 --repeats 2
 """
 
 from __future__ import annotations
@@ -27,14 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_CLIP = str(ROOT / "tests" / "data" / "tiny_clip.json")
 
 
-def build(size: int, clip: str, device: str, max_channels: int = 512):
+def build(size: int, clip: str, device: str, max_channels: int = 32):
     from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
     from clipstyle.guidance import CLIPGuide
 
     torch.manual_seed(0)
     levels = size.bit_length() - 2  # 4², 8², …, size²
-    channels = tuple(min(max_channels, 2 ** (14 - i)) for i in range(levels)) if size >= 256 else (32,) * levels
-    G = StyleGAN2Generator(StyleGAN2Config(z_dim=512 if size >= 256 else 32, w_dim=512 if size >= 256 else 32,
+    channels = tuple(min(max_channels, 2 ** (14 - i)) for i in range(levels))
+    dim = min(512, max_channels)
+    G = StyleGAN2Generator(StyleGAN2Config(z_dim=dim, w_dim=dim,
                                            c_dim=0, img_resolution=size, img_channels=3, channels=channels))
     G = G.to(device).eval().requires_grad_(False)
     guide = CLIPGuide(TINY_CLIP if clip == "tiny" else clip, None, device=device)
@@ -84,7 +85,7 @@ def main() -> None:
     ap.add_argument("--save-every", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--max-channels", type=int, default=512, help="channel cap of the generator (512 = FFHQ's)")
+    ap.add_argument("--max-channels", type=int, default=32, help="channel cap of the generator (512 = FFHQ's)")
     args = ap.parse_args()
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     torch.set_num_threads(max(1, torch.get_num_threads()))
