@@ -3,8 +3,9 @@
 :class:`Trackers` is what a pipeline holds. Its :meth:`Trackers.callback` is a callback of the one
 loop (:func:`clipstyle.optimize.loop.run`): it turns each :class:`~clipstyle.optimize.loop.StepInfo`
 into scalars (``loss/total``, ``loss/<term>``, ``lr``) and, every ``preview_every`` steps, the step's
-images into one uint8 grid, and hands them to a background thread that calls the trackers. The loop
-never waits on a tracker's disk or network I/O (measured in docs/tracking.md), and a tracker that raises
+images into one uint8 grid, and hands them (the scalars in bundles at most 0.5 s apart) to a background
+thread that calls the trackers. The loop never waits on a tracker's disk or network I/O (measured in
+docs/tracking.md), and a tracker that raises
 is switched off with one :class:`TrackerWarning` (issued on the caller's thread, once per tracker): a
 tracker never fails a run.
 """
@@ -18,6 +19,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
@@ -28,6 +30,9 @@ __all__ = ["TrackedImage", "Tracker", "TrackerWarning", "Trackers", "flat_metric
 CLOSE_TIMEOUT_S = 120.0
 #: Most events queued before the loop waits for the trackers (bounds memory when a tracker is slow).
 MAX_QUEUED = 10_000
+#: Per-step scalars are handed to the trackers' thread in bundles, at most this many seconds apart (and before
+#: any image): one wake-up of that thread per bundle instead of one per step.
+BUNDLE_SECONDS = 0.5
 
 
 class TrackerWarning(UserWarning):
@@ -156,6 +161,8 @@ class Trackers:
         self._warned: set[int] = set()
         self._logged: dict[str, Any] = {}
         self._closed = False
+        self._bundle: list[tuple[int, dict[str, float]]] = []
+        self._bundle_since = time.monotonic()
         self._queue: queue.Queue = queue.Queue(MAX_QUEUED)
         self._thread: threading.Thread | None = None
         if self.trackers:
@@ -189,8 +196,11 @@ class Trackers:
                 return
             scalars = {scalar_tag("loss", phase): float(info.loss), scalar_tag("lr", phase): float(info.lr)}
             scalars.update({scalar_tag(k, phase): float(v) for k, v in info.terms.items()})
-            self._put("log_scalars", int(info.step), scalars)
-            if self.preview_every and info.step % self.preview_every == 0 and images is not None:
+            self._bundle.append((int(info.step), scalars))
+            preview = bool(self.preview_every and info.step % self.preview_every == 0 and images is not None)
+            if preview or time.monotonic() - self._bundle_since > BUNDLE_SECONDS:
+                self._send_bundle()
+            if preview:
                 self._put("log_image", f"{phase}/preview" if phase else "preview", int(info.step),
                           TrackedImage(_grid_uint8(images, self.preview_size)))
             self._report()
@@ -274,6 +284,8 @@ class Trackers:
         most :data:`CLOSE_TIMEOUT_S` for pending writes. Idempotent."""
         if self._closed:
             return
+        if self._thread is not None:
+            self._send_bundle()
         self._closed = True
         if self._thread is not None:
             self._queue.put(("close", (status,)))
@@ -285,7 +297,15 @@ class Trackers:
 
     # -- the thread's side -------------------------------------------------------------------------------
     def _put(self, method: str, *args: Any) -> None:
+        if self._bundle and method != "log_bundle":  # keep the order: the steps so far go first
+            self._send_bundle()
         self._queue.put((method, args))
+
+    def _send_bundle(self) -> None:
+        bundle, self._bundle = self._bundle, []
+        self._bundle_since = time.monotonic()
+        if bundle:
+            self._put("log_bundle", bundle)
 
     def _work(self) -> None:
         while True:
@@ -297,7 +317,11 @@ class Trackers:
                 if i in self._failed:
                     continue
                 try:
-                    getattr(tracker, method)(*args)
+                    if method == "log_bundle":
+                        for step, scalars in args[0]:
+                            tracker.log_scalars(step, scalars)
+                    else:
+                        getattr(tracker, method)(*args)
                 except Exception as exc:  # noqa: BLE001 - reported as a warning on the caller's thread
                     msg = " ".join(f"{type(exc).__name__}: {exc}".split())
                     self._failed[i] = f"{getattr(tracker, 'label', type(tracker).__name__)} failed ({msg[:300]})"
