@@ -100,7 +100,8 @@ def main() -> None:
                 print(f"repeat {r} {kind}: {results[kind][-1]}", file=sys.stderr, flush=True)
     base = statistics.median(x["step"] for x in results["none"])
     base_cpu = statistics.median(x["cpu"] for x in results["none"])
-    print(f"{args.size}² StyleGAN2 (≤ {args.max_channels} channels), CLIP {args.clip}, {args.device}, {args.steps} steps, previews every "
+    print(f"{args.size}² StyleGAN2 (≤ {args.max_channels} channels), CLIP {args.clip}, {args.device}, "
+          f"{args.steps} steps, previews every "
           f"{args.save_every}, {args.repeats} repeats, {torch.get_num_threads()} threads")
     print("| --log | step (ms) | overhead | CPU per step, all threads (ms) | CPU overhead | callback on the loop's "
           "thread (mean / max ms) | finish (s) |")

@@ -53,7 +53,7 @@ def test_the_notebook_runs_end_to_end(tmp_path, monkeypatch):
     net_a, net_b = tiny_networks(tmp_path)
     photo = tmp_path / "astronaut.png"
     Image.fromarray(skimage_data.astronaut()).save(photo)
-    align = importlib.util.find_spec("dlib") is not None and importlib.util.find_spec("face_recognition_models") is not None
+    align = all(importlib.util.find_spec(m) is not None for m in ("dlib", "face_recognition_models"))
     params = dict(NETWORK=str(net_a), NETWORK_B=str(net_b), CLIP_MODEL=TINY_CLIP, CLIP_PRETRAINED="none",
                   PHOTO=str(photo), ALIGN=align, PERCEPTUAL="none", STEPS=3, PROJECT_STEPS=3, EDIT_STEPS=3,
                   DIRECTION_STEPS=2, BLEND_AT=16, FRAMES=3, CUTOUTS=2, DEVICE="cpu", OUT=str(tmp_path / "out"))

@@ -35,9 +35,9 @@ def batch_command(
                                                  "per GPU otherwise).", min=1)] = 1,
     workers: Annotated[Optional[int], typer.Option(help="Most Ray workers (default: one per GPU, or cores / "
                                                    "--cpus-per-worker).", min=1)] = None,
-    log: Annotated[Optional[list[str]], typer.Option("--log", metavar="SPEC", help="Track every job (repeatable): tensorboard[:DIR] "
-                                                     "or mlflow[:URI]; one tracker run per job, grouped under "
-                                                     "OUTDIR's name, logged when its folder is written.")] = None,
+    log: Annotated[Optional[list[str]], typer.Option(
+        "--log", metavar="SPEC", help="Track every job (repeatable): tensorboard[:DIR] or mlflow[:URI]; one tracker "
+        "run per job, grouped under OUTDIR's name, logged when its folder is written.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run every job of JOBS; each writes the run folder its command writes, as OUTDIR/ID.

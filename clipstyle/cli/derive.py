@@ -95,8 +95,9 @@ def front_parameters(outdir: str | None = "out", device: bool = True, log: bool 
         "--quiet", "-q", help="No progress bar.")]))
     if log:
         params.append(inspect.Parameter("log", kw, default=None, annotation=Annotated[Optional[list[str]], typer.Option(
-            "--log", metavar="SPEC", help="Track the run (repeatable): tensorboard[:DIR] (default ./runs) or mlflow[:URI] (default "
-            "$MLFLOW_TRACKING_URI, else ./mlruns); needs clipstyle[tensorboard] / clipstyle[mlflow].")]))
+            "--log", metavar="SPEC", help="Track the run (repeatable): tensorboard[:DIR] (default ./runs) or "
+            "mlflow[:URI] (default $MLFLOW_TRACKING_URI, else ./mlruns); needs clipstyle[tensorboard] / "
+            "clipstyle[mlflow].")]))
     return params
 
 

@@ -34,8 +34,8 @@ from clipstyle.tracking.specs import (
     parse_log_specs,
 )
 
-__all__ = ["LogSpec", "LogSpecError", "MissingExtraError", "Tracker", "TrackerWarning", "Trackers",
-           "check_log", "check_log_specs", "flat_metrics", "make_tracker", "open_trackers", "param_value", "parse_log_spec",
+__all__ = ["LogSpec", "LogSpecError", "MissingExtraError", "Tracker", "TrackerWarning", "Trackers", "check_log",
+           "check_log_specs", "flat_metrics", "make_tracker", "open_trackers", "param_value", "parse_log_spec",
            "parse_log_specs", "scalar_tag", "tracking", "with_phase"]
 
 LogArg = "Sequence[str | LogSpec | Tracker] | str | Trackers | None"

@@ -244,9 +244,9 @@ class Trackers:
         """Log the end of ``run`` (a :class:`~clipstyle.pipelines.run.Run`) and close the trackers.
 
         Logs the final image (tag ``result``), ``loss/best`` and the numbers of ``run.extra_json``
-        (``metrics/psnr``, ``tune_metrics/…``, ``identity_similarity``…) at the last step, every setting of ``run.settings``, and
-        ``folder`` (the saved run folder) to the trackers that store files (MLflow's artifacts). Without
-        ``folder`` such trackers get the run's files written into a temporary folder (what
+        (``metrics/psnr``, ``tune_metrics/…``, ``identity_similarity``…) at the last step, every setting of
+        ``run.settings``, and ``folder`` (the saved run folder) to the trackers that store files (MLflow's
+        artifacts). Without ``folder`` such trackers get the run's files written into a temporary folder (what
         :meth:`Run.save` writes). Never raises because of a tracker.
         """
         if self._closed or not self.trackers:

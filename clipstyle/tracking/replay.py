@@ -9,6 +9,7 @@ steps), ``result.png``, the settings and figures of ``run.json``, and the folder
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -48,7 +49,7 @@ def log_run_folder(log: Sequence[Any], folder: str | Path, *, name: str, group: 
                     trk.put_image("preview", i * every, TrackedImage(frame))
             summary = flat_metrics({k: v for k, v in record.items() if k not in _STANDARD})
             best = record.get("best_loss")
-            if isinstance(best, (int, float)) and best == best and abs(best) != float("inf"):
+            if isinstance(best, (int, float)) and math.isfinite(best):
                 summary["loss/best"] = float(best)
             if summary:
                 trk.log_scalars(steps, summary)
