@@ -71,11 +71,16 @@ MINIMAL_ARGS: dict[str, list[str]] = {
     "direction apply": ["direction", "apply", "1", "DIR"],
     "direction learn": ["direction", "learn", "--positive", "POS", "--negative", "NEG"],
     "direction from-text": ["direction", "from-text", "a face", "a smiling face"],
+    "direction global": ["direction", "global", "1", "a face", "a smiling face", "--samples", "1",
+                         "--stat-samples", "100", "--relevance-batch", "512"],
+    "direction sefa": ["direction", "sefa", "--out", "OUT", "--std-samples", "100"],
+    "direction pca": ["direction", "pca", "--out", "OUT", "--samples", "500"],
     "kernels check": ["kernels", "check"],
     "align": ["align", "PHOTO"],
     "encode": ["encode", "PHOTO", "--encoder", "E4E"],
     "batch": ["batch", "JOBS"],
     "ui": ["ui"],
+    "adapt": ["adapt", "--target", "pencil sketch", "--steps", "1", "--seeds", "0"],
 }
 
 
@@ -413,7 +418,7 @@ def test_a_nan_latent_file_is_named_as_the_cause_before_any_work(files, tmp_path
     code, out, err = run_cli(["edit", "a smile", "--latents", bad, "--network", files["NET"], "--clip-model",
                               TINY_CLIP, "--clip-pretrained", "none", "--device", "cpu", "--steps", "3",
                               "--cutouts", "0", "--quiet", "--outdir", tmp_path / "o"], capsys)
-    one_line_error(code, err, 2, "the latent contains NaN or infinite values")  # the latent reader refuses it
+    one_line_error(code, err, 1, "the latent contains NaN or infinite values")  # a bad input file (BadFileError)
     assert "smaller --lr" not in err and not (tmp_path / "o").exists()  # before any work
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
 import urllib.error
@@ -12,14 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from clipstyle.cli import main
 from clipstyle.generator.formats.native import save_native
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from clipstyle.inversion.lpips import CHANNELS, build_vgg16_features
 from clipstyle.latents import load_latents
 
 from ._cli import run_cli
-from ._fixtures import FIXTURES
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +91,7 @@ def test_unusable_photos_fail_cleanly(tmp_path, tiny_net, capsys, case):
     if case == "not_image":
         path.write_text("this is not a picture\n")
     code, out, err = run_cli(project_args(path, tiny_net, tmp_path / "out"), capsys)
-    assert code == 2
+    assert code == (1 if case == "not_image" else 2)  # a bad input file (BadFileError) vs a path that is no file
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert str(path.name) in err
     assert not (tmp_path / "out").exists()
@@ -165,8 +162,7 @@ def test_face_quad_geometry():
 def test_real_photo_end_to_end_with_lpips(tmp_path, tiny_net, lpips_dir, capsys):
     from skimage import data
 
-    net = FIXTURES / "sg2_skip_64.pkl"
-    net = net if net.is_file() else tiny_net
+    net = tiny_net
     Image.fromarray(data.astronaut()).resize((64, 64), Image.Resampling.LANCZOS).save(tmp_path / "astronaut.png")
     args = ["project", tmp_path / "astronaut.png", "--network", net, "--lpips-weights", lpips_dir, "--mse", "0.5",
             "--steps", "40", "--save-every", "10", "--device", "cpu", "--outdir", tmp_path / "out", "-q"]
