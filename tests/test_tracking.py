@@ -269,3 +269,16 @@ def test_project_logs_its_tuning_phase(net, tmp_path, capsys):
         [(h["step"], float(np.float32(h["loss"]))) for h in history]
     assert [e.step for e in acc.Scalars(scalar_tag("loss", "tune"))] == [0, 1]
     assert acc.Scalars("metrics/psnr")[0].value == pytest.approx(record["metrics"]["psnr"], rel=1e-6)
+
+
+def test_adapt_logs_its_training(net, tmp_path, capsys):
+    code, out, err = run_cli(["adapt", "--network", net, "--target", "pencil sketch", "--steps", "4", "--batch", "2",
+                              "--clip-model", TINY_CLIP, "--clip-pretrained", "none", "--cutouts", "0", "--seeds", "0-1",
+                              "--preview-every", "2", "--device", "cpu", "-q", "--outdir", tmp_path / "out",
+                              "--log", f"tensorboard:{tmp_path / 'tb'}"], capsys)
+    assert code == 0, err
+    history = json.loads((Path(out.strip().splitlines()[-1]) / "run.json").read_text())["loss_history"]
+    acc = event_reader(only_child(tmp_path / "tb"))
+    assert [(e.step, e.value) for e in acc.Scalars("loss/total")] == \
+        [(h["step"], float(np.float32(h["loss"]))) for h in history]
+    assert [e.step for e in acc.Images("preview")] == [0, 2] and [e.step for e in acc.Images("result")] == [4]

@@ -169,7 +169,8 @@ def run_and_save(workflow: Workflow, settings: Settings, front: Front, *, progre
     device = resolve_device(front.device)
     show = progress and not front.quiet and steps is not None
     with open_trackers(front.log, _tracker_name(settings, workflow.name), warn=warn,
-                       preview_every=getattr(settings, "save_every", 0) or 0) as trackers:
+                       preview_every=getattr(settings, "save_every", None) or getattr(settings, "preview_every", 0)
+                       or 0) as trackers:
         if trackers:  # lent to the pipeline; finished here with the saved folder (MLflow's artifacts)
             runtime["log"] = trackers
         with ProgressBar("optimizing", int(steps or 1), enabled=show) as bar:
