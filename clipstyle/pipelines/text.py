@@ -170,7 +170,9 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
         device: ``auto`` (with ``G`` given: G's device; else CUDA, else MPS, else CPU), ``cpu``, ``cuda``…
         callback: ``callback(StepInfo, images [n, 3, H, W])`` after every step.
         stop: asked before every step; True ends the loop keeping the best so far (``run.interrupted``).
-        log: experiment trackers (``"tensorboard[:DIR]"``, ``"mlflow[:URI]"``), see :mod:`clipstyle.tracking`.
+        log: experiment trackers: ``--log`` specs (``["tensorboard:runs", "mlflow:file:///tmp/mlruns"]``),
+            tracker objects, or a :class:`~clipstyle.tracking.Trackers` the caller opened and finishes after
+            saving (see :func:`clipstyle.tracking.tracking`); ``None`` = none.
         quiet: no download progress bars.
 
     Returns:
@@ -187,7 +189,10 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
     from clipstyle.pipelines.common import load_guide, load_network, pick_device
     from clipstyle.workflows.text import TextSettings
 
+    from clipstyle.tracking import check_log, tracking
+
     s = TextSettings.of(prompt, **options)
+    check_log(log)  # a bad --log spec or a missing extra: one line before any work
     dev = pick_device(device, G)
     G = load_network(s.network, dev, s.blend, progress=not quiet) if G is None else G.to(dev)
     from clipstyle.optimize.resources import check_resources, estimate_optimization
@@ -200,9 +205,13 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
         constraint_rows(G, s.blocks, list(s.mix), _recipe(s.recipe), dev, labels(G.c_dim, s.class_idx, 1, dev))
         guide = load_guide(s.clip_model, s.clip_pretrained, dev)
     job = text_job(G, guide, s)
-    result = run(G, job.latent(dev), job.loss, job.schedule, save_every=s.save_every,
-                 callbacks=[callback] if callback is not None else [], precision=s.precision, stop=stop)
-    return text_run(s, job, result, G, dev)
+    with tracking(log, job.name, preview_every=s.save_every) as trackers:
+        callbacks = [cb for cb in (callback, trackers.callback if trackers else None) if cb is not None]
+        result = run(G, job.latent(dev), job.loss, job.schedule, save_every=s.save_every, callbacks=callbacks,
+                     precision=s.precision, stop=stop)
+        out = text_run(s, job, result, G, dev)
+        trackers.finish(out)  # a no-op when the caller lent its own trackers (it finishes after saving)
+    return out
 
 
 def text_run(settings: "TextSettings", job: TextJob, result: Any, G: Any, device: str,
