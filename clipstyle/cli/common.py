@@ -45,7 +45,7 @@ from clipstyle.errors import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_RUNTIME", "EXIT_USAGE", "BadFileError", "InterruptWatch", "UsageError",
-           "UserRuntimeError", "class_vector", "debug_enabled", "fail", "handle_errors", "one_line", "resolve_device",
+           "UserRuntimeError", "debug_enabled", "fail", "handle_errors", "one_line", "resolve_device",
            "warn"]
 
 
@@ -211,10 +211,3 @@ def resolve_device(device: str) -> str:
 
     return devices.resolve_device(device)
 
-
-def class_vector(c_dim: int, class_idx: "int | str | None", n: int, device: str, label_scale: float = 1.0):
-    """Labels ``[n, c_dim]`` from ``--class`` (``[n, 0]`` for unconditional networks): K, K1,K2,… (sum of
-    one-hots), ``@S`` scale, or a ``.npy`` vector; see :func:`clipstyle.latents.labels.parse_labels`."""
-    from clipstyle.latents.labels import label_tensor
-
-    return label_tensor(c_dim, class_idx, n, device, label_scale)

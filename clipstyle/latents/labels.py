@@ -1,7 +1,7 @@
 """Labels ``c`` of conditional networks, as their users drive them, and truncation towards a label's mean w.
 
-``--class`` accepts (one parser, :func:`parse_labels`, used by every command through
-``cli.common.class_vector``):
+``--class`` accepts (one parser, :func:`parse_labels`, used by every workflow through
+:func:`label_tensor`, which ``clipstyle.pipelines.common.labels`` calls):
 
 * ``K``: one-hot of class K;
 * ``K1,K2,…``: the *sum* of the one-hots (several labels at once, as the StyleGAN1 WikiArt models are

@@ -26,9 +26,7 @@ from typing import TYPE_CHECKING, Any
 from clipstyle.pipelines.photo_parts import (
     PhotoOptionError,
     PhotoRun,
-    class_vector,
     identity_similarity,
-    load_network,
     load_perceptual,
     load_weights,
     noise_meta,
@@ -41,6 +39,7 @@ from clipstyle.pipelines.photo_parts import (
     uint8_image,
     with_blend,
 )
+from clipstyle.pipelines.common import labels, load_network
 from clipstyle.pipelines.run import Run
 
 if TYPE_CHECKING:
@@ -130,7 +129,7 @@ def _models(s: Any, device: str, G: Any, encoder: Any, identity: Any, perceptual
     if lpips:
         percept = perceptual if perceptual is not None else load_perceptual(s.perceptual, s.lpips_weights, dev, quiet)
     if G is None:
-        G = load_network(s.network or (str(s.encoder) if enc is not None else None), None, dev, quiet)
+        G = load_network(s.network or (str(s.encoder) if enc is not None else "ffhq"), dev, progress=not quiet)
     return dev, G.to(dev), enc, face_id, percept
 
 
@@ -179,7 +178,7 @@ def project(photo: "str | Path | ProjectSettings | None" = None, /, *, G: Any = 
     path = Path(s.photo)
     check_image(path)  # a missing or broken photo fails before any network is loaded
     dev, base, enc, face_id, perceptual_model = _models(s, device, G, encoder, identity, perceptual, quiet)
-    c = class_vector(base.c_dim, s.class_idx, 1, dev)
+    c = labels(base.c_dim, s.class_idx, 1, dev)
     _, mixed = constraint_rows(base, None, list(s.mix), None, dev, c)
     G = with_blend(base, s.blend, dev, quiet)
     img = photo_image(path, s.align, emit)

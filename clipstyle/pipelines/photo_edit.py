@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from clipstyle.pipelines.photo_parts import (
     PhotoRun,
-    class_vector,
     identity_similarity,
     load_weights,
     noise_meta,
     photo_image,
-    read_meta,
     say_once,
     side_by_side_frames,
     stage,
@@ -21,6 +19,7 @@ from clipstyle.pipelines.photo_parts import (
     uint8_image,
     with_blend,
 )
+from clipstyle.pipelines.common import labels, read_latent_meta
 from clipstyle.pipelines.run import Run
 
 if TYPE_CHECKING:
@@ -62,6 +61,7 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
     import torch
 
     from clipstyle.guidance import CutoutConfig, Cutouts
+    from clipstyle.guidance.cutouts import default_cutouts
     from clipstyle.inversion.edit import EditConfig
     from clipstyle.inversion.edit import edit as run_edit
     from clipstyle.latents.constraints import constraint_rows, latent_l2_weight
@@ -96,7 +96,7 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
         if is_latent:
             base = G.to(dev) if G is not None else load_model_for_latents(s, dev, quiet)
             ws0, noise, c_file, _ = start_from_latents(start_path, base, dev)
-            c = c_file if c_file is not None and s.class_idx is None else class_vector(base.c_dim, s.class_idx,
+            c = c_file if c_file is not None and s.class_idx is None else labels(base.c_dim, s.class_idx,
                                                                                        ws0.shape[0], dev)
             reference = None
         else:
@@ -107,7 +107,7 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
             if enc is None and full_path:
                 emit("no --encoder given: the photo is projected from the mean w (pass --encoder "
                      "e4e_ffhq_encode.pt to start from an e4e encoding)")
-            c = class_vector(base.c_dim, s.class_idx, 1, dev)
+            c = labels(base.c_dim, s.class_idx, 1, dev)
         free, mixed = constraint_rows(base, s.blocks, list(s.mix), rec, dev, c[:1])
         G = with_blend(base, s.blend, dev, quiet)
         if not is_latent:
@@ -124,7 +124,7 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
                 G = base = parts["tuned"].G
         directional = s.strength if s.strength is not None else (rec.strength if rec is not None else 1.0)
         l2_weight = latent_l2_weight(s.l2, rec, G.num_ws, G.w_dim, default=0.008)
-        num = s.cutouts if s.cutouts is not None else (32 if dev.startswith("cuda") else 8)
+        num = s.cutouts if s.cutouts is not None else default_cutouts(dev)
         guide = load_guide(s.clip_model, s.clip_pretrained, dev, guide)
         cut = Cutouts(CutoutConfig(num_cutouts=num), guide.input_size)
         cfg = EditConfig(source_text=source_text, steps=s.steps, lr=s.lr, directional=directional, l2=l2_weight,
@@ -166,7 +166,7 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
         if s.blend:
             meta.update({"network": base.describe().get("source"), "blend": s.blend})
         if is_latent:
-            named = read_meta(start_path).get("generator")
+            named = read_latent_meta(start_path).get("generator")
             if named and not s.network:  # keep rendering the edit with the same tuned generator
                 meta["generator"] = str((start_path.parent / named).resolve())
         name = text if rec is None or text != rec.target else rec.name
@@ -217,7 +217,7 @@ def invert_z(latents: "str | Path | InvertZSettings | None" = None, /, *, G: Any
     dev = pick_device(device, G)
     G = G.to(dev) if G is not None else load_model_for_latents(s, dev, quiet)
     ws, _, c_file, meta = start_from_latents(path, G, dev)
-    c = c_file if c_file is not None and s.class_idx is None else class_vector(G.c_dim, s.class_idx, ws.shape[0], dev)
+    c = c_file if c_file is not None and s.class_idx is None else labels(G.c_dim, s.class_idx, ws.shape[0], dev)
     rows_differ = bool((ws != ws[:, :1]).any())
     inv = invert_mapping(G, ws if rows_differ else ws[:, 0], c if G.c_dim > 0 else None,
                          truncation_psi=truncation, truncation_cutoff=truncation_cutoff, refine_steps=s.refine_steps,

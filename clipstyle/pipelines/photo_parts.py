@@ -66,27 +66,10 @@ def stage(name: str, steps: int, quiet: bool, callback: Callable | None) -> Iter
         yield [bar] + ([callback] if callback is not None else [])
 
 
-def class_vector(c_dim: int, class_idx: "int | str | None", n: int, device: str) -> Any:
-    """Labels ``[n, c_dim]`` from ``--class`` (``[n, 0]`` for unconditional networks): K, K1,K2,… (sum),
-    ``@S`` scale or a ``.npy`` vector (:func:`clipstyle.latents.labels.parse_labels`). LabelError: bad --class."""
-    from clipstyle.latents.labels import label_tensor
-
-    return label_tensor(c_dim, class_idx, n, device)
 
 
-def read_meta(path: Path) -> dict[str, Any]:
-    """The JSON meta of a latent file of any layout (``{}`` when it has none). LatentFileError: missing/unreadable."""
-    from clipstyle.latents.latent import read_latent_meta
-
-    return read_latent_meta(path)
 
 
-def load_network(network: str | None, latents_meta: dict[str, Any] | None, dev: str, quiet: bool) -> Any:
-    """The generator: ``--network``, else ``ffhq`` (``latents_meta`` is not consulted: a latent file's network
-    goes through :func:`clipstyle.latents.source.network_for_latents`, see :func:`generator_for_latents`)."""
-    from clipstyle.generator import load_generator
-
-    return load_generator(str(network or "ffhq"), device=dev, progress=not quiet)
 
 
 def generator_for_latents(latents: str | Path, network: str | None = None, device: str = "cpu",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
+from clipstyle.guidance.cutouts import default_cutouts
 from clipstyle.optimize.loop import Schedule, StepInfo
 from clipstyle.pipelines.run import Run
 
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["TextJob", "default_cutouts", "text_job", "text_run", "text_to_image"]
 
 
-def default_cutouts(device: str) -> int:
-    """Cutouts per image when not given: 32 on a GPU (CUDA/MPS), 8 on the CPU."""
-    return 8 if str(device).startswith("cpu") else 32
 
 
 @dataclass(frozen=True, eq=False)
