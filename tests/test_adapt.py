@@ -293,20 +293,19 @@ def test_the_cli_gives_the_same_generator_as_the_api(adapted, tmp_path, capsys):
 
 def test_the_ui_endpoint_gives_the_same_generator_as_the_api(adapted, tmp_path):
     pytest.importorskip("gradio")
-    from clipstyle.ui.adapt import adapt_settings, adapt_stream
-    from clipstyle.ui.config import UIConfig
-    from clipstyle.ui.runner import Models
+    from clipstyle.generator import read_generator_file
+    from clipstyle.ui.tabs.adapt import adapt_stream
+    from clipstyle.ui.runner import Models, UIConfig
 
     folder, base, _ = adapted
-    config = UIConfig(networks=(str(base),), clip_model=TINY_CLIP, clip_pretrained="none", device="cpu")
-    models = Models(config)
-    events = list(adapt_stream(models, adapt_settings(config, "photo", "pencil sketch", 4, "auto", 2),
-                               preview_every=2))
+    models = Models(UIConfig(networks=(str(base),), clip_model=TINY_CLIP, clip_pretrained="none", device="cpu"))
+    events = list(adapt_stream(models, "photo", "pencil sketch", 4, "auto", 2, outdir=tmp_path, preview_every=2))
     assert [k for k, _ in events] == ["progress"] * 3 + ["done"]  # steps 1, 3 and the last, 4
-    ui_run = events[-1][1]
+    run, ui_folder = events[-1][1]
     api = adapt(AdaptSettings(network=str(base), target="pencil sketch", steps=4, seed=2, clip_model=TINY_CLIP,
                               clip_pretrained="none"), device="cpu")
-    for (k, a), b in zip(api.generator.state_dict().items(), ui_run.generator.state_dict().values()):
+    H = read_generator_file(ui_folder / ADAPTED_GENERATOR)
+    for (k, a), b in zip(api.generator.state_dict().items(), H.state_dict().values()):
         assert torch.equal(a, b), k
 
 
