@@ -80,6 +80,7 @@ MINIMAL_ARGS: dict[str, list[str]] = {
     "encode": ["encode", "PHOTO", "--encoder", "E4E"],
     "batch": ["batch", "JOBS"],
     "ui": ["ui"],
+    "adapt": ["adapt", "--target", "pencil sketch", "--steps", "1", "--seeds", "0"],
 }
 
 

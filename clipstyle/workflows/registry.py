@@ -139,6 +139,8 @@ _ENTRIES = (
     _W("direction-pca", "clipstyle.workflows.global_edit:PcaSettings",
        "clipstyle.pipelines.directions_unsupervised:pca_directions", ("G",), ("direction", "pca"),
        summary="Find directions without labels: GANSpace's principal components of sampled w."),
+    _W("adapt", "clipstyle.workflows.adapt:AdaptSettings", "clipstyle.pipelines.adapt:adapt", ("G", "guide"),
+       ("adapt",), ui="adapt", summary="A new network from two words: 'photo' → 'pencil sketch' (StyleGAN-NADA)."),
 )
 
 #: Every workflow by name (read-only).
