@@ -67,6 +67,13 @@ EXAMPLES = {
                                       "steps": STEPS, "cutouts": 2, "network": _net(f), **_clip(f)},
     "adapt": lambda f: {"target": "pencil sketch", "network": _net(f), **_clip(f), "steps": STEPS, "seeds": "0-1",
                         "preview_every": 1},
+    "direction-global": lambda f: {"latents": str(f["latents"]), "source": "a face", "target": "a smiling face",
+                                   "samples": 1, "stat_samples": 50, "relevance_batch": 1024, "frames": 2,
+                                   "network": _net(f), **_clip(f)},
+    "direction-sefa": lambda f: {"network": _net(f), "top": 2, "sheet": 1, "frames": 2, "std_samples": 50,
+                                 "out": str(Path(f["latents"]).parent / "sefa.npz"), "overwrite": True},
+    "direction-pca": lambda f: {"network": _net(f), "samples": 100, "components": 2, "sheet": 1, "frames": 2,
+                                "out": str(Path(f["latents"]).parent / "pca.npz"), "overwrite": True},
 }
 
 NAMES = sorted(WORKFLOWS)
