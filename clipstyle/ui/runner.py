@@ -85,6 +85,14 @@ class Job:
         """True once Stop was pressed or the time is up (the pipelines' ``stop``)."""
         return self.flag.is_set() or self.timed_out
 
+    def is_set(self) -> bool:
+        """Same as :meth:`stopped` (a Job stands in for a ``threading.Event`` flag)."""
+        return self.stopped()
+
+    def set(self) -> None:
+        """Stop the job (as Stop does)."""
+        self.flag.set()
+
     def why(self) -> str:
         """Why the run ended early, for the status line."""
         return f"the time limit of {self.seconds:g} s (--max-seconds)" if self.timed_out and \
