@@ -36,9 +36,9 @@ def build_app():
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.command(DEFAULT_COMMAND)(text_command)
-    from clipstyle.cli import creative, kernels, networks, photo, ui
+    from clipstyle.cli import adapt, creative, kernels, networks, photo, ui
 
-    for group in (networks, photo, creative, kernels, ui):
+    for group in (networks, photo, creative, kernels, ui, adapt):
         group.register(app)
     from clipstyle.cli import batch as batch_cli
 
@@ -193,11 +193,11 @@ def main(argv: list[str] | None = None) -> None:
                 os.environ.pop("CLIPSTYLE_DEBUG", None)
             else:
                 os.environ["CLIPSTYLE_DEBUG"] = previous
-    if code == 130 and real_process:
+    if code in (130, 143, 129) and real_process:  # Ctrl-C, SIGTERM, SIGHUP (cli.common.InterruptWatch)
         # An interrupt may have left an import (torch's) half done: leave without running finalizers.
         try:
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
-            os._exit(130)
+            os._exit(code)
     raise SystemExit(code)

@@ -5,7 +5,7 @@ Every command that reads a latent file should use what the file records unless t
     from clipstyle.latents.context import read_context
 
     ctx = read_context("out/proj/latents.npz")               # or "latents.npz#2": the item is ignored here
-    network = ctx.network_or(network_option, default="ffhq")  # the option wins when given (not None)
+    network = ctx.network_or(network_option)  # the option wins; else latents.source's one rule
     blend = ctx.blend_or(blend_option)
     psi = ctx.truncation_or(truncation_option)                # 1.0 when neither says
     noise = ctx.noise_arrays()                                 # {buffer name: float32 array}, {} when none
@@ -23,12 +23,16 @@ What is read (all writers of clipstyle record these in the ``meta`` JSON of the 
 * noise maps ``noise_0`` … with their buffer names in ``meta["noise"]`` (projections of StyleGAN2 photos).
 
 NVIDIA's ``projected_w.npz`` has no meta: everything is None/empty and the options or defaults apply.
+
+A network adapted from the recorded one (``clipstyle adapt``) shares its latent space: :meth:`LatentContext.relation`
+recognises it through the ``base_sha256`` (and ``lineage``) its provenance records, so the file renders on the
+child exactly as on its base.
 This module reads files with NumPy only (no torch, no pickle).
 """
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,7 @@ import numpy as np
 
 from clipstyle.io.files import check_input_path
 
-__all__ = ["LatentContext", "NOISE_KEY", "read_context"]
+__all__ = ["LatentContext", "NOISE_KEY", "network_sha256", "read_context"]
 
 #: Key prefix of the noise maps in a latent file (``noise_0``, ``noise_1`` …).
 NOISE_KEY = "noise_"
@@ -65,15 +69,22 @@ class LatentContext:
     noise_names: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def network_or(self, given: str | None, default: str | None = "ffhq") -> str | None:
-        """The network to load: ``given`` when not None, else the recorded one, else ``default``."""
-        return given if given is not None else (self.network or default)
+    def network_or(self, given: str | None) -> str:
+        """The network to load, by the one rule (:func:`clipstyle.latents.source.network_for_latents`).
+
+        Raises:
+            NetworkSourceError: a missing tuned generator, a recorded URL or unknown network.
+        """
+        from clipstyle.latents.source import network_for_latents
+
+        return network_for_latents(self.path, given, self.meta)
 
     def blend_or(self, given: str | None) -> str | None:
-        """The blend to render in: ``given`` when not None ('' = explicitly none), else the recorded one."""
-        if given is not None:
-            return given or None
-        return self.blend
+        """The blend to render in: ``given`` when not None ('' = explicitly none), else the recorded one with its
+        network checked by the same rule (:func:`clipstyle.latents.source.blend_for_latents`)."""
+        from clipstyle.latents.source import blend_for_latents
+
+        return blend_for_latents(self.path, given, self.meta)
 
     def truncation_or(self, given: float | None, default: float = 1.0) -> float:
         """Truncation psi: ``given`` when not None, else the recorded one, else ``default`` (1 = none)."""
@@ -90,11 +101,17 @@ class LatentContext:
         the file's arrays do not match the recorded names)."""
         if not self.noise_names:
             return {}
-        with np.load(self.path, allow_pickle=False) as data:
-            keys = [f"{NOISE_KEY}{i}" for i in range(len(self.noise_names))]
-            if not all(k in data.files for k in keys):
-                return {}
-            return {name: np.asarray(data[k], dtype=np.float32) for name, k in zip(self.noise_names, keys)}
+        from clipstyle.io.arrays import ArrayFileError, read_npz
+        from clipstyle.latents.latent import LatentFileError
+
+        try:
+            data = read_npz(self.path)  # budgeted: members checked, then read one at a time
+        except ArrayFileError as exc:
+            raise LatentFileError(str(exc)) from None
+        keys = [f"{NOISE_KEY}{i}" for i in range(len(self.noise_names))]
+        if not all(k in data for k in keys):
+            return {}
+        return {name: np.asarray(data[k], dtype=np.float32) for name, k in zip(self.noise_names, keys)}
 
     def notes(self, *, network: str | None = None, blend: str | None = None,
               truncation: float | None = None) -> list[str]:
@@ -112,11 +129,67 @@ class LatentContext:
         return out
 
 
+    def relation(self, network: str | None, provenance: dict[str, Any] | None = None) -> str:
+        """How the network a file is rendered on relates to the one it records.
+
+        Args:
+            network: the network to render on (alias, path or URL), or None for the recorded one.
+            provenance: that network's provenance (:func:`clipstyle.generator.formats.native.read_provenance`),
+                when it is an adapted network.
+
+        Returns:
+            ``"same"`` (no other network, the same source, or a file with the same sha256), ``"child"`` (adapted
+            from the recorded network, directly or through other adapted networks: its provenance's
+            ``base_sha256``/``lineage`` hold the recorded file's sha256, or its ``base`` names the same alias),
+            ``"unknown"`` (the file records no network) or ``"other"``.
+        """
+        if network is None or network == self.network:
+            return "same"
+        if not self.network:
+            return "unknown"
+        recorded = network_sha256(self.network)
+        if recorded is not None and recorded == network_sha256(network):
+            return "same"
+        if provenance:
+            hashes = {str(h) for h in (provenance.get("lineage") or []) if h}
+            hashes.add(str(provenance.get("base_sha256") or ""))
+            if recorded is not None and recorded in hashes:
+                return "child"
+            if recorded is None and str(provenance.get("base") or "") == self.network:
+                return "child"  # an alias whose file is not here to hash: the names agree
+        return "other"
+
+
+def network_sha256(source: str) -> str | None:
+    """SHA-256 (hex) of the file a network source names: a local path, or an alias/URL already in the download
+    cache (nothing is downloaded); None when there is no such file here."""
+    from clipstyle.io.cache import cached_path_for, is_url, sha256_file
+
+    path = Path(str(source)).expanduser()
+    if not path.is_file():
+        from clipstyle.generator.registry import get_pretrained
+
+        entry = get_pretrained(str(source))
+        url = entry.url if entry is not None else str(source) if is_url(str(source)) else None
+        if url is None or url.startswith("file://"):
+            path = Path(url[len("file://"):]) if url else path
+        else:
+            path = cached_path_for(url)
+    if not path.is_file():
+        return None
+    return sha256_file(path)
+
+
 def _opt_float(value: Any) -> float | None:
     try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
+        out = None if value is None else float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    if out is not None and not math.isfinite(out):  # a NaN truncation would make every image black
+        from clipstyle.latents.latent import LatentFileError
+
+        raise LatentFileError(f"the latent file records a truncation of {out}; pass --truncation")
+    return out
 
 
 def _opt_int(value: Any) -> int | None:

@@ -8,7 +8,8 @@ needs no unpickling; it is also the fastest format to read. Layout:
 * ``__metadata__``: ``clipstyle_format`` (``"1"``), ``kind`` (``"stylegan2"`` | ``"stylegan3"``),
   ``config`` (JSON of ``dataclasses.asdict(G.config)``; tuples become lists and are turned back into
   tuples from the dataclass field types), ``source`` / ``source_format`` (where the network was
-  converted from), plus any caller-given string entries.
+  converted from), plus any caller-given string entries; an adapted network (``clipstyle adapt``) records its
+  ``provenance`` there (JSON: base network, its sha256, texts, steps, layers; :func:`read_provenance`).
 
 The round trip ``load_native(save_native(G))`` is bit-exact (state dict and images).
 """
@@ -40,6 +41,8 @@ from clipstyle.generator.formats.common import (
 
 FORMAT_VERSION = "1"
 _RESERVED = ("clipstyle_format", "kind", "config", "source", "source_format")
+#: Header entry of an adapted network's provenance (a JSON object; ``base_sha256`` names the base file).
+PROVENANCE_KEY = "provenance"
 
 
 def save_native(G: Generator, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -102,6 +105,22 @@ def read_native_metadata(path: str | Path) -> dict[str, str]:
                               f"{' '.join(str(exc).split())[:160]})") from None
 
 
+def _refuse_constant(name: str) -> Any:
+    """``json.loads(parse_constant=...)``: Python's JSON accepts ``NaN``/``Infinity``; a network header may not."""
+    raise ValueError(f"{name} is not a finite number")
+
+
+def read_provenance(path: str | Path) -> dict[str, Any] | None:
+    """The ``provenance`` JSON object of a clipstyle safetensors network, or None (none recorded, not JSON, not
+    an object, or not a safetensors file: provenance is informative, never a reason to refuse a network)."""
+    try:
+        text = read_native_metadata(path).get(PROVENANCE_KEY)
+        data = json.loads(text) if text else None
+    except (CheckpointError, OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 _ST_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                 "BOOL": 1, "U16": 2, "U32": 4, "U64": 8}
 _MAX_HEADER = 100_000_000
@@ -124,8 +143,8 @@ def check_safetensors_header(path: str | Path) -> int:
         if not 2 <= n <= min(_MAX_HEADER, size - 8):
             raise CheckpointError(f"{safe_text(path.name)}: safetensors header length {n} does not fit the file")
         try:
-            header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            header = json.loads(f.read(n), parse_constant=_refuse_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise CheckpointError(f"{safe_text(path.name)}: the safetensors header is not valid JSON") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{safe_text(path.name)}: the safetensors header is not a JSON object")
@@ -240,9 +259,10 @@ def load_native(path: str | Path) -> Generator:
                               f"this version reads {FORMAT_VERSION!r}")
     gen_cls, cfg_cls = _classes_for(header.get("kind", ""))
     try:
-        cfg_data = json.loads(header.get("config", ""))
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{path.name}: the clipstyle config header is not valid JSON") from None
+        cfg_data = json.loads(header.get("config", ""), parse_constant=_refuse_constant)  # no NaN/Infinity literals
+    except (ValueError, RecursionError):
+        raise CheckpointError(f"{safe_text(path.name)}: the clipstyle config header is not valid JSON "
+                              f"(NaN and Infinity are refused)") from None
     if not isinstance(cfg_data, dict):
         raise CheckpointError(f"{path.name}: the clipstyle config header is not a JSON object")
     cfg = config_from_json(cfg_cls, cfg_data)
