@@ -53,13 +53,6 @@ def _session(request: Any) -> str:
     return Context.session(request)
 
 
-def user_errors() -> tuple[type, ...]:
-    """Exceptions a mounted tab may show as one line (older tabs); new code raises ``ui_error(exc)`` for any."""
-    from clipstyle.errors import ClipstyleError
-
-    return (ClipstyleError, ValueError, FileNotFoundError)
-
-
 def build_app(config: UIConfig, models: Models | None = None, sessions: Sessions | None = None) -> Any:
     """The Gradio ``Blocks`` of the UI (not launched). Loads the generator now unless ``models`` is given.
 

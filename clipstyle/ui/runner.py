@@ -12,13 +12,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Job", "Models", "StopFlags", "stream", "status_html", "preview"]
+__all__ = ["Job", "Models", "StopFlags", "preview", "status_html", "stream"]
 
-from clipstyle.ui.config import UIConfig  # noqa: E402  (re-exported for old imports)
+from clipstyle.ui.config import UIConfig
 
 
 class Models:
