@@ -224,7 +224,8 @@ def test_stop_flags_are_per_session_and_jobs_time_out():
 
 
 def test_tabs_written_elsewhere_mount_themselves(ui, monkeypatch):
-    """A module ``clipstyle.ui.tabs.global_edit`` exposing ``build_tab(models)`` gets its tab in the app."""
+    """A module ``clipstyle.ui.tabs.global_edit`` exposing ``build_tab(models)`` gets its tab in the app: the app
+    opens the ``gr.Tab``, the module lays out its contents."""
     import importlib.machinery
     import sys
     import types
@@ -238,8 +239,7 @@ def test_tabs_written_elsewhere_mount_themselves(ui, monkeypatch):
 
     def build_tab(models):
         seen.append(models)
-        with gr.Tab("Global edit"):
-            gr.Markdown("global edit here", elem_id="ge-mounted")
+        gr.Markdown("global edit here", elem_id="ge-mounted")
 
     module = types.ModuleType("clipstyle.ui.tabs.global_edit")
     module.__spec__ = importlib.machinery.ModuleSpec("clipstyle.ui.tabs.global_edit", None)
@@ -250,4 +250,5 @@ def test_tabs_written_elsewhere_mount_themselves(ui, monkeypatch):
     finally:
         demo.clipstyle.models.ui = demo.clipstyle  # the served app's context again
     assert seen == [demo.clipstyle.models]
-    assert "ge-mounted" in str(app.config) and "Global edit" in str(app.config)
+    tabs = {b["id"]: b.get("props", {}).get("label") for b in app.config["components"] if b.get("type") == "tabitem"}
+    assert "Global edit" in tabs.values() and "Adapt" in tabs.values() and "ge-mounted" in str(app.config)
