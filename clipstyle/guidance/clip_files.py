@@ -37,7 +37,7 @@ _FLOAT_RANGES = {"mlp_ratio": (0.0, 64.0), "ls_init_value": (-1e3, 1e3), "patch_
 
 
 def _guidance_error(message: str) -> Exception:
-    from clipstyle.guidance.clip import GuidanceError
+    from clipstyle.guidance.errors import GuidanceError
 
     return GuidanceError(message)
 
