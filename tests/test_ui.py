@@ -221,3 +221,34 @@ def test_stop_flags_are_per_session_and_jobs_time_out():
     quick = flags.new("c", seconds=0.01)
     time.sleep(0.05)
     assert quick.stopped() and "--max-seconds" in quick.why()
+
+
+def test_tabs_written_elsewhere_mount_themselves(ui, monkeypatch):
+    """A module ``clipstyle.ui.tabs.global_edit`` exposing ``build_tab(models)`` gets its tab in the app: the app
+    opens the ``gr.Tab``, the module lays out its contents."""
+    import importlib.machinery
+    import sys
+    import types
+
+    import gradio as gr
+
+    from clipstyle.ui.app import build_app
+
+    _, demo, _ = ui
+    seen = []
+
+    def build_tab(models):
+        seen.append(models)
+        gr.Markdown("global edit here", elem_id="ge-mounted")
+
+    module = types.ModuleType("clipstyle.ui.tabs.global_edit")
+    module.__spec__ = importlib.machinery.ModuleSpec("clipstyle.ui.tabs.global_edit", None)
+    module.build_tab = build_tab
+    monkeypatch.setitem(sys.modules, "clipstyle.ui.tabs.global_edit", module)
+    try:
+        app = build_app(demo.clipstyle.config, models=demo.clipstyle.models)
+    finally:
+        demo.clipstyle.models.ui = demo.clipstyle  # the served app's context again
+    assert seen == [demo.clipstyle.models]
+    tabs = {b["id"]: b.get("props", {}).get("label") for b in app.config["components"] if b.get("type") == "tabitem"}
+    assert "Global edit" in tabs.values() and "Adapt" in tabs.values() and "ge-mounted" in str(app.config)

@@ -116,6 +116,11 @@ def test_every_tab_in_chromium(tmp_path):
             status_has(page, "interpolate", "frames →")
             page.locator("#ip-gif img").wait_for(timeout=30_000)
             page.screenshot(path=str(artifacts / "ui-interpolate.png"), full_page=True)
+
+            # the tabs mounted from other modules open as tabs of their own
+            page.get_by_role("tab", name="Adapt").click()
+            page.locator("#adapt-source textarea").wait_for(state="visible", timeout=30_000)
+            assert not page.locator("#ip-go").is_visible()  # Interpolate's contents are not on the Adapt tab
             target = os.environ.get("CLIPSTYLE_UI_SCREENSHOT")
             if target:
                 shutil.copyfile(artifacts / "ui-text.png", target)

@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 
 from ._ui import served_ui, tiny_models
 
@@ -46,7 +45,7 @@ def web_server():
     hits: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             hits.append(self.path)
             self.send_response(200)
             self.end_headers()
@@ -227,7 +226,7 @@ def test_caps_are_one_line(server):
 
 
 def test_a_bug_shows_one_line_saying_so(server, monkeypatch):
-    import clipstyle.pipelines.creative as creative
+    from clipstyle.pipelines import creative
 
     client, url, _ = server
 

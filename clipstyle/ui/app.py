@@ -30,8 +30,10 @@ CSS = (".cs-status progress { width: 60%; height: 1.1em; vertical-align: middle;
        ".cs-big img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }")
 
 #: Tabs written elsewhere, mounted when their module exists: (title, module names tried in order). Each module
-#: exposes ``build_tab(models)`` (called inside ``gr.Tab``); ``models.ui`` is the app's
-#: :class:`~clipstyle.ui.tabs.common.Context` (caps, Stop flags, uploads, the error line).
+#: exposes ``build_tab(models)``: one under ``clipstyle.ui.tabs`` lays out the tab's contents (the app opens the
+#: ``gr.Tab``), one directly under ``clipstyle.ui`` creates its own ``gr.Tab``. ``models`` is the UI's
+#: :class:`~clipstyle.ui.runner.Models` and ``models.ui`` the app's :class:`~clipstyle.ui.tabs.common.Context`
+#: (caps, Stop flags and deadlines, uploads, the error line).
 EXTRA_TABS = (("Global edit", ("clipstyle.ui.tabs.global_edit", "clipstyle.ui.global_edit")),
               ("Adapt", ("clipstyle.ui.tabs.adapt", "clipstyle.ui.adapt")))
 
@@ -45,6 +47,11 @@ def _extra_module(names: tuple[str, ...]) -> Any:
         if found:
             return importlib.import_module(name)
     return None
+
+
+def _session(request: Any) -> str:
+    """The browser session of a request (for tabs mounted from other modules)."""
+    return Context.session(request)
 
 
 def build_app(config: UIConfig, models: Models | None = None, sessions: Sessions | None = None) -> Any:
@@ -82,9 +89,13 @@ def build_app(config: UIConfig, models: Models | None = None, sessions: Sessions
             interpolate.build(ctx)
         for title, names in EXTRA_TABS:
             module = _extra_module(names)
-            if module is not None:
-                with gr.Tab(getattr(module, "TITLE", title)):
+            if module is None:
+                continue
+            if module.__name__.startswith("clipstyle.ui.tabs."):
+                with gr.Tab(title):
                     module.build_tab(models)
+            else:
+                module.build_tab(models)  # creates its own gr.Tab
 
         def end_session(request: gr.Request) -> None:
             session = ctx.session(request)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Job", "Models", "StopFlags", "stream", "status_html", "preview"]
+__all__ = ["Job", "Models", "StopFlags", "preview", "status_html", "stream"]
 
-from clipstyle.ui.config import UIConfig  # noqa: E402  (re-exported for old imports)
+from clipstyle.ui.config import UIConfig
 
 
 class Models:
@@ -84,6 +85,14 @@ class Job:
     def stopped(self) -> bool:
         """True once Stop was pressed or the time is up (the pipelines' ``stop``)."""
         return self.flag.is_set() or self.timed_out
+
+    def is_set(self) -> bool:
+        """Same as :meth:`stopped` (a Job stands in for a ``threading.Event`` flag)."""
+        return self.stopped()
+
+    def set(self) -> None:
+        """Stop the job (as Stop does)."""
+        self.flag.set()
 
     def why(self) -> str:
         """Why the run ended early, for the status line."""

@@ -6,9 +6,10 @@ from __future__ import annotations
 import functools
 import inspect
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
@@ -18,7 +19,7 @@ from clipstyle.ui.errors import describe
 from clipstyle.ui.runner import Job, Models, StopFlags, status_html
 from clipstyle.ui.sources import AllowedFiles, Sessions, image_size_ok, resolve
 
-__all__ = ["Context", "HEAVY", "guarded", "int_or_none", "ui_error"]
+__all__ = ["HEAVY", "Context", "guarded", "int_or_none", "ui_error"]
 
 #: Events that use the models share one Gradio concurrency group (one at a time, the rest queue).
 HEAVY = {"concurrency_limit": 1, "concurrency_id": "model"}

@@ -21,7 +21,12 @@ import gradio as gr
 from clipstyle.ui.runner import preview, stream
 from clipstyle.ui.sources import IMAGE_SUFFIXES
 from clipstyle.ui.tabs.common import HEAVY, Context, guarded
-from clipstyle.workflows.photo import AlignSettings, EditSettings, EncodeSettings, ProjectSettings
+from clipstyle.workflows.photo import (
+    AlignSettings,
+    EditSettings,
+    EncodeSettings,
+    ProjectSettings,
+)
 from clipstyle.workflows.registry import get_workflow
 
 __all__ = ["build"]
