@@ -83,8 +83,9 @@ class Job:
 
     @property
     def settings(self) -> Any:
-        """The job's settings object (validated again from :attr:`options`)."""
-        return self.workflow.settings.from_mapping(self.options)
+        """The job's settings object, validated again from :attr:`options` (every field by name: the job file's
+        own restrictions, such as options a job may not set, were checked when it was read)."""
+        return self.workflow.settings(**self.options)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (sent to Ray workers, written to the manifest)."""

@@ -30,10 +30,9 @@ from typing import Any, Callable
 import torch
 
 from clipstyle.errors import UsageError
+from clipstyle.optimize.precision import COMPILE_MODES
 
 __all__ = ["COMPILE_MODES", "CompileInfo", "maybe_compile", "resolve_compile", "warm_up"]
-
-COMPILE_MODES = ("auto", "off", "compile", "channels-last", "both")
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ __all__ = ["PRECISIONS", "PrecisionError", "auto_candidates", "autocast_context"
 
 #: The values ``--precision`` takes.
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
+#: Modes of ``--compile`` (:mod:`clipstyle.optimize.compile`), here so torch-free settings can name them.
+COMPILE_MODES = ("auto", "off", "compile", "channels-last", "both")
 _REDUCED = ("bf16", "fp16")  # the autocast modes
 
 

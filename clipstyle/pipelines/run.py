@@ -177,7 +177,7 @@ class Run:
         r = self.result
         if r is not None:
             rec.update({"interrupted": r.interrupted, "steps_done": r.steps_done, "best_loss": r.best_loss,
-                        "best_step": r.best_step,
+                        "best_step": r.best_step, "precision": getattr(r, "precision", "fp32"),
                         "timings": {"seconds": r.seconds,
                                     "it_per_s": r.steps_done / r.seconds if r.seconds > 0 else None},
                         "loss_history": list(r.history)})

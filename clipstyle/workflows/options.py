@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from clipstyle.optimize.precision import COMPILE_MODES, PRECISIONS  # torch-free: the names only
 from clipstyle.workflows.base import SettingsError, check_input_file, option, resolve_path
 
 __all__ = [
-    "MAX_LR", "PRECISIONS", "blend_option", "blocks_option", "class_option", "clip_model_option",
+    "COMPILE_MODES", "MAX_LR", "PRECISIONS", "compile_option", "blend_option", "blocks_option", "class_option", "clip_model_option",
     "clip_pretrained_option", "lr_option", "mix_option", "network_option", "precision_option",
     "save_every_option", "seed_option", "steps_option", "truncation_option", "check_prompt", "latent_network",
     "resolve_sources",
@@ -25,8 +26,6 @@ __all__ = [
 MAX_LR = 1e4
 #: Seeds are NumPy ``RandomState`` seeds, as NVIDIA's scripts use them.
 MAX_SEED = 2**32 - 1
-#: Precision modes of the generator (and, where supported, CLIP) forward.
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def network_option(default: str | None = "ffhq", help: str | None = None) -> Any:  # noqa: A002
@@ -101,10 +100,19 @@ def blend_option(help: str | None = None) -> Any:  # noqa: A002
 
 
 def precision_option() -> Any:
-    """``--precision``: the forward precision."""
+    """``--precision``: the precision of the networks' forward passes (generator and CLIP)."""
     return option("fp32", choices=PRECISIONS, help=(
-        "Generator forward precision: fp32, or bf16/fp16 autocast (faster on GPUs; the latent and the loss stay "
-        "float32)."))
+        "Precision of the generator's and CLIP's forward passes: fp32, tf32 (Ampere+ GPUs), bf16 or fp16 autocast, "
+        "or auto (the fastest mode measured safe on this device); the latent, Adam and the loss stay float32. "
+        "run.json records what ran."))
+
+
+def compile_option() -> Any:
+    """``--compile``: torch.compile / channels-last for the generator and CLIP."""
+    return option("off", choices=COMPILE_MODES, help=(
+        "torch.compile and/or channels-last memory format for the generator and CLIP's image tower: off, compile, "
+        "channels-last, both, or auto (compile on CUDA, off on the CPU where it does not pay). Results are "
+        "unchanged; the first step includes the compile time."))
 
 
 def save_every_option() -> Any:

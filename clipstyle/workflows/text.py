@@ -9,6 +9,7 @@ from clipstyle.workflows.base import Settings, SettingsError, option
 from clipstyle.workflows.options import (
     blend_option,
     blocks_option,
+    compile_option,
     check_prompt,
     class_option,
     clip_model_option,
@@ -71,6 +72,7 @@ class TextSettings(Settings):
         "without --seed); writes a grid."))
     save_every: int = save_every_option()
     precision: str = precision_option()
+    compile: str = compile_option()
 
     def validate(self) -> None:
         if not self.prompt.strip() and self.image_prompt is None and self.recipe is None:
