@@ -57,7 +57,8 @@ def settings_parameters(cls: type[Settings], exclude: Sequence[str] = ()) -> lis
     hints = cls.hints()
     specs = cls.specs()
     args, opts = [], []
-    for f in dataclasses.fields(cls):
+    own = cls.__dict__.get("__annotations__", {})  # the workflow's own options first in --help, shared ones after
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name not in own):
         if f.name in exclude or f.name not in specs:
             continue
         spec = specs[f.name]

@@ -22,7 +22,7 @@ from clipstyle.workflows.options import (
     steps_option,
 )
 
-__all__ = ["AlignSettings", "EditSettings", "EncodeSettings", "InvertZSettings", "ProjectSettings"]
+__all__ = ["AlignSettings", "EditSettings", "EncodeSettings", "InvertZSettings", "PhotoPathSettings", "ProjectSettings"]
 
 LATENT_SUFFIXES = (".npz", ".npy", ".pt", ".pth")
 _NETWORK_HELP = ("Generator: an alias (ffhq, metfaces, sg3-ffhq-r…; see 'clipstyle networks'), a checkpoint path, or "
@@ -96,13 +96,6 @@ def photo_seed_option() -> Any:
         "Seed of the w statistics / w-noise (projection) and of the cutouts (edit)."))
 
 
-def _check_perceptual(s: Any) -> None:
-    if s.perceptual == "none" and s.lpips_weights:
-        raise SettingsError("--lpips-weights was given with --perceptual none")
-    if s.perceptual == "none" and s.mse is not None and s.mse <= 0:
-        raise SettingsError("--perceptual none needs --mse > 0: there would be nothing to project by")
-
-
 @dataclass(frozen=True, kw_only=True)
 class AlignSettings(Settings):
     """``clipstyle align``: the FFHQ crop of the largest face (Karras et al. 2019, Appendix A)."""
@@ -139,7 +132,34 @@ class EncodeSettings(Settings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProjectSettings(Settings):
+class PhotoPathSettings(Settings):
+    """The options of the real-photo path that ``project`` and ``edit`` share: the projection's losses, the
+    photo's crop and alignment, e4e, pivotal tuning, ArcFace, seed and GIF frames."""
+
+    perceptual: str = perceptual_option()
+    lpips_weights: str | None = lpips_weights_option()
+    mse: float | None = mse_option()
+    noise_reg: float = noise_reg_option()
+    crop: bool = crop_option()
+    align: bool = align_option()
+    encoder: str | None = encoder_option()
+    tune: bool = tune_option()
+    tune_steps: int = tune_steps_option()
+    tune_lr: float = tune_lr_option()
+    id_weights: str | None = id_weights_option()
+    class_idx: str | None = class_option()
+    seed: int = photo_seed_option()
+    save_every: int = save_every_option()
+
+    def validate(self) -> None:
+        if self.perceptual == "none" and self.lpips_weights:
+            raise SettingsError("--lpips-weights was given with --perceptual none")
+        if self.perceptual == "none" and self.mse is not None and self.mse <= 0:
+            raise SettingsError("--perceptual none needs --mse > 0: there would be nothing to project by")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectSettings(PhotoPathSettings):
     """``clipstyle project``: the StyleGAN2 projector (Karras et al. 2020, App. D), optionally from an e4e
     encoding, then pivotal tuning (Roich et al. 2022)."""
 
@@ -155,28 +175,14 @@ class ProjectSettings(Settings):
     space: str = option("w", choices=("w", "w+"), help=(
         "w: one w for all styleblocks (NVIDIA's projector); w+: one per styleblock (Image2StyleGAN; first half in W, "
         "then per row)."))
-    perceptual: str = perceptual_option()
-    lpips_weights: str | None = lpips_weights_option()
-    mse: float | None = mse_option()
-    noise_reg: float = noise_reg_option()
-    crop: bool = crop_option()
-    align: bool = align_option()
-    class_idx: str | None = class_option()
     mix: tuple[str, ...] = mix_option()
     blend: str | None = blend_option(help="Project into a blended network NETWORK@RES[:SMOOTH]: layers up to RES from "
                                           "--network, the rest from NETWORK.")
     init: str = option("mean", choices=("mean", "e4e"), help="Start latent: mean (μ_w) or e4e (the --encoder's "
                                                               "encoding).")
-    encoder: str | None = encoder_option()
-    tune: bool = tune_option()
-    tune_steps: int = tune_steps_option()
-    tune_lr: float = tune_lr_option()
-    id_weights: str | None = id_weights_option()
-    seed: int = photo_seed_option()
-    save_every: int = save_every_option()
 
     def validate(self) -> None:
-        _check_perceptual(self)
+        super().validate()
         if self.tune and self.blend:
             raise SettingsError("--tune and --blend cannot be combined (pivotal tuning tunes one network)")
 
@@ -187,7 +193,7 @@ class ProjectSettings(Settings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class EditSettings(Settings):
+class EditSettings(PhotoPathSettings):
     """``clipstyle edit``: a photo (aligned, encoded, projected, tuned as asked) or a latent file edited with the
     directional CLIP loss, StyleCLIP's L2 term and the ArcFace identity loss (Patashnik et al. 2021)."""
 
@@ -229,25 +235,11 @@ class EditSettings(Settings):
     project_steps: int = steps_option(1000, help="Projection steps (photo input).")
     project_lr: float = lr_option(0.1, help="Projection learning rate (photo input).")
     project_space: str = option("w", choices=("w", "w+"), help="Projection space, w or w+ (photo input).")
-    perceptual: str = perceptual_option()
-    lpips_weights: str | None = lpips_weights_option()
-    mse: float | None = mse_option()
-    noise_reg: float = noise_reg_option()
-    crop: bool = crop_option()
-    align: bool = align_option()
-    encoder: str | None = encoder_option()
-    tune: bool = tune_option()
-    tune_steps: int = tune_steps_option()
-    tune_lr: float = tune_lr_option()
-    id_weights: str | None = id_weights_option()
     id_lambda: float = option(0.1, minimum=0.0, help="Weight of the ArcFace identity loss 1 − similarity(x, photo) "
                                                      "(with --id-weights).")
-    class_idx: str | None = class_option()
-    seed: int = photo_seed_option()
-    save_every: int = save_every_option()
 
     def validate(self) -> None:
-        _check_perceptual(self)
+        super().validate()
         given = [a for a in (self.photo_or_latents, self.prompt) if a is not None]
         if self.latents is not None:
             if len(given) > 1:
