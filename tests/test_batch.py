@@ -20,7 +20,7 @@ from clipstyle.batch.runner import BatchConfig, run_jobs
 from clipstyle.pipelines.run import is_complete
 
 from ._cli import TINY_CLIP, run_cli
-from ._fixtures import fixture_path
+from . import _tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
@@ -42,7 +42,7 @@ def job_file(tmp_path: Path, jobs=SIX, name="jobs.jsonl") -> Path:
 
 
 def defaults() -> dict:
-    return {"network": str(fixture_path("sg2_skip_64.pkl")), "clip_model": TINY_CLIP, "clip_pretrained": "none",
+    return {"network": str(_tiny.network_file("sg2")), "clip_model": TINY_CLIP, "clip_pretrained": "none",
             "steps": STEPS}
 
 

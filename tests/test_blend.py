@@ -189,13 +189,13 @@ def test_sg2_with_sg3_is_a_clear_error(sg2_pair):
         blend_generators(A, FakeSG3(FakeSG3Config()), 16)
 
 
-def test_sg2_with_real_sg3_fixture_is_a_clear_error(sg2_pair):
+def test_sg2_with_a_real_sg3_is_a_clear_error(sg2_pair):
     A, _ = sg2_pair
     with pytest.raises(CheckpointError, match="stylegan2 network with a stylegan3 network"):
         blend_generators(A, load("sg3"), 16)
 
 
-def test_real_sg3_fixture_blend():
+def test_real_sg3_blend():
     A = load("sg3")
     B = scaled_copy(A)
     res = synthesis_resolutions(A)
@@ -281,10 +281,10 @@ def test_blend_keeps_copy_semantics():
 def test_sg3_t_with_r_is_a_clear_error():
     from clipstyle.generator import read_generator_file
 
-    from ._fixtures import fixture_path
+    from . import _tiny
 
     A = load("sg3")
-    R = read_generator_file(fixture_path("sg3_r_64.pkl"))
+    R = read_generator_file(_tiny.network_file("sg3r"))
     with pytest.raises(CheckpointError, match="cannot blend: the networks differ in") as info:
         blend_generators(A, R, 16)
     assert "\n" not in str(info.value) and len(str(info.value)) < 300

@@ -71,11 +71,16 @@ MINIMAL_ARGS: dict[str, list[str]] = {
     "direction apply": ["direction", "apply", "1", "DIR"],
     "direction learn": ["direction", "learn", "--positive", "POS", "--negative", "NEG"],
     "direction from-text": ["direction", "from-text", "a face", "a smiling face"],
+    "direction global": ["direction", "global", "1", "a face", "a smiling face", "--samples", "1",
+                         "--stat-samples", "100", "--relevance-batch", "512"],
+    "direction sefa": ["direction", "sefa", "--out", "OUT", "--std-samples", "100"],
+    "direction pca": ["direction", "pca", "--out", "OUT", "--samples", "500"],
     "kernels check": ["kernels", "check"],
     "align": ["align", "PHOTO"],
     "encode": ["encode", "PHOTO", "--encoder", "E4E"],
     "batch": ["batch", "JOBS"],
     "ui": ["ui"],
+    "adapt": ["adapt", "--target", "pencil sketch", "--steps", "1", "--seeds", "0"],
 }
 
 

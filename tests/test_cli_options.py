@@ -46,6 +46,14 @@ DIVERGENT = {
     ("blend", "out"): "default file blended.safetensors",
     ("direction learn", "out"): "default file learned-direction.npy",
     ("direction from-text", "out"): "default file text-direction.npy",
+    ("direction global", "truncation"): "psi 0.7 for seed latents: typical images to edit, as from-text",
+    ("direction sefa", "truncation"): "psi 0.7: a typical start latent for the contact sheet",
+    ("direction pca", "truncation"): "psi 0.7: a typical start latent for the contact sheet",
+    ("direction sefa", "out"): "default file sefa.npz",
+    ("direction pca", "out"): "default file pca.npz",
+    ("adapt", "seed"): "seed of the training latents (a network is trained, there is no start image), default 0",
+    ("adapt", "truncation"): "psi 0.7 of the before/after grid's fixed seeds, as direction from-text",
+    ("adapt", "lr"): "trains generator weights, not a latent: StyleGAN-NADA's constant 0.002",
 }
 
 

@@ -1,5 +1,5 @@
-"""Every creative command from the CLI (``clipstyle.cli.main``) on the StyleGAN2 fixture and, when
-``clipstyle.generator.stylegan3`` is available, the StyleGAN3 fixture; user mistakes → exit 2, one line.
+"""Every creative command from the CLI (``clipstyle.cli.main``) on the tiny StyleGAN2 and StyleGAN3 built in
+code (``tests/_tiny.py``); user mistakes → exit 2, one line.
 
 The helpers at the top (``run_cli``, ``network_path``, ``scaled_copy``) are also
 imported by the other creative test modules.
@@ -7,7 +7,6 @@ imported by the other creative test modules.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,14 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from clipstyle.cli import main
 
 from ._cli import run_cli
-from ._fixtures import fixture_path
+from . import _tiny
 
 TINY_CLIP = str(Path(__file__).parent / "data" / "tiny_clip.json")
 CLIP_ARGS = ["--clip-model", TINY_CLIP, "--clip-pretrained", "none"]
-FIXTURES = {"sg2": "sg2_skip_64.pkl", "sg3": "sg3_t_64.pkl"}
 
 
 # --------------------------------------------------------------------------- helpers (shared)
@@ -38,23 +35,8 @@ def assert_one_line_error(code: int, err: str, expected: int = 2, needle: str | 
 
 
 def network_path(kind: str) -> Path:
-    """The fixture pickle of ``kind`` (``sg2``/``sg3``); skips when StyleGAN3 cannot be built yet."""
-    if kind == "sg3":
-        if importlib.util.find_spec("clipstyle.generator.stylegan3") is None:
-            pytest.skip("clipstyle.generator.stylegan3 does not exist yet (being written)")
-        try:
-            import clipstyle.generator.stylegan3  # noqa: F401
-        except ImportError as exc:
-            pytest.skip(f"clipstyle.generator.stylegan3 does not import: {exc}")
-    path = fixture_path(FIXTURES[kind])
-    if kind == "sg3":
-        from clipstyle.generator import read_generator_file
-
-        try:
-            read_generator_file(path)
-        except (ImportError, NotImplementedError) as exc:
-            pytest.skip(f"the StyleGAN3 fixture cannot be read yet: {exc}")
-    return path
+    """The tiny network of ``kind`` (``sg2``/``sg3``, 64², w_dim 64; see ``tests/_tiny.py``)."""
+    return _tiny.network_file(kind)
 
 
 def load(kind: str):
@@ -217,7 +199,8 @@ def test_blend_of_different_architectures_is_a_one_line_error(tmp_path, capsys):
     G = load("sg2")
     other = StyleGAN2Generator(StyleGAN2Config(**{**G.config.__dict__, "channels": (32, 32, 32, 32, 32)}))
     path = save_native(other, tmp_path / "other.safetensors")
-    code, out, err = run_cli(["blend", network_path("sg2"), path, "--out", tmp_path / "x.safetensors"], capsys)
+    code, out, err = run_cli(["blend", network_path("sg2"), path, "--at", "8", "--out", tmp_path / "x.safetensors"],
+                             capsys)
     assert_one_line_error(code, err, 1, "channels")
     assert not (tmp_path / "x.safetensors").exists()
 
@@ -256,7 +239,7 @@ def test_batch_starts():
     ref, zref = start_ws(G, seed=5, truncation_psi=0.7, batch=3)
     assert torch.equal(ws, ref) and torch.equal(z, zref)
     ws, z = batch_starts(G, 3)
-    zs = torch.from_numpy(np.concatenate([np.random.RandomState(i).randn(1, 64) for i in range(3)])).float()
+    zs = torch.from_numpy(np.concatenate([np.random.RandomState(i).randn(1, G.z_dim) for i in range(3)])).float()
     torch.testing.assert_close(ws, G.mapping(zs, None, truncation_psi=JITTER_PSI), atol=0, rtol=0)
     spread = (ws - G.w_avg).norm(dim=-1).mean()
     full = (G.mapping(zs, None) - G.w_avg).norm(dim=-1).mean()

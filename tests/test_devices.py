@@ -36,9 +36,9 @@ def test_cli_reports_a_missing_mps_in_one_line(tmp_path, capsys, monkeypatch):
     from ._cli import run_cli
 
     monkeypatch.setattr(devices, "mps_available", lambda: False)
-    from ._fixtures import fixture_path
+    from . import _tiny
 
-    net = fixture_path("sg2_skip_64.pkl")
+    net = _tiny.network_file("sg2")
     code, out, err = run_cli(["generate", "--network", net, "--device", "mps", "--outdir", tmp_path], capsys)
     assert code == 2 and err.strip() == "error: --device mps was asked for but this torch has no MPS (Apple GPU) " \
                                         "backend; use --device cpu"

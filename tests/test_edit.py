@@ -19,7 +19,6 @@ from clipstyle.inversion import EditConfig, edit
 from clipstyle.latents import load_latents, save_latents, start_ws
 
 from ._cli import run_cli
-from ._fixtures import FIXTURES
 
 TINY_CLIP = str(Path(__file__).parent / "data" / "tiny_clip.json")
 
@@ -29,16 +28,10 @@ def clip_args(*extra):
 
 
 @pytest.fixture(scope="module")
-def projected(tmp_path_factory):
-    """A short projection of a photo with the sg2 fixture (10 styleblocks; a random 64² StyleGAN2 with as many
-    when the fixtures are absent): its latents.npz has noise maps."""
+def projected(tmp_path_factory, tiny_network_path):
+    """A short projection of a photo with the tiny 64² StyleGAN2 (10 styleblocks): its latents.npz has noise maps."""
     folder = tmp_path_factory.mktemp("proj")
-    net = FIXTURES / "sg2_skip_64.pkl"
-    if not net.is_file():
-        torch.manual_seed(0)
-        net = save_native(StyleGAN2Generator(StyleGAN2Config(z_dim=32, w_dim=32, c_dim=0, img_resolution=64,
-                                                             img_channels=3, channels=(16,) * 5)),
-                          folder / "tiny64.safetensors")
+    net = tiny_network_path
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / "photo.png")
     try:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests import _tiny
 from tests._fixtures import fixture_path, reference
 
 
@@ -131,15 +132,15 @@ def test_wrong_file_kinds_say_what_they_are(tmp_path):
     from clipstyle.encoders.files import WeightsFileError
 
     with pytest.raises(WeightsFileError, match="pass it as --encoder"):
-        load_face_identity(fixture_path("e4e_tiny_64.pt"))
+        load_face_identity(_tiny.e4e_file())
     with pytest.raises(WeightsFileError, match="pass it as --id-weights"):
-        load_encoder(fixture_path("arcface_irse50_tiny.pth"))
+        load_encoder(_tiny.arcface_file())
     from clipstyle.io.files import InputPathError
 
     with pytest.raises(InputPathError, match="no such e4e checkpoint"):
         load_encoder(tmp_path / "missing.pt")
     trunc = tmp_path / "cut.pt"
-    trunc.write_bytes(fixture_path("e4e_tiny_64.pt").read_bytes()[:5000])
+    trunc.write_bytes(_tiny.e4e_file().read_bytes()[:5000])
     with pytest.raises(Exception, match="cut.pt is a malformed torch archive"):
         load_encoder(trunc)
 
@@ -190,7 +191,7 @@ def test_e4e_of_another_size_and_widths(tmp_path):
     from clipstyle.encoders.e4e import Encoder, StyleHead, load_encoder
     from clipstyle.encoders.irse import STAGE_UNITS, IRSEBackbone, IRSEConfig
     from clipstyle.generator import load_generator
-    from clipstyle.generator.formats.rosinality import load_rosinality_checkpoint
+    from clipstyle.generator.formats.rosinality_writer import rosinality_state
 
     widths, stem, head_w, w_dim = (4, 8, 12, 16), 6, 16, 64
     units, prev, k = [], stem, 0
@@ -214,7 +215,7 @@ def test_e4e_of_another_size_and_widths(tmp_path):
             continue
         key = key.replace("body.input_layer.", "input_layer.").replace("body.body.", "body.")
         enc_state[f"encoder.{key}"] = v
-    g_ema = load_rosinality_checkpoint(fixture_path("rosinality_train_32.pt"))["g_ema"]
+    g_ema = rosinality_state(_tiny.tiny_sg2(resolution=32))[0]  # a 32² decoder, 8 styles, w_dim 64
     state = {**enc_state, **{f"decoder.{k}": v for k, v in g_ema.items()}}
     path = tmp_path / "e4e_other.pt"
     torch.save({"state_dict": state, "opts": {"stylegan_size": 32, "encoder_type": "Encoder4Editing"},

@@ -25,6 +25,7 @@ from clipstyle.generator.formats.writers import (
 from clipstyle.io.files import atomic_write_bytes
 
 from ._cli import run_cli
+from . import _tiny
 from ._fixtures import fixture_path
 
 
@@ -35,9 +36,9 @@ def _same(G, H) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
-@pytest.mark.parametrize("name", ["sg2_skip_64.pkl", "tf_sg2_skip_64.pkl", "rosinality_64.pt"])
+@pytest.mark.parametrize("name", ["tiny", "sg2_skip_64.pkl", "tf_sg2_skip_64.pkl", "rosinality_64.pt"])
 def test_rosinality_export_reads_back_bit_exactly(tmp_path, name):
-    G = read_generator_file(fixture_path(name))
+    G = read_generator_file(_tiny.network_file("sg2") if name == "tiny" else fixture_path(name))
     path = tmp_path / "g.pt"
     notes = save_rosinality(G, path)
     data = torch.load(path, weights_only=True)
@@ -72,9 +73,9 @@ def test_rosinality_export_of_a_rosinality_file_gives_back_its_tensors():
 
 def test_rosinality_refuses_what_it_cannot_hold():
     with pytest.raises(CheckpointError, match="StyleGAN2 networks only; this is a stylegan3"):
-        rosinality_state(read_generator_file(fixture_path("sg3_t_64.pkl")))
+        rosinality_state(read_generator_file(_tiny.network_file("sg3")))
     with pytest.raises(CheckpointError, match="stylegan1"):
-        rosinality_state(read_generator_file(fixture_path("sg1_tf_64.pkl")))
+        rosinality_state(read_generator_file(_tiny.network_file("sg1")))
 
 
 @pytest.mark.parametrize("name,fmt", [("a.safetensors", "clipstyle"), ("a.PT", "rosinality"), ("a.pth", "rosinality")])
@@ -103,7 +104,7 @@ def test_convert_refuses_pkl_before_loading(tmp_path, capsys):
 
 
 def test_convert_sg3_to_pt_is_a_one_line_error(tmp_path, capsys):
-    code, _, err = run_cli(["convert", fixture_path("sg3_t_64.pkl"), tmp_path / "out.pt"], capsys)
+    code, _, err = run_cli(["convert", _tiny.network_file("sg3"), tmp_path / "out.pt"], capsys)
     assert code == 1 and "rosinality .pt holds StyleGAN2 networks only" in err
     assert not (tmp_path / "out.pt").exists()
 
@@ -112,7 +113,7 @@ def test_convert_sg3_to_pt_is_a_one_line_error(tmp_path, capsys):
 def test_written_networks_have_the_output_mode_and_no_absolute_paths(tmp_path, capsys, ext):
     old = os.umask(0o022)
     try:
-        src = fixture_path("tf_sg2_skip_64.pkl")
+        src = _tiny.network_file("sg2")
         out = tmp_path / f"net{ext}"
         code, _, err = run_cli(["convert", src, out], capsys)
         assert code == 0, err
@@ -122,13 +123,13 @@ def test_written_networks_have_the_output_mode_and_no_absolute_paths(tmp_path, c
         os.umask(old)
     if ext == ".safetensors":
         header = read_native_metadata(out)
-        assert header["converted_from"] == "tf_sg2_skip_64.pkl" and header["source"] == "tf_sg2_skip_64.pkl"
+        assert header["converted_from"] == src.name and header["source"] == src.name
         assert not any(str(src.parent) in v or str(tmp_path) in v for v in header.values())
     _same(read_generator_file(src), read_generator_file(out))
 
 
 def test_blend_out_follows_the_extension(tmp_path, capsys):
-    a = fixture_path("tf_sg2_skip_64.pkl")
+    a = _tiny.network_file("sg2")
     code, _, err = run_cli(["blend", a, a, "--at", "16", "--out", tmp_path / "b.pkl"], capsys)
     assert code == 2 and "cannot write a network as .pkl" in err
     code, _, err = run_cli(["blend", a, a, "--at", "16", "--out", tmp_path / "b.pt"], capsys)

@@ -28,7 +28,7 @@ LONG_FILES: dict[str, str] = {
 LAYERS: list[set[str]] = [
     {"__main__", "cli", "ui", "batch"},
     {"workflows", "pipelines"},
-    {"inversion", "optimize", "render", "guidance", "encoders", "latents"},
+    {"adapt", "inversion", "optimize", "render", "guidance", "encoders", "latents"},
     {"generator"},
     {"kernels"},
     {"io"},

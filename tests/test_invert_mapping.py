@@ -13,6 +13,7 @@ from clipstyle.inversion import invert_mapping, mapping_residual
 from clipstyle.latents import load_latents, save_latents
 
 from ._cli import run_cli
+from . import _tiny
 from ._fixtures import fixture_path
 
 
@@ -28,15 +29,7 @@ def tiny_sg2(c_dim: int = 0, layers: int = 4, hidden: int | None = None, seed: i
 
 
 def sg3_generator():
-    path = fixture_path("sg3_t_64.pkl")
-    try:
-        import clipstyle.generator.stylegan3  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"clipstyle.generator.stylegan3 is not importable: {exc}")
-    try:
-        return read_generator_file(path)
-    except Exception as exc:  # noqa: BLE001 - another engineer's reader may not be finished
-        pytest.skip(f"sg3_t_64.pkl does not load: {exc}")
+    return read_generator_file(_tiny.network_file("sg3"))
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -46,7 +39,7 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("psi", [1.0, 0.7])
 @pytest.mark.parametrize("net", ["sg2_skip_64", "sg3_t_64"])
 def test_inverts_mapping_of_random_z(net, psi):
-    G = read_generator_file(fixture_path("sg2_skip_64.pkl")) if net == "sg2_skip_64" else sg3_generator()
+    G = read_generator_file(_tiny.network_file("sg2")) if net == "sg2_skip_64" else sg3_generator()
     z = torch.randn(16, G.z_dim, generator=torch.Generator().manual_seed(1))
     c = torch.zeros(16, 0, dtype=torch.float64)
     # w in float64 from G's own weights: the 8-layer random sg2 mapping crushes some directions of z below

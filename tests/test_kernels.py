@@ -10,6 +10,7 @@ import importlib
 import itertools
 import math
 import random
+import shutil
 import types
 import warnings
 
@@ -365,3 +366,94 @@ def test_kernels_check_command_reports_without_building(capsys):
     assert all(r["reference"] == "ok" for r in rows)
     if not torch.cuda.is_available():
         assert all(r["extension"] in ("not built", "unavailable") and r["note"] for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# fallbacks that tell the truth (issue 17, item 1)
+# ---------------------------------------------------------------------------------------------------
+
+def test_default_cache_folder_needs_no_environment(monkeypatch, tmp_path):
+    """With no clipstyle variable set, the build folder is the platform cache's ``clipstyle/kernels``."""
+    for var in ("CLIPSTYLE_KERNEL_CACHE", "CLIPSTYLE_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _build.cache_dir() == tmp_path / "xdg" / "clipstyle" / "kernels"
+
+
+def test_kernel_build_error_is_a_user_runtime_error():
+    from clipstyle.errors import UserRuntimeError, exit_code_for
+
+    err = _build.KernelBuildError("bias_act: build failed")
+    assert isinstance(err, UserRuntimeError) and isinstance(err, RuntimeError) and exit_code_for(err) == 1
+
+
+@pytest.mark.parametrize("bug", [ImportError("No module named 'clipstyle.cache'"), AttributeError("no attr"),
+                                 TypeError("bad call"), KeyError("k")])
+def test_dispatch_never_hides_a_bug_behind_the_reference(bug):
+    """Only a KernelBuildError falls back; an ImportError/AttributeError/TypeError of our code propagates."""
+    _dispatch.reset_warnings()
+    fake_cuda = types.SimpleNamespace(is_cuda=True, device="cuda:0")
+
+    def buggy():
+        raise bug
+
+    for impl in ("auto", "cuda"):
+        with pytest.raises(type(bug)):
+            _dispatch.choose("opA", impl, fake_cuda, buggy)
+
+
+def _fake_source(tmp_path):
+    src = tmp_path / "x.cpp"
+    src.write_text("int answer() { return 42; }\n")
+    return src
+
+
+@pytest.mark.skipif(shutil.which("c++") is None or shutil.which("ninja") is None, reason="needs c++ and ninja")
+def test_build_turns_only_toolchain_failures_into_kernel_build_errors(monkeypatch, tmp_path):
+    """A compiler failure (torch raises RuntimeError) is a KernelBuildError naming the log; a missing
+    module of ours raised inside the build is a bug and propagates as itself."""
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("CLIPSTYLE_KERNEL_CACHE", str(tmp_path / "cache"))
+    src = _fake_source(tmp_path)
+
+    def compiler_fails(**kwargs):
+        raise RuntimeError("Error building extension 'x': error: expected ';' before '}' token")
+
+    monkeypatch.setattr(cpp_extension, "load", compiler_fails)
+    with pytest.raises(_build.KernelBuildError, match="(?s)build failed .*expected ';'"):
+        _build.build("clipstyle_test_compiler_fails", [src], with_cuda=False)
+
+    def our_bug(**kwargs):
+        raise ModuleNotFoundError("No module named 'clipstyle.cache'", name="clipstyle.cache")
+
+    monkeypatch.setattr(cpp_extension, "load", our_bug)
+    with pytest.raises(ModuleNotFoundError, match="clipstyle.cache"):
+        _build.build("clipstyle_test_our_bug", [src], with_cuda=False)
+
+    def so_unloadable(**kwargs):
+        raise ImportError("/cache/clipstyle_test_so.so: undefined symbol: _ZN3c10", name="clipstyle_test_so")
+
+    monkeypatch.setattr(cpp_extension, "load", so_unloadable)
+    with pytest.raises(_build.KernelBuildError, match="undefined symbol"):
+        _build.build("clipstyle_test_so", [src], with_cuda=False)
+
+
+def test_kernels_check_exits_1_when_an_extension_that_should_build_does_not(monkeypatch, capsys):
+    """``--compile`` asks for the build: a toolkit that is not there is a failed check (exit 1)."""
+    import json
+
+    from clipstyle.cli import main
+
+    monkeypatch.setenv("CUDA_HOME", "/nonexistent/cuda")
+    with pytest.raises(SystemExit) as done:
+        main(["kernels", "check", "--compile", "--json"])
+    out, err = capsys.readouterr()
+    rows = json.loads(out)
+    if torch.version.cuda is None:
+        assert all("no CUDA support" in r["note"] for r in rows)
+    else:
+        assert all(r["extension"] == "unavailable" and "not a CUDA toolkit" in r["note"] for r in rows)
+    assert done.value.code == 1 and all(r["ok"] == "no" for r in rows)
+    assert "kernels check failed for bias_act, upfirdn2d, filtered_lrelu" in err and "Traceback" not in err

@@ -228,10 +228,18 @@ def test_auto_dispatch_uses_cuda_on_cuda_tensors():
 @pytest.mark.slow
 @pytest.mark.skipif(TOOLKIT_PROBLEM is not None, reason=f"no CUDA toolkit: {TOOLKIT_PROBLEM}")
 @pytest.mark.parametrize("op", OPS)
-def test_cuda_extension_compiles(op, tmp_path, monkeypatch):
-    """Build the op's .cpp + .cu with nvcc into a fresh folder (works without a GPU)."""
-    monkeypatch.setenv("CLIPSTYLE_KERNEL_CACHE", str(tmp_path))
-    ext = _build.build(f"clipstyle_{op}_compile_test", cuda_mod[op].SOURCES, with_cuda=True)
+def test_cuda_extension_builds_on_the_default_path(op, tmp_path, monkeypatch):
+    """The path users get: the op's own ``load()`` with no clipstyle variable set builds the .cpp + .cu with
+    nvcc into the platform cache (here a fresh HOME / XDG cache); works without a GPU (9.0 is compiled)."""
+    for var in ("CLIPSTYLE_KERNEL_CACHE", "CLIPSTYLE_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    _build._cached.cache_clear()  # a module loaded earlier in this process would be returned unbuilt
+    try:
+        ext = cuda_mod[op].load()
+    finally:
+        _build._cached.cache_clear()
     assert ext.has_cuda
-    built = list(tmp_path.glob(f"clipstyle_{op}_compile_test-*/*.so"))
-    assert len(built) == 1
+    built = list((tmp_path / "xdg" / "clipstyle" / "kernels").glob(f"clipstyle_{op}-*/clipstyle_{op}*.so"))
+    assert len(built) == 1, built

@@ -14,7 +14,7 @@ from clipstyle.latents import LatentFileError, load_latents, save_latents
 from clipstyle.latents.directions import DirectionError, load_direction
 
 from ._cli import run_cli
-from ._fixtures import fixture_path
+from . import _tiny
 
 NUM_WS, W_DIM = 10, 64  # the 64² fixtures
 
@@ -96,7 +96,7 @@ def test_latent_layouts_read_as_the_same_values(tmp_path, layout):
 
 @pytest.mark.parametrize("layout", ["npz-dlatents", "npy-wp-f16", "pt-cuda-legacy", "npy-w"])
 def test_latent_layouts_render_identically_to_our_format(tmp_path, capsys, layout):
-    net = fixture_path("sg1_tf_64.pkl")
+    net = _tiny.network_file("sg1")
     ws = _values(1)
     want = ws if LAYOUTS[layout] == WP else np.repeat(ws[:, :1], NUM_WS, axis=1)
     ours = tmp_path / "ours.npz"
@@ -114,7 +114,7 @@ def test_latent_layouts_render_identically_to_our_format(tmp_path, capsys, layou
 
 
 def test_interpolate_and_mix_accept_foreign_files(tmp_path, capsys):
-    net = fixture_path("sg1_tf_64.pkl")
+    net = _tiny.network_file("sg1")
     a, b = tmp_path / "a.npy", tmp_path / "b.pt"
     _write("npy-wp-f16", a, _values(2))
     _write("pt-cuda-zip", b, _values(3))
@@ -224,7 +224,7 @@ def test_component_on_a_plain_direction_is_refused(tmp_path):
 
 
 def test_direction_apply_with_a_ganspace_component(tmp_path, capsys):
-    net = fixture_path("sg1_tf_64.pkl")
+    net = _tiny.network_file("sg1")
     rng = np.random.RandomState(7)
     comp, std = rng.randn(4, W_DIM).astype(np.float32), np.ones(4, np.float32)
     path = tmp_path / "pca.pt"
@@ -248,7 +248,7 @@ def test_edit_and_invert_z_read_foreign_latents(tmp_path, capsys):
 
     from ._cli import TINY_CLIP
 
-    net = fixture_path("sg1_tf_64.pkl")
+    net = _tiny.network_file("sg1")
     npy, pt = tmp_path / "lat.npy", tmp_path / "lat.pt"
     _write("npy-wp-f16", npy, _values(4))
     _write("pt-cuda-legacy", pt, _values(4))

@@ -12,11 +12,11 @@ from clipstyle.latents import LatentFileError, save_latents
 from clipstyle.pipelines.common import network_for_latents
 from clipstyle.pipelines.creative import interpolate, render, styleblocks
 
-from ._fixtures import fixture_path
+from . import _tiny
 
 
 def _tuned_folder(tmp_path):
-    net = fixture_path("sg2_skip_64.pkl")
+    net = _tiny.network_file("sg2")
     G = read_generator_file(net)
     tuned = read_generator_file(net)
     with torch.no_grad():
@@ -58,4 +58,6 @@ def test_styleblocks_and_interpolate_follow_the_file_too(tmp_path):
     run = styleblocks(latents=lat + "#0", blocks="0", scale="1:1", frames=1, device="cpu")
     assert np.array_equal(run.images[:1], _uint8(tuned, ws[:1]))
     run = interpolate([lat + "#0", lat + "#1"], frames=2, device="cpu")
-    assert np.array_equal(run.images[0], _uint8(tuned, ws[:1])[0])
+    frame = run.images[0].astype(int)  # rendered in a batch of frames: batched convolutions round differently
+    assert np.abs(frame - _uint8(tuned, ws[:1])[0]).max() <= 1
+    assert np.abs(frame - _uint8(G, ws[:1])[0]).max() > 8  # and the tuned weights really differ

@@ -19,9 +19,10 @@ from clipstyle.generator.formats.native import (
 )
 from clipstyle.generator.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
+from . import _tiny as tiny
 from ._fixtures import fixture_path
 
-SOURCES = ["sg2_skip_64.pkl", "rosinality_64.pt", "rosinality_train_32.pt", "tf_sg2_skip_64.pkl",
+SOURCES = ["tiny:sg2", "tiny:sg3r", "tiny:sg1", "sg2_skip_64.pkl", "rosinality_64.pt", "rosinality_train_32.pt", "tf_sg2_skip_64.pkl",
            "sg3_t_64.pkl", "sg3_r_64.pkl"]
 
 
@@ -34,7 +35,8 @@ def _has_sg3() -> bool:
 def test_fixture_roundtrip_is_bit_exact(tmp_path, name):
     if name.startswith("sg3") and not _has_sg3():
         pytest.skip("clipstyle.generator.stylegan3 is not available yet")
-    G = read_generator_file(fixture_path(name))
+    path = tiny.network_file(name[5:]) if name.startswith("tiny:") else fixture_path(name)
+    G = read_generator_file(path)
     out = save_native(G, tmp_path / "net.safetensors", meta={"note": "test", "steps": 3})
     G2 = read_generator_file(out)  # detected by content, not by suffix
     assert G2.source.format == "clipstyle-safetensors"
@@ -53,7 +55,7 @@ def test_fixture_roundtrip_is_bit_exact(tmp_path, name):
     meta = read_native_metadata(out)
     assert meta["clipstyle_format"] == "1" and meta["kind"] == G.kind
     assert meta["note"] == "test" and json.loads(meta["steps"]) == 3
-    assert meta["source"].endswith(name) and json.loads(meta["config"]) == json.loads(json.dumps(asdict(G.config)))
+    assert meta["source"].endswith(path.name) and json.loads(meta["config"]) == json.loads(json.dumps(asdict(G.config)))
 
 
 def _tiny() -> StyleGAN2Generator:

@@ -1,5 +1,5 @@
 """The main command's constraints on the photo commands: ``edit --recipe/--mix/--blend`` and
-``project --mix/--blend``, run through the real CLI on the StyleGAN2 fixture with the tiny CLIP."""
+``project --mix/--blend``, run through the real CLI on the tiny StyleGAN2 (``tests/_tiny.py``) with the tiny CLIP."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from clipstyle.latents import load_latents, save_latents, start_ws
 from clipstyle.latents.constraints import parse_mix
 from clipstyle.render.files import to_uint8
 
-from ._fixtures import fixture_path
 from .test_creative_cli import (
     CLIP_ARGS,
     assert_one_line_error,
@@ -28,8 +27,8 @@ from .test_creative_cli import (
 
 
 @pytest.fixture(scope="module")
-def net() -> Path:
-    return fixture_path("sg2_skip_64.pkl")
+def net(tiny_network_path) -> Path:
+    return tiny_network_path
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def G(net):
 
 @pytest.fixture(scope="module")
 def files(G, tmp_path_factory):
-    """A start latent (seed 1, no noise maps), a photo, and B = the fixture with synthesis weights ×1.1."""
+    """A start latent (seed 1, no noise maps), a photo, and B = the network with synthesis weights ×1.1."""
     from clipstyle.generator.formats.native import save_native
 
     folder = tmp_path_factory.mktemp("inputs")

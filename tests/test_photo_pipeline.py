@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from tests._cli import run_cli
-from tests._fixtures import fixture_path
+from tests import _tiny
 
 TINY_CLIP = str(Path(__file__).parent / "data" / "tiny_clip.json")
 CLIP = ["--clip-model", TINY_CLIP, "--clip-pretrained", "none", "--cutouts", "0"]
@@ -32,8 +32,8 @@ def test_encode_writes_a_run_folder_with_the_e4e_codes(tmp_path, photo, capsys):
     from clipstyle.io.images import image_to_tensor, load_image
     from clipstyle.latents import load_latents
 
-    e4e = fixture_path("e4e_tiny_64.pt")
-    code, out, err = run_cli(["encode", photo, "--encoder", e4e, "--id-weights", fixture_path("arcface_irse50_tiny.pth"),
+    e4e = _tiny.e4e_file()
+    code, out, err = run_cli(["encode", photo, "--encoder", e4e, "--id-weights", _tiny.arcface_file(),
                               "--device", "cpu", "-q", "--outdir", tmp_path / "out"], capsys)
     assert code == 0, err
     run_dir = tmp_path / "out" / "enc-astronaut"
@@ -52,7 +52,7 @@ def test_encode_writes_a_run_folder_with_the_e4e_codes(tmp_path, photo, capsys):
 def test_project_starts_from_the_e4e_encoding(tmp_path, photo, capsys):
     from clipstyle.pipelines.photo import encode, project
 
-    e4e = fixture_path("e4e_tiny_64.pt")
+    e4e = _tiny.e4e_file()
     enc = encode(photo, encoder=e4e)
     run = project(photo, encoder=e4e, init="e4e", space="w+", perceptual="none", steps=20, save_every=20)
     first = run.history[0]["mse"]
@@ -65,8 +65,8 @@ def test_project_starts_from_the_e4e_encoding(tmp_path, photo, capsys):
 
 def test_the_one_edit_command_runs_every_stage(tmp_path, photo, capsys):
     pytest.importorskip("dlib")
-    args = ["edit", photo, "a smiling face", "--align", "--encoder", fixture_path("e4e_tiny_64.pt"), "--tune",
-            "--tune-steps", "3", "--id-weights", fixture_path("arcface_irse50_tiny.pth"), "--perceptual", "none",
+    args = ["edit", photo, "a smiling face", "--align", "--encoder", _tiny.e4e_file(), "--tune",
+            "--tune-steps", "3", "--id-weights", _tiny.arcface_file(), "--perceptual", "none",
             "--project-steps", "3", "--steps", "2", *CLIP, "--device", "cpu", "--outdir", tmp_path / "out"]
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
@@ -83,7 +83,7 @@ def test_the_one_edit_command_runs_every_stage(tmp_path, photo, capsys):
 
 
 def test_without_the_optional_weights_each_stage_falls_back_once(tmp_path, photo, capsys):
-    args = ["edit", photo, "a smiling face", "--network", fixture_path("sg2_skip_64.pkl"), "--tune",
+    args = ["edit", photo, "a smiling face", "--network", _tiny.network_file("sg2"), "--tune",
             "--tune-steps", "2", "--perceptual", "none", "--project-steps", "2", "--steps", "2", *CLIP,
             "--device", "cpu", "-q", "--outdir", tmp_path / "out"]
     code, out, err = run_cli(args, capsys)
@@ -112,7 +112,7 @@ def test_malicious_weights_are_refused_by_the_commands(tmp_path, photo, capsys, 
     monkeypatch.setenv("CLIPSTYLE_BOOM", str(marker))
     bad = tmp_path / "weights.pt"
     torch.save({"state_dict": _Boom()}, bad)
-    args = ["encode", photo, "--encoder", fixture_path("e4e_tiny_64.pt"), option, bad] if option == "--id-weights" \
+    args = ["encode", photo, "--encoder", _tiny.e4e_file(), option, bad] if option == "--id-weights" \
         else ["encode", photo, option, bad]
     code, _, err = run_cli([*args, "--device", "cpu", "-q", "--outdir", tmp_path / "out"], capsys)
     assert code == 1 and "nothing from the file ran" in err and err.count("\n") == 1
@@ -120,6 +120,6 @@ def test_malicious_weights_are_refused_by_the_commands(tmp_path, photo, capsys, 
 
 
 def test_wrong_kind_of_weights_is_one_line(tmp_path, photo, capsys):
-    code, _, err = run_cli(["encode", photo, "--encoder", fixture_path("arcface_irse50_tiny.pth"), "--device", "cpu",
+    code, _, err = run_cli(["encode", photo, "--encoder", _tiny.arcface_file(), "--device", "cpu",
                             "-q", "--outdir", tmp_path / "out"], capsys)
     assert code == 1 and "--id-weights" in err and err.count("\n") == 1

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ._cli import TINY_CLIP, run_cli
-from ._fixtures import fixture_path
+from . import _tiny
 
 PROMPT = "a red face | a smile:0.5"
 
@@ -20,7 +20,7 @@ def models():
     from clipstyle.generator import load_generator
     from clipstyle.guidance import CLIPGuide
 
-    G = load_generator(str(fixture_path("sg2_skip_64.pkl")), device="cpu")
+    G = load_generator(str(_tiny.network_file("sg2")), device="cpu")
     return G, CLIPGuide(TINY_CLIP, None, device="cpu")
 
 
@@ -28,7 +28,7 @@ def test_cli_and_api_give_bit_identical_ws(tmp_path, capsys):
     from clipstyle import text_to_image
     from clipstyle.latents import load_latents
 
-    net = fixture_path("sg2_skip_64.pkl")
+    net = _tiny.network_file("sg2")
     code, out, err = run_cli([PROMPT, "--network", net, "--clip-model", TINY_CLIP, "--clip-pretrained", "none",
                               "--steps", "6", "--seed", "5", "--blocks", "2-7", "--cutouts", "4",
                               "--outdir", tmp_path, "--device", "cpu", "--quiet"], capsys)
@@ -116,7 +116,7 @@ def test_cli_and_api_agree_in_a_blended_network_too(tmp_path, capsys):
     from clipstyle import text_to_image
     from clipstyle.latents import load_latents
 
-    net = str(fixture_path("sg2_skip_64.pkl"))
+    net = str(_tiny.network_file("sg2"))
     other = net  # a blend of the network with itself: the same architecture, the full blend code path
     code, out, err = run_cli(["a cat", "--network", net, "--blend", f"{other}@16", "--clip-model", TINY_CLIP,
                               "--clip-pretrained", "none", "--steps", "4", "--seed", "2", "--cutouts", "2",

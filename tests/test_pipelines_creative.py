@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from ._cli import TINY_CLIP, run_cli
-from ._fixtures import fixture_path
+from . import _tiny
 
 
 @pytest.fixture(scope="module")
 def G():
     from clipstyle.generator import load_generator
 
-    return load_generator(str(fixture_path("sg2_skip_64.pkl")), device="cpu")
+    return load_generator(str(_tiny.network_file("sg2")), device="cpu")
 
 
 def projected_file(G, tmp_path, with_noise=True):
@@ -27,7 +27,7 @@ def projected_file(G, tmp_path, with_noise=True):
 
     ws, _ = start_ws(G, seed=11)
     path = tmp_path / "face.npz"
-    save_latents(path, ws, meta={"network": str(fixture_path("sg2_skip_64.pkl"))})
+    save_latents(path, ws, meta={"network": str(_tiny.network_file("sg2"))})
     if with_noise:
         gen = torch.Generator().manual_seed(0)
         noise = {k: torch.randn(v.shape, generator=gen) * 3 for k, v in noise_buffers(G).items()}

@@ -138,14 +138,10 @@ def test_projection_without_noise_inputs_and_conditional():
         project(G, torch.zeros(1, 3, 32, 32), ProjectConfig(steps=1, mse=1.0, w_avg_samples=200))
 
 
-def test_projection_stylegan3_fixture():
-    path = FIXTURES / "sg3_t_64.pkl"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
-    try:
-        G = read_generator_file(path)
-    except Exception as exc:  # noqa: BLE001 - the StyleGAN3 reader is someone else's work in progress
-        pytest.skip(f"StyleGAN3 fixture does not load yet: {exc}")
+def test_projection_stylegan3():
+    from . import _tiny
+
+    G = read_generator_file(_tiny.network_file("sg3"))
     ws_true, _ = start_ws(G, seed=5, truncation_psi=0.6)
     with torch.no_grad():
         target = G.synthesis(ws_true)

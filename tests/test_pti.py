@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from tests._cli import run_cli
-from tests._fixtures import fixture_path
+from tests import _tiny
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def photo_and_net():
     from clipstyle.generator import read_generator_file
     from clipstyle.io.images import image_to_tensor
 
-    G = read_generator_file(fixture_path("sg2_skip_64.pkl"))
+    G = read_generator_file(_tiny.network_file("sg2"))
     x = image_to_tensor(skimage.data.astronaut(), 64)
     return G, x
 
@@ -74,7 +74,7 @@ def test_cli_tune_saves_the_generator_and_later_commands_use_it(tmp_path, photo_
     )
 
     Image.fromarray(skimage.data.astronaut()).resize((64, 64)).save(tmp_path / "astronaut.png")
-    net = fixture_path("sg2_skip_64.pkl")
+    net = _tiny.network_file("sg2")
     code, out, err = run_cli(["project", tmp_path / "astronaut.png", "--network", net, "--perceptual", "none",
                               "--steps", "30", "--tune", "--tune-steps", "40", "--tune-lr", "1e-2", "--device", "cpu",
                               "-q", "--outdir", tmp_path / "out"], capsys)

@@ -1,4 +1,5 @@
-"""The web UI's named endpoints, driven with gradio_client; its runner (stop flags, streaming) directly."""
+"""Every tab and button of the web UI driven with gradio_client against the real pipelines, on tiny models
+built in code; the runner (stop flags, streaming) directly."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ._ui import served_ui
+from ._ui import served_ui, tiny_models
 
 
 @pytest.fixture(scope="module")
@@ -17,63 +18,160 @@ def ui(tmp_path_factory):
     pytest.importorskip("gradio_client")
     from gradio_client import Client
 
-    with served_ui(tmp_path_factory.mktemp("ui")) as (url, demo):
-        yield Client(url, verbose=False), demo
+    from clipstyle.generator import load_generator
+    from clipstyle.latents import start_ws
+    from clipstyle.latents.latent import save_latents
+
+    allowed = tmp_path_factory.mktemp("allowed")
+    root = tmp_path_factory.mktemp("ui")
+    with tiny_models(root / "models") as models:
+        G = load_generator(models["network"])
+        save_latents(allowed / "seed9.npz", start_ws(G, seed=9)[0].numpy())
+        with served_ui(root / "out", models=models, allow_dirs=(str(allowed),)) as (url, demo):
+            yield Client(url, verbose=False), demo, G
+
+
+def final_ws(outputs, files_at=3):
+    path = next(p for p in outputs[-1][files_at] if p.endswith("latents.npz"))
+    with np.load(path) as f:
+        return f["ws"]
+
+
+def text_args(prompt="a red face", steps=6, seed=3, blocks=(), mix_seed=-1, mix_rows=(), recipe="", batch=1,
+              upload=None, choice=""):
+    return [prompt, steps, seed, list(blocks), mix_seed, list(mix_rows), recipe, batch, upload, choice]
 
 
 def test_text_to_image_endpoint_returns_the_image(ui):
-    client, _ = ui
-    path = client.predict("a red face", 3, api_name="/text_to_image")
-    img = np.asarray(Image.open(path))
-    assert img.shape == (64, 64, 3) and img.std() > 1  # a rendered face, not a blank
+    client, _, G = ui
+    img = np.asarray(Image.open(client.predict("a red face", 3, api_name="/text_to_image")))
+    assert img.shape == (G.img_resolution, G.img_resolution, 3) and img.std() > 1  # rendered, not blank
 
 
 def test_text_generate_streams_progress_then_the_files(ui):
-    client, _ = ui
-    job = client.submit("a red face", 6, 3, [2, 3], 7, [0, 1], "", api_name="/text_generate")
-    outputs = list(job)
-    statuses = [o[1] for o in outputs]
-    assert any('value="1" max="6"' in s for s in statuses)  # preview after the first step
-    assert 'value="6" max="6"' in statuses[-1] and "done: 6 steps" in statuses[-1]
-    files = sorted(p.rsplit("/", 1)[-1] for p in outputs[-1][3])
-    assert files == ["latents.npz", "progress.gif", "result.png"]
-    latents = next(p for p in outputs[-1][3] if p.endswith("latents.npz"))
-    with np.load(latents) as f:
-        ws = f["ws"]
-    from clipstyle.generator import load_generator
     from clipstyle.latents import start_ws
 
-    from ._fixtures import fixture_path
+    client, _, G = ui
+    outputs = list(client.submit(*text_args(blocks=[2, 3], mix_seed=7, mix_rows=[0, 1]), api_name="/text_generate"))
+    statuses = [o[1] for o in outputs]
+    assert any('value="1" max="6"' in s for s in statuses)  # a preview after the first step
+    assert 'value="6" max="6"' in statuses[-1] and "done: 6 steps" in statuses[-1]
+    assert sorted(p.rsplit("/", 1)[-1] for p in outputs[-1][3]) == ["latents.npz", "progress.gif", "result.png"]
+    ws = final_ws(outputs)
+    ws3, ws7 = start_ws(G, seed=3)[0].numpy(), start_ws(G, seed=7)[0].numpy()
+    assert np.array_equal(ws[0, 4:], ws3[0, 4:])  # rows not chosen stay at seed 3's
+    assert np.array_equal(ws[0, :2], ws7[0, :2])  # rows 0-1 fixed to the mixing source, seed 7
+    assert not np.array_equal(ws[0, 2:4], ws3[0, 2:4])
 
-    G = load_generator(str(fixture_path("sg2_skip_64.pkl")))
-    ws3, _ = start_ws(G, seed=3)
-    ws7, _ = start_ws(G, seed=7)
-    assert np.array_equal(ws[0, 4:], ws3[0, 4:].numpy())  # rows not chosen stay at seed 3's
-    assert np.array_equal(ws[0, :2], ws7[0, :2].numpy())  # rows 0-1 fixed to the mixing source, seed 7
-    assert not np.array_equal(ws[0, 2:4], ws3[0, 2:4].numpy())
+
+def test_text_generate_is_the_pipeline_call(ui):
+    """The tab gives the ws the API gives for the same settings (same seed → bit-identical)."""
+    from clipstyle.pipelines.text import text_to_image
+
+    client, demo, G = ui
+    ctx = demo.clipstyle
+    ws = final_ws(list(client.submit(*text_args(steps=4, seed=5, batch=2), api_name="/text_generate")))
+    run = text_to_image("a red face", steps=4, seed=5, batch=2, save_every=1, G=G, guide=ctx.models.guide,
+                        device="cpu")
+    assert ws.shape[0] == 2 and np.array_equal(ws, run.ws.numpy())
+
+
+def test_image_prompt_comes_from_an_upload(ui, tmp_path):
+    from gradio_client import handle_file
+
+    client, _, _ = ui
+    pic = tmp_path / "paint.png"
+    Image.fromarray((np.random.default_rng(1).random((48, 48, 3)) * 255).astype(np.uint8)).save(pic)
+    outputs = list(client.submit(*text_args(prompt="", steps=3, upload=handle_file(str(pic))),
+                                 api_name="/text_generate"))
+    assert "done: 3 steps" in outputs[-1][1]
 
 
 def test_styleblocks_and_mix_endpoints_render(ui):
-    client, _ = ui
-    one = np.asarray(Image.open(client.predict(1, "zero", *([1.0] * 10), api_name="/styleblocks")))
-    scaled = np.asarray(Image.open(client.predict(1, "zero", *([1.0] * 9 + [0.0]), api_name="/styleblocks")))
-    assert one.shape == (64, 64, 3) and not np.array_equal(one, scaled)
+    client, _, G = ui
+    n = G.num_ws
+    one = np.asarray(Image.open(client.predict(1, "zero", *([1.0] * n), api_name="/styleblocks")))
+    scaled = np.asarray(Image.open(client.predict(1, "zero", *([1.0] * (n - 1) + [0.0]), api_name="/styleblocks")))
+    assert one.shape == (G.img_resolution, G.img_resolution, 3) and not np.array_equal(one, scaled)
     grid = Image.open(client.predict(1, 2, [0, 1], api_name="/mix"))
-    assert grid.size == (128, 128)  # blank | B over A | mix
+    assert grid.size == (2 * G.img_resolution, 2 * G.img_resolution)  # blank | B over A | mix
 
 
-def test_interpolate_endpoint_writes_the_gif(ui):
-    client, _ = ui
-    gif, status, files = client.predict("1,2", 3, "lerp", False, api_name="/interpolate")
+def test_blend_with_the_same_network_changes_nothing_and_b_changes_the_fine_rows(ui):
+    client, demo, G = ui
+    a, b = demo.clipstyle.config.networks
+    r = G.img_resolution
+    same = np.asarray(Image.open(client.predict(a, "16", 0, 3, api_name="/blend")))
+    assert same.shape == (r, 2 * r, 3) and np.array_equal(same[:, :r], same[:, r:])  # A with itself is A
+    other = np.asarray(Image.open(client.predict(b, "16", 0, 3, api_name="/blend")))
+    assert np.array_equal(other[:, :r], same[:, :r]) and not np.array_equal(other[:, r:], other[:, :r])
+
+
+def test_interpolate_with_seeds_an_allowed_file_and_an_upload(ui, tmp_path):
+    from gradio_client import handle_file
+
+    from clipstyle.latents import start_ws
+    from clipstyle.latents.latent import save_latents
+
+    client, demo, G = ui
+    gif, status, files = client.predict("1,2", 3, "lerp", False, [], api_name="/interpolate")
     assert Image.open(gif).n_frames == 4 and 'value="4" max="4"' in status and len(files) == 2
+    up = tmp_path / "mine.npz"
+    save_latents(up, start_ws(G, seed=11)[0].numpy())
+    allowed = next(iter(demo.clipstyle.allowed.latents))
+    gif, status, files = client.predict(f"1, {allowed}, mine.npz", 2, "slerp", False, [handle_file(str(up))],
+                                        api_name="/interpolate")
+    with np.load(next(f for f in files if f.endswith(".npz"))) as f:
+        ws = f["ws"]
+    assert ws.shape[0] == 5
+    assert np.array_equal(ws[2], start_ws(G, seed=9)[0][0].numpy())   # the allowed file's latent, exactly
+    assert np.array_equal(ws[4], start_ws(G, seed=11)[0][0].numpy())  # the upload's
 
 
 def test_user_mistake_is_a_one_line_app_error(ui):
     from gradio_client.exceptions import AppError
 
-    client, _ = ui
+    client, _, _ = ui
     with pytest.raises(AppError, match="the prompt is empty"):
         client.predict("  ", 2, api_name="/text_to_image")
+
+
+def test_stop_ends_a_long_run_keeping_the_best(ui):
+    client, _, _ = ui
+    job = client.submit(*text_args(steps=60), api_name="/text_generate")
+    while not job.status().progress_data and job.status().code.name != "PROCESSING":
+        time.sleep(0.05)
+    time.sleep(1.0)
+    client.predict(api_name="/stop")
+    status = job.result()[1]
+    assert "stopped after" in status and "by Stop" in status and "kept the best" in status
+
+
+def test_two_browser_sessions_queue_instead_of_corrupting_each_other(ui):
+    """Two clients (two sessions) at once: each gets exactly the ws it would get alone."""
+    from gradio_client import Client
+
+    client, _, _ = ui
+    other = Client(client.src, verbose=False)
+    a = client.submit(*text_args(steps=5, seed=1), api_name="/text_generate")
+    b = other.submit(*text_args("a blue face", steps=5, seed=2), api_name="/text_generate")
+    both = (final_ws(list(a)), final_ws(list(b)))
+    alone_a = final_ws(list(client.submit(*text_args(steps=5, seed=1), api_name="/text_generate")))
+    alone_b = final_ws(list(other.submit(*text_args("a blue face", steps=5, seed=2), api_name="/text_generate")))
+    assert np.array_equal(both[0], alone_a) and np.array_equal(both[1], alone_b)
+    assert not np.array_equal(alone_a, alone_b)
+
+
+def test_text_generate_with_a_recipe_moves_only_its_blocks(ui):
+    from clipstyle.guidance.recipes import get_recipe, recipe_rows
+    from clipstyle.latents import start_ws
+
+    client, _, G = ui
+    outputs = list(client.submit(*text_args(prompt="", steps=3, seed=4, recipe="smile"), api_name="/text_generate"))
+    assert "done: 3 steps" in outputs[-1][1]
+    rows = recipe_rows(get_recipe("smile"), G.num_ws, G.block_groups())
+    others = [r for r in range(G.num_ws) if r not in rows]
+    assert np.array_equal(final_ws(outputs)[0, others], start_ws(G, seed=4)[0][0, others].numpy())
 
 
 def test_stream_hands_over_progress_result_and_errors():
@@ -113,69 +211,13 @@ def test_stream_closed_early_sets_the_stop_flag():
     assert flag.wait(2)
 
 
-def test_stop_flags_are_per_session():
+def test_stop_flags_are_per_session_and_jobs_time_out():
     from clipstyle.ui.runner import StopFlags
 
     flags = StopFlags()
     a, b = flags.new("a"), flags.new("b")
-    assert flags.stop("a") and a.is_set() and not b.is_set() and not flags.stop("nobody")
-
-
-def test_photo_tab_says_when_the_photo_pipelines_are_missing(ui):
-    import importlib.util
-
-    _, demo = ui
-    text = str(demo.config)
-    if importlib.util.find_spec("clipstyle.pipelines.photo") is None:
-        assert "photo-unavailable" in text and "not available" in text
-    else:
-        assert "/project" in str(demo.get_api_info()) and "/edit" in str(demo.get_api_info())
-
-
-def test_blend_endpoint_with_the_same_network_changes_nothing(ui):
-    from ._fixtures import fixture_path
-
-    client, _ = ui
-    pair = np.asarray(Image.open(client.predict(str(fixture_path("sg2_skip_64.pkl")), "16", 0, 3, api_name="/blend")))
-    assert pair.shape == (64, 128, 3)
-    assert np.array_equal(pair[:, :64], pair[:, 64:])  # A blended with itself is A
-
-
-def test_two_browser_sessions_queue_instead_of_corrupting_each_other(ui):
-    """Two clients (two sessions) at once: each gets exactly the ws it would get alone."""
-    from gradio_client import Client
-
-    client, demo = ui
-    url = client.src
-    other = Client(url, verbose=False)
-
-    def final_ws(outputs):
-        path = next(p for p in outputs[-1][3] if p.endswith("latents.npz"))
-        with np.load(path) as f:
-            return f["ws"]
-
-    a = client.submit("a red face", 8, 1, [], -1, [], "", api_name="/text_generate")
-    b = other.submit("a blue face", 8, 2, [], -1, [], "", api_name="/text_generate")
-    both = (final_ws(list(a)), final_ws(list(b)))
-    alone_a = final_ws(list(client.submit("a red face", 8, 1, [], -1, [], "", api_name="/text_generate")))
-    alone_b = final_ws(list(other.submit("a blue face", 8, 2, [], -1, [], "", api_name="/text_generate")))
-    assert np.array_equal(both[0], alone_a) and np.array_equal(both[1], alone_b)
-    assert not np.array_equal(alone_a, alone_b)
-
-
-def test_text_generate_with_a_recipe_moves_only_its_blocks(ui):
-    from clipstyle.generator import load_generator
-    from clipstyle.guidance.recipes import get_recipe, recipe_rows
-    from clipstyle.latents import start_ws
-
-    from ._fixtures import fixture_path
-
-    client, _ = ui
-    outputs = list(client.submit("", 3, 4, [], -1, [], "smile", api_name="/text_generate"))
-    assert "done: 3 steps" in outputs[-1][1]
-    with np.load(next(p for p in outputs[-1][3] if p.endswith("latents.npz"))) as f:
-        ws = f["ws"]
-    G = load_generator(str(fixture_path("sg2_skip_64.pkl")))
-    rows = recipe_rows(get_recipe("smile"), G.num_ws, G.block_groups())
-    others = [r for r in range(G.num_ws) if r not in rows]
-    assert np.array_equal(ws[0, others], start_ws(G, seed=4)[0][0, others].numpy())
+    assert flags.stop("a") and a.stopped() and not b.stopped() and not flags.stop("nobody")
+    assert a.why() == "Stop"
+    quick = flags.new("c", seconds=0.01)
+    time.sleep(0.05)
+    assert quick.stopped() and "--max-seconds" in quick.why()

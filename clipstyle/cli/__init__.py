@@ -36,9 +36,9 @@ def build_app():
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.command(DEFAULT_COMMAND)(text_command)
-    from clipstyle.cli import creative, kernels, networks, photo, ui
+    from clipstyle.cli import adapt, creative, kernels, networks, photo, ui
 
-    for group in (networks, photo, creative, kernels, ui):
+    for group in (networks, photo, creative, kernels, ui, adapt):
         group.register(app)
     from clipstyle.cli import batch as batch_cli
 

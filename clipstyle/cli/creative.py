@@ -199,4 +199,7 @@ def register(app: typer.Typer) -> None:
     app.command("render")(render_command)
     app.command("interpolate")(interpolate_command)
     app.command("recipes")(recipes_command)
+    from clipstyle.cli import direction_extra
+
+    direction_extra.register(direction_app)
     app.add_typer(direction_app, name="direction")

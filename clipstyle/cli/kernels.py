@@ -4,7 +4,14 @@ For each op (``bias_act``, ``upfirdn2d``, ``filtered_lrelu``) the report says wh
 reference passes a quick self-test (fast path vs. the literal definition, forward and gradient, on
 CPU), whether a CUDA device and toolkit are present, whether the CUDA extension builds (it is
 compiled on demand and cached, see :mod:`clipstyle.kernels._build`), and — with a device — whether it
-matches the reference. The exit code is 0 whenever the report could be made, whatever it says.
+matches the reference.
+
+Exit code: 0 when everything that should work works; 1 (after the report) when an extension that
+should build does not (a CUDA device is present, or ``--compile`` was given, and the toolkit is
+missing or the build fails), when the CUDA extension disagrees with the reference, or when the
+reference fails its self-test. Only named build failures
+(:class:`~clipstyle.kernels._build.KernelBuildError`) are reported as "build failed"; any other
+exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -106,10 +113,15 @@ def _reference_selftest(op: str) -> str:
 
 
 def check_report(compile_without_device: bool = False) -> list[dict[str, str]]:
-    """One row per op: ``op``, ``reference``, ``cuda_device``, ``extension``, ``parity``, ``note``."""
+    """One row per op: ``op``, ``reference``, ``cuda_device``, ``extension``, ``parity``, ``note``, ``ok``.
+
+    ``ok`` is ``"yes"`` or ``"no"``: no when the reference self-test fails, when an extension that
+    should build (a CUDA device is present, or ``compile_without_device``) is unavailable or fails to
+    build, or when the CUDA extension disagrees with the reference.
+    """
     import torch
 
-    from clipstyle.kernels._build import cuda_toolkit_problem
+    from clipstyle.kernels._build import KernelBuildError, cuda_toolkit_problem
 
     has_device = torch.cuda.is_available()
     device_text = torch.cuda.get_device_name(0) if has_device else "none"
@@ -117,10 +129,7 @@ def check_report(compile_without_device: bool = False) -> list[dict[str, str]]:
     rows = []
     for op in OPS:
         row = {"op": op, "cuda_device": device_text, "extension": "not built", "parity": "-", "note": ""}
-        try:
-            row["reference"] = _reference_selftest(op)
-        except Exception as exc:  # report, never crash
-            row["reference"] = f"error: {_first_line(exc)}"
+        row["reference"] = _reference_selftest(op)  # an exception here is a bug: it propagates
         if toolkit:
             row["extension"], row["note"] = "unavailable", toolkit
         elif not has_device and not compile_without_device:
@@ -131,14 +140,18 @@ def check_report(compile_without_device: bool = False) -> list[dict[str, str]]:
                 row["extension"] = "built"
                 if not has_device:
                     row["note"] = "no CUDA device: compiled, not run"
-            except Exception as exc:
+            except KernelBuildError as exc:  # only a named build failure; a bug propagates
                 row["extension"], row["note"] = "build failed", _first_line(exc)
         if has_device and row["extension"] == "built":
             try:
                 err = _compare(op, torch.device("cuda"), "ref", "cuda")
                 row["parity"] = "ok" if err < 1e-3 else f"MISMATCH ({err:.2e})"
-            except Exception as exc:
+            except RuntimeError as exc:  # a CUDA runtime error (illegal address…): reported as a failed check
                 row["parity"] = f"error: {_first_line(exc)}"
+        should_build = has_device or compile_without_device
+        failed = (row["reference"] != "ok" or (should_build and row["extension"] != "built")
+                  or row["parity"] not in ("-", "ok"))
+        row["ok"] = "no" if failed else "yes"
         rows.append(row)
     return rows
 
@@ -152,6 +165,7 @@ def check_command(
     rows = check_report(compile_without_device=compile_)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
+        _exit_on_failure(rows)
         return
     from rich.console import Console
     from rich.table import Table
@@ -165,6 +179,16 @@ def check_command(
     console.print(table)
     if not compile_ and any(r["note"] == "no CUDA device" for r in rows):
         console.print("No CUDA device: the reference runs. '--compile' builds the extensions anyway (checks nvcc).")
+    _exit_on_failure(rows)
+
+
+def _exit_on_failure(rows: list[dict[str, str]]) -> None:
+    """Exit 1 with one line on stderr when a row failed (see the module docstring)."""
+    bad = [r["op"] for r in rows if r.get("ok") == "no"]
+    if bad:
+        typer.echo(f"kernels check failed for {', '.join(bad)}: an extension that should build does not, "
+                   "or an implementation disagrees with the reference (see the note column)", err=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -166,6 +166,33 @@ class Generator(nn.Module):
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}] for this network, got {list(ws.shape)}")
 
+    # -- StyleSpace (clipstyle.generator.stylespace) --
+    def style_sites(self) -> list:
+        """StyleSpace sites of this family, in network order (each family implements it)."""
+        raise NotImplementedError
+
+    def styles(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:
+        """StyleSpace S of ``ws`` ``[N, num_ws, w_dim]``: ``{layer: [N, width]}`` in network order
+        (:func:`clipstyle.generator.stylespace.compute_styles`)."""
+        from clipstyle.generator.stylespace import compute_styles
+
+        return compute_styles(self, ws)
+
+    def style_layers(self, include_torgb: bool = True) -> tuple:
+        """The layers of S with their offsets in the flat ``[N, C]`` view
+        (:func:`clipstyle.generator.stylespace.style_layers`)."""
+        from clipstyle.generator.stylespace import style_layers
+
+        return style_layers(self, include_torgb)
+
+    def synthesis_styles(self, ws: torch.Tensor, styles: dict[str, torch.Tensor],
+                         noise_mode: str = "const") -> torch.Tensor:
+        """Render with the affine outputs replaced by ``styles``; bit-identical to ``synthesis(ws)`` when
+        ``styles == styles(ws)`` (:func:`clipstyle.generator.stylespace.render_styles`)."""
+        from clipstyle.generator.stylespace import render_styles
+
+        return render_styles(self, ws, styles, noise_mode)
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -296,6 +296,18 @@ class StyleGAN1Generator(Generator):
     def block_resolutions(self) -> list[int]:
         return self.synthesis.row_resolutions()
 
+    def style_sites(self) -> list:
+        """StyleSpace sites (:mod:`clipstyle.generator.stylespace`): the AdaIN affine of every layer, output
+        ``[scale (C) | bias (C)]``; StyleGAN1's toRGB is an unmodulated 1×1 conv, so it has none."""
+        from clipstyle.generator.stylespace import StyleSite
+
+        sites = []
+        for i, res in enumerate(self.synthesis.block_resolutions):
+            block = getattr(self.synthesis, f"b{res}")
+            for j, name in enumerate(("conv0", "conv1")):
+                sites.append(StyleSite(f"b{res}.{name}", getattr(block, name).affine, "conv", res, 2 * i + j, adain=True))
+        return sites
+
     def describe(self) -> dict:
         d = super().describe()
         d.update(instance_norm_eps=self.config.instance_norm_eps, w_avg_origin=self.config.w_avg_origin,

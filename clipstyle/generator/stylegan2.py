@@ -317,3 +317,19 @@ class StyleGAN2Generator(Generator):
 
     def block_resolutions(self) -> list[int]:
         return self.synthesis.row_resolutions()
+
+    def style_sites(self) -> list:
+        """StyleSpace sites in network order (:mod:`clipstyle.generator.stylespace`): per block conv0, conv1,
+        torgb, each with the ``ws`` row ``SynthesisNetwork.forward`` feeds it."""
+        from clipstyle.generator.stylespace import StyleSite
+
+        sites, w_idx = [], 0
+        for res in self.synthesis.block_resolutions:
+            block = getattr(self.synthesis, f"b{res}")
+            convs = ["conv1"] if block.in_channels == 0 else ["conv0", "conv1"]
+            for j, name in enumerate(convs):
+                sites.append(StyleSite(f"b{res}.{name}", getattr(block, name).affine, "conv", res, w_idx + j))
+            if block.num_torgb:
+                sites.append(StyleSite(f"b{res}.torgb", block.torgb.affine, "torgb", res, w_idx + block.num_conv))
+            w_idx += block.num_conv
+        return sites

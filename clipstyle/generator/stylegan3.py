@@ -454,6 +454,16 @@ class StyleGAN3Generator(Generator):
         cutoffs = [self.config.input_bandwidth] + [l.out_cutoff for l in self.config.layers]
         return [int(round(2 * f)) for f in cutoffs]
 
+    def style_sites(self) -> list:
+        """StyleSpace sites (:mod:`clipstyle.generator.stylespace`): the affine of every layer ``L{i}`` (row
+        ``i + 1``; the last is the toRGB layer). The input's affine (a rotation/translation, row 0) is no style."""
+        from clipstyle.generator.stylespace import StyleSite
+
+        res = self.block_resolutions()
+        return [StyleSite(name, getattr(self.synthesis, name).affine, "torgb" if lcfg.is_torgb else "conv",
+                          res[i + 1], i + 1) for i, (name, lcfg) in enumerate(zip(self.synthesis.layer_names,
+                                                                                     self.config.layers))]
+
     def sampling_rates(self) -> list[int]:
         """Per ws row: the input's sampling rate (row 0), then each layer's output sampling rate."""
         rates = [self.config.input_sampling_rate] + [l.out_sampling_rate for l in self.config.layers]

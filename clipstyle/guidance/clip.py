@@ -23,6 +23,7 @@ from torch import Tensor
 
 from clipstyle.errors import UsageError
 from clipstyle.io.offline import OfflineError
+from clipstyle.optimize.precision import model_autocast
 
 __all__ = ["CLIPGuide", "GuidanceError"]
 
@@ -349,9 +350,13 @@ class CLIPGuide:
             images: float tensor [N, 3, H, W] in [-1, 1] (any H, W; see :meth:`preprocess`).
 
         Returns:
-            float32 tensor [N, D] (D = ``embed_dim``), each row L2-normalized.
+            float32 tensor [N, D] (D = ``embed_dim``), each row L2-normalized. Inside
+            :func:`clipstyle.optimize.precision.model_precision` the image tower runs in that precision
+            (bf16/fp16 autocast, TF32); the preprocessing and the normalization stay float32.
         """
-        features = self.model.encode_image(self.preprocess(images))
+        x = self.preprocess(images)
+        with model_autocast(self.device):
+            features = self.model.encode_image(x)
         return F.normalize(features.float(), dim=-1)
 
     @torch.no_grad()

@@ -12,7 +12,9 @@ Nothing here runs at import: an op's ``cuda.load()`` calls :func:`build` on its 
   and without a GPU (a compile-only check) ``9.0`` is used.
 
 Errors are :class:`KernelBuildError` with one readable message: no ``nvcc``, ``CUDA_HOME`` unset,
-or the first lines of the compiler's error output.
+or the first lines of the compiler's error output. Only the failures of the toolchain (the compiler,
+the linker, loading the built ``.so``) become a :class:`KernelBuildError`; anything else (a bug of
+ours: ``ImportError`` of a module of ours, ``TypeError``, ``AttributeError``) propagates unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -41,7 +44,8 @@ DEFAULT_ARCH_WITHOUT_DEVICE = "9.0"
 
 
 class KernelBuildError(UserRuntimeError):
-    """A custom op could not be built or loaded; the message says why in one or a few lines."""
+    """A custom op could not be built or loaded (no toolkit, a compiler or linker error, an unloadable
+    ``.so``); the message says why in one or a few lines. Exit code 1 in the CLI."""
 
 
 def source_dir(op: str) -> Path:
@@ -54,7 +58,7 @@ def cache_dir() -> Path:
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser()
-    from ..cache import cache_root
+    from clipstyle.io.cache import cache_root
 
     return cache_root() / "kernels"
 
@@ -138,6 +142,20 @@ def _first_error_lines(text: str, limit: int = 6) -> str:
     return "\n".join((errors or lines[-limit:])[:limit])
 
 
+# What torch.utils.cpp_extension.load raises when the toolchain fails: RuntimeError ("Error building
+# extension", ninja's exit status), CalledProcessError, OSError (a compiler that cannot be run), and
+# ImportError when the built .so cannot be loaded (undefined symbol, wrong architecture).
+_TOOLCHAIN_ERRORS = (RuntimeError, subprocess.CalledProcessError, OSError, ImportError)
+
+
+def _is_extension_import(exc: ImportError, name: str) -> bool:
+    """Whether an ImportError comes from loading the built extension ``name`` (not from Python code)."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name != name:
+        return False  # "No module named 'clipstyle.x'": Python code, not the .so
+    where = str(getattr(exc, "path", None) or "")
+    return exc.name == name or where.endswith((".so", ".pyd", ".dylib")) or ".so" in str(exc)
+
+
 def _load(name: str, sources: tuple[str, ...], with_cuda: bool, verbose: bool):
     """Compile (if needed) and import one extension; see :func:`build`."""
     from torch.utils import cpp_extension
@@ -183,7 +201,9 @@ def _load(name: str, sources: tuple[str, ...], with_cuda: bool, verbose: bool):
                 with_cuda=with_cuda,
                 verbose=verbose,
             )
-        except Exception as exc:  # compiler/linker failure or an unloadable .so
+        except _TOOLCHAIN_ERRORS as exc:  # compiler/linker failure (RuntimeError) or an unloadable .so
+            if isinstance(exc, ImportError) and not _is_extension_import(exc, name):
+                raise  # a module of ours (or torch's) failed to import: a bug, not a build failure
             detail = getattr(exc, "output", None) or str(exc)
             if isinstance(detail, bytes):
                 detail = detail.decode(errors="replace")

@@ -5,6 +5,10 @@ variable ``CLIPSTYLE_KERNELS`` (same values) overrides the argument, so a whole 
 to the reference without touching code. ``auto`` picks CUDA only when the tensor lives on a CUDA
 device *and* the extension builds; otherwise the reference, with one warning per op and reason
 per process (a CPU tensor is not a reason: the reference is the CPU implementation).
+
+Only a genuine build failure (:class:`~clipstyle.kernels._build.KernelBuildError`: no toolkit, a
+compiler error, an unloadable ``.so``) falls back to the reference. Any other exception raised while
+loading an extension is a bug of clipstyle and propagates with its traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import warnings
 from typing import Callable, Literal
 
 import torch
+
+from ._build import KernelBuildError
 
 Impl = Literal["auto", "ref", "cuda"]
 IMPLS = ("auto", "ref", "cuda")
@@ -54,11 +60,14 @@ def choose(op: str, impl: str, x: torch.Tensor, cuda_loader: Callable[[], object
         op: name of the op, for messages.
         impl: ``auto`` | ``ref`` | ``cuda`` (overridden by ``CLIPSTYLE_KERNELS``).
         x: the op's main input; CUDA is only considered when ``x.is_cuda``.
-        cuda_loader: builds/loads the extension on first call (raises on failure); ``None`` when
-            the op has no CUDA version yet.
+        cuda_loader: builds/loads the extension on first call (raises
+            :class:`~clipstyle.kernels._build.KernelBuildError` on a build failure); ``None`` when the
+            op has no CUDA version yet.
 
     Raises:
-        RuntimeError: ``impl="cuda"`` but the tensor is not on CUDA or the extension cannot be built.
+        RuntimeError: ``impl="cuda"`` but the tensor is not on CUDA.
+        KernelBuildError: ``impl="cuda"`` and the extension cannot be built (a ``RuntimeError`` too).
+        Exception: anything else the loader raises (a bug) propagates unchanged.
     """
     choice = requested_impl(impl)
     if choice == "ref":
@@ -74,8 +83,8 @@ def choose(op: str, impl: str, x: torch.Tensor, cuda_loader: Callable[[], object
         return None
     try:
         return cuda_loader()
-    except Exception as exc:  # build failures are reported, then we fall back
+    except KernelBuildError as exc:  # a genuine build failure: reported, then the reference runs
         if choice == "cuda":
-            raise RuntimeError(f"{op}: CUDA extension unavailable: {exc}") from exc
+            raise KernelBuildError(f"{op}: CUDA extension unavailable: {exc}") from exc
         _warn_once(op, f"CUDA extension unavailable ({exc})")
         return None

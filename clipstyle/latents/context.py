@@ -23,6 +23,10 @@ What is read (all writers of clipstyle record these in the ``meta`` JSON of the 
 * noise maps ``noise_0`` … with their buffer names in ``meta["noise"]`` (projections of StyleGAN2 photos).
 
 NVIDIA's ``projected_w.npz`` has no meta: everything is None/empty and the options or defaults apply.
+
+A network adapted from the recorded one (``clipstyle adapt``) shares its latent space: :meth:`LatentContext.relation`
+recognises it through the ``base_sha256`` (and ``lineage``) its provenance records, so the file renders on the
+child exactly as on its base.
 This module reads files with NumPy only (no torch, no pickle).
 """
 
@@ -37,7 +41,7 @@ import numpy as np
 
 from clipstyle.io.files import check_input_path
 
-__all__ = ["LatentContext", "NOISE_KEY", "read_context"]
+__all__ = ["LatentContext", "NOISE_KEY", "network_sha256", "read_context"]
 
 #: Key prefix of the noise maps in a latent file (``noise_0``, ``noise_1`` …).
 NOISE_KEY = "noise_"
@@ -110,6 +114,57 @@ class LatentContext:
         if self.noise_names:
             out.append(f"using the {len(self.noise_names)} noise maps recorded in {self.path.name}")
         return out
+
+
+    def relation(self, network: str | None, provenance: dict[str, Any] | None = None) -> str:
+        """How the network a file is rendered on relates to the one it records.
+
+        Args:
+            network: the network to render on (alias, path or URL), or None for the recorded one.
+            provenance: that network's provenance (:func:`clipstyle.generator.formats.native.read_provenance`),
+                when it is an adapted network.
+
+        Returns:
+            ``"same"`` (no other network, the same source, or a file with the same sha256), ``"child"`` (adapted
+            from the recorded network, directly or through other adapted networks: its provenance's
+            ``base_sha256``/``lineage`` hold the recorded file's sha256, or its ``base`` names the same alias),
+            ``"unknown"`` (the file records no network) or ``"other"``.
+        """
+        if network is None or network == self.network:
+            return "same"
+        if not self.network:
+            return "unknown"
+        recorded = network_sha256(self.network)
+        if recorded is not None and recorded == network_sha256(network):
+            return "same"
+        if provenance:
+            hashes = {str(h) for h in (provenance.get("lineage") or []) if h}
+            hashes.add(str(provenance.get("base_sha256") or ""))
+            if recorded is not None and recorded in hashes:
+                return "child"
+            if recorded is None and str(provenance.get("base") or "") == self.network:
+                return "child"  # an alias whose file is not here to hash: the names agree
+        return "other"
+
+
+def network_sha256(source: str) -> str | None:
+    """SHA-256 (hex) of the file a network source names: a local path, or an alias/URL already in the download
+    cache (nothing is downloaded); None when there is no such file here."""
+    from clipstyle.io.cache import cached_path_for, is_url, sha256_file
+
+    path = Path(str(source)).expanduser()
+    if not path.is_file():
+        from clipstyle.generator.registry import get_pretrained
+
+        entry = get_pretrained(str(source))
+        url = entry.url if entry is not None else str(source) if is_url(str(source)) else None
+        if url is None or url.startswith("file://"):
+            path = Path(url[len("file://"):]) if url else path
+        else:
+            path = cached_path_for(url)
+    if not path.is_file():
+        return None
+    return sha256_file(path)
 
 
 def _opt_float(value: Any) -> float | None:

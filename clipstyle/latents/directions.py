@@ -32,7 +32,7 @@ from clipstyle.errors import UsageError
 from clipstyle.io.files import check_input_path
 
 __all__ = ["DirectionError", "load_direction", "normalize_direction", "apply_direction", "collect_latents",
-           "LearnedDirection", "learn_direction", "text_delta", "DirectionLatent", "TextDirection"]
+           "LearnedDirection", "learn_direction", "text_delta", "text_embedding", "DirectionLatent", "TextDirection"]
 
 
 class DirectionError(UsageError):
@@ -79,6 +79,9 @@ def load_direction(path: str | Path, num_ws: int, w_dim: int, component: int | N
         kind, obj = read_array_file(path, "direction")
     except LatentFileError as exc:
         raise DirectionError(str(exc)) from None
+    if isinstance(obj, dict) and "s_direction" in obj:
+        raise DirectionError(f"{path} is a StyleSpace direction (from 'direction global'): 'direction apply' reads "
+                             "it; it is no W direction")
     pca = _ganspace(obj)
     if pca is not None:
         comp, std = pca
@@ -327,22 +330,24 @@ def learn_direction(positive: torch.Tensor, negative: torch.Tensor, *, holdout: 
                             int(x_tr.shape[0]), int(x_te.shape[0]), method, tuple(history))
 
 
+def text_embedding(guide: Any, text: str, templates: Sequence[str] | None = None) -> torch.Tensor:
+    """Unit CLIP embedding of ``text`` → float32 ``[D]``; with ``templates`` (strings with one ``{}``) the
+    normalized mean over the templates filled with the text (prompt ensembling, Radford et al. 2021, §3.1.4)."""
+    if not templates:
+        return guide.encode_text([text])[0]
+    e = guide.encode_text([t.format(text) for t in templates]).mean(0)
+    return e / e.norm()
+
+
 def text_delta(guide: Any, source: str, target: str, templates: Sequence[str] | None = None) -> torch.Tensor:
     """Unit CLIP text direction ``E_T(target) − E_T(source)`` → float32 ``[D]``.
 
-    With ``templates`` (strings with one ``{}``), each embedding is the normalized mean over the
-    templates filled with the text (prompt ensembling, Radford et al. 2021, §3.1.4).
+    With ``templates`` each embedding is :func:`text_embedding`'s template ensemble.
 
     Raises:
         DirectionError: the two texts give the same embedding.
     """
-    def embed(text: str) -> torch.Tensor:
-        if not templates:
-            return guide.encode_text([text])[0]
-        e = guide.encode_text([t.format(text) for t in templates]).mean(0)
-        return e / e.norm()
-
-    delta = embed(target) - embed(source)
+    delta = text_embedding(guide, target, templates) - text_embedding(guide, source, templates)
     if float(delta.norm()) < 1e-6:
         raise DirectionError(f"'{source}' and '{target}' give the same CLIP embedding: no direction")
     return delta / delta.norm()

@@ -1,4 +1,5 @@
-"""The one optimization loop: Adam on a :class:`~clipstyle.latents.Latent` through a frozen generator.
+"""The one optimization loop: Adam on a :class:`~clipstyle.latents.Latent` through a frozen generator
+(:func:`run`), or on any tensors such as a generator's own weights (:func:`train`); both are :func:`_iterate`.
 
 Every feature (text → image, photo editing, projection) is this loop with another start latent, loss
 and constraint. The learning-rate schedule is the one of the projection literature (Karras et al.
@@ -13,15 +14,19 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
 
-from clipstyle.latents import Latent
 from clipstyle.errors import NonFiniteLossWarning, UsageError, interrupt_requested
+from clipstyle.latents import Latent
+from clipstyle.optimize.precision import PRECISIONS  # noqa: F401  (re-exported: callers import loop.PRECISIONS)
+from clipstyle.optimize.precision import autocast_context, model_precision, resolve_precision
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
+#: One step of :func:`train`: ``step → (images for callbacks, scalar loss, {name: value})``.
+StepFn = Callable[[int], "tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,8 @@ class OptimizeResult:
 
     ``ws``/``best_ws``: ``[N, num_ws, w_dim]`` float32 CPU (final and lowest-loss); ``history``: one dict
     per step (``step``, ``lr``, ``loss``, each term); ``frames``: uint8 ``[N, H, W, C]`` snapshots every
-    ``save_every`` steps; ``interrupted``: stopped by Ctrl-C (then ``ws`` is the best so far).
+    ``save_every`` steps; ``interrupted``: stopped by Ctrl-C (then ``ws`` is the best so far);
+    ``precision``: the mode the networks ran in (``fp32``/``tf32``/``bf16``/``fp16``, ``auto`` resolved).
     """
 
     ws: torch.Tensor
@@ -84,6 +90,7 @@ class OptimizeResult:
     seconds: float
     steps_done: int = 0
     extra: dict = field(default_factory=dict)
+    precision: str = "fp32"
 
 
 def to_uint8_frames(images: torch.Tensor) -> np.ndarray:
@@ -92,21 +99,15 @@ def to_uint8_frames(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
 def _autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    """A factory of the autocast context for ``precision`` (a no-op for fp32).
+    """A factory of the generator's precision context (kept for callers of the old name).
 
     Raises:
-        ValueError: an unknown precision.
+        PrecisionError: an unknown precision, or one the device cannot run
+            (:func:`clipstyle.optimize.precision.resolve_precision`).
     """
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp32":
-        return contextlib.nullcontext
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return lambda: torch.autocast(device.type, dtype=dtype)
+    ran = resolve_precision(precision, device)
+    return lambda: autocast_context(ran, device)
 
 
 def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule, *, noise_mode: str = "const",
@@ -125,8 +126,13 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
         callbacks: called after every step with a :class:`StepInfo` and the step's images.
         extra_params: more tensors to optimize with the same Adam (e.g. noise buffers in projection).
         after_step: called after each optimizer step (e.g. to renormalize noise buffers).
-        precision: ``fp32`` (default), or ``bf16``/``fp16`` to run the generator's forward under
-            ``torch.autocast`` (meant for GPUs; the latent, the optimizer and the loss stay float32).
+        precision: one of :data:`~clipstyle.optimize.precision.PRECISIONS` (default ``fp32``): the
+            generator's synthesis runs in it, and so do the critics inside ``loss_fn`` that use
+            :func:`~clipstyle.optimize.precision.model_autocast` (CLIP's image tower); the latent, Adam's
+            state and the loss arithmetic stay float32; ``fp16`` scales the loss (``GradScaler``); the
+            final image is rendered in float32. ``auto`` is resolved for the latent's device
+            (:func:`~clipstyle.optimize.precision.resolve_precision`); the result's ``precision`` says
+            what ran.
         stop: polled before every step; ``True`` ends the loop exactly as Ctrl-C does (best result kept,
             ``interrupted``): the UI's Stop button.
 
@@ -138,17 +144,118 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
         it into an exit-1 error line after the command saved the best result).
     """
     G.requires_grad_(False)
-    autocast = _autocast(precision, latent.param.device)
+    device = latent.param.device
+    ran = resolve_precision(precision, device)  # PrecisionError (a UsageError) before any work
     opt = torch.optim.Adam([latent.param, *extra_params], lr=schedule.lr, betas=betas)
-    history: list[dict[str, float]] = []
-    frames: list[np.ndarray] = []
-    frame_steps: list[int] = []
-    best_loss, best_step = math.inf, -1
-    best_ws = latent.ws().detach().cpu().clone()
-    t0 = time.perf_counter()
-    interrupted = False
-    stop_reason = ""
-    step = 0
+    # fp16: a modest initial loss scale: a latent's loss is O(1) and the default 2**16 overflows the first
+    # steps of a generator's backward, which GradScaler then skips (the run falls behind fp32's schedule).
+    scaler = torch.amp.GradScaler(device.type, init_scale=2.0 ** 10, growth_interval=100) if ran == "fp16" else None
+    current: dict[str, torch.Tensor] = {}
+
+    def forward(step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        ws = current["ws"] = latent.ws()
+        with autocast_context(ran, device):
+            images = G.synthesis(ws, noise_mode=noise_mode)
+        images = images.float()
+        with model_precision(ran, device):  # the critics' forwards; the loss arithmetic stays float32
+            loss, terms = loss_fn(images, ws)
+        return images, loss.float(), terms
+
+    def after() -> None:
+        latent.constrain_()
+        if after_step is not None:
+            after_step()
+
+    out = _iterate(opt, forward, schedule, keep=lambda: current["ws"].detach().cpu().clone(),
+                   initial=latent.ws().detach().cpu().clone(),
+                   cause=lambda step, value, terms: nonfinite_cause(step, value, current["ws"], terms),
+                   save_every=save_every, callbacks=callbacks, after_step=after, stop=stop, scaler=scaler)
+    if out.stop_reason:
+        warnings.warn(out.stop_reason, NonFiniteLossWarning, stacklevel=2)
+    best_ws = out.best
+    final_ws = best_ws if out.interrupted else latent.ws().detach().cpu().clone()
+    with torch.no_grad(), autocast_context("fp32", device):  # the result is rendered in float32
+        final_img = G.synthesis(final_ws.to(device), noise_mode=noise_mode)
+    frames = out.frames + [to_uint8_frames(final_img)]
+    frame_steps = out.frame_steps + [len(out.history)]
+    return OptimizeResult(ws=final_ws, best_ws=best_ws, best_loss=out.best_loss, best_step=out.best_step,
+                          history=tuple(out.history), frames=tuple(frames), frame_steps=tuple(frame_steps),
+                          interrupted=out.interrupted, seconds=time.perf_counter() - out.t0,
+                          steps_done=len(out.history),
+                          extra={"final_image": final_img.detach().cpu(), "stop_reason": out.stop_reason},
+                          precision=ran)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    ``best``: what ``keep()`` returned at the lowest-loss step (the parameters *before* that step's update),
+    or ``initial`` when no step finished; ``history``: one dict per step (``step``, ``lr``, ``loss``, each
+    term); ``interrupted``: stopped by Ctrl-C, ``stop()`` or a NaN/inf loss (``stop_reason`` says which).
+    The trained tensors themselves are left as the last update made them: restoring ``best`` is the caller's.
+    """
+
+    best: Any
+    best_loss: float
+    best_step: int
+    history: tuple[dict[str, float], ...]
+    interrupted: bool
+    seconds: float
+    steps_done: int
+    stop_reason: str = ""
+
+
+def train(params: Sequence[torch.Tensor] | Sequence[dict], forward: StepFn, schedule: Schedule, *,
+          keep: Callable[[], Any], initial: Any = None, callbacks: Sequence[Callback] = (),
+          betas: tuple[float, float] = (0.9, 0.999), after_step: Callable[[], None] | None = None,
+          stop: Callable[[], bool] | None = None) -> TrainResult:
+    """The same loop over arbitrary tensors (e.g. generator weights): Adam on ``params`` with the
+    :class:`Schedule`, callbacks, ``stop``/Ctrl-C, best-so-far and NaN handling of :func:`run`.
+
+    Args:
+        params: tensors (or Adam parameter groups) to optimize. A tensor whose ``requires_grad`` is off
+            during a step gets no gradient and Adam leaves it (and its moments) untouched that step, so
+            ``forward`` may choose each step which of them train.
+        forward: ``forward(step) → (images [N, C, H, W] for callbacks, scalar loss, {name: value})``.
+        schedule: lr/steps/ramps (the lr of every group is set each step).
+        keep: snapshot of what to keep when the loss reaches a new low (called before the update).
+        initial: the "best" returned when no step finished.
+        callbacks, betas, after_step, stop: as in :func:`run`.
+
+    Returns:
+        :class:`TrainResult`; a NaN/inf loss also warns :class:`~clipstyle.errors.NonFiniteLossWarning`.
+    """
+    opt = torch.optim.Adam(list(params), lr=schedule.lr, betas=betas)
+    out = _iterate(opt, forward, schedule, keep=keep, initial=initial, cause=term_cause, save_every=0,
+                   callbacks=callbacks, after_step=after_step, stop=stop)
+    if out.stop_reason:
+        warnings.warn(out.stop_reason, NonFiniteLossWarning, stacklevel=2)
+    return TrainResult(best=out.best, best_loss=out.best_loss, best_step=out.best_step, history=tuple(out.history),
+                       interrupted=out.interrupted, seconds=time.perf_counter() - out.t0,
+                       steps_done=len(out.history), stop_reason=out.stop_reason)
+
+
+@dataclass
+class _Outcome:
+    history: list[dict[str, float]]
+    frames: list[np.ndarray]
+    frame_steps: list[int]
+    best: Any
+    best_loss: float
+    best_step: int
+    interrupted: bool
+    stop_reason: str
+    t0: float
+
+
+def _iterate(opt: torch.optim.Optimizer, forward: StepFn, schedule: Schedule, *, keep: Callable[[], Any],
+             initial: Any, cause: Callable[[int, float, dict], str], save_every: int,
+             callbacks: Sequence[Callback], after_step: Callable[[], None] | None,
+             stop: Callable[[], bool] | None, scaler: Any = None) -> _Outcome:
+    """The loop itself, shared by :func:`run` (a latent) and :func:`train` (any tensors); ``scaler``: fp16's
+    ``GradScaler`` (the loss is scaled so that small gradients survive; steps with inf gradients are skipped)."""
+    out = _Outcome([], [], [], initial, math.inf, -1, False, "", time.perf_counter())
     try:
         for step in range(schedule.steps):
             if (stop is not None and stop()) or interrupt_requested():  # also Ctrl-C in an earlier phase
@@ -156,47 +263,38 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
             lr = schedule.lr_at(step)
             for group in opt.param_groups:
                 group["lr"] = lr
-            ws = latent.ws()
-            with autocast():
-                images = G.synthesis(ws, noise_mode=noise_mode)
-            images = images.float()
-            loss, terms = loss_fn(images, ws)
+            images, loss, terms = forward(step)
             value = float(loss.detach())
             if not math.isfinite(value):
-                stop_reason = nonfinite_cause(step, value, ws, terms)
+                out.stop_reason = cause(step, value, terms)
                 break
-            if value < best_loss:  # the loss belongs to the ws *before* this step's update
-                best_loss, best_step = value, step
-                best_ws = ws.detach().cpu().clone()
+            if value < out.best_loss:  # the loss belongs to the parameters *before* this step's update
+                out.best_loss, out.best_step = value, step
+                out.best = keep()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            latent.constrain_()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             if after_step is not None:
                 after_step()
             record = {"step": step, "lr": lr, "loss": value, **{k: float(v) for k, v in terms.items()}}
-            history.append(record)
+            out.history.append(record)
             if save_every and step % save_every == 0:
-                frames.append(to_uint8_frames(images))
-                frame_steps.append(step)
+                out.frames.append(to_uint8_frames(images))
+                out.frame_steps.append(step)
             info = StepInfo(step, schedule.steps, lr, value, {k: float(v) for k, v in terms.items()},
-                            time.perf_counter() - t0)
+                            time.perf_counter() - out.t0)
             for cb in callbacks:
                 cb(info, images)
     except KeyboardInterrupt:
-        interrupted = True
-    if stop_reason:  # stopped on NaN/inf: keep the best so far, as for Ctrl-C, and say why
-        interrupted = True
-        warnings.warn(stop_reason, NonFiniteLossWarning, stacklevel=2)
-    final_ws = best_ws if interrupted else latent.ws().detach().cpu().clone()
-    with torch.no_grad():
-        final_img = G.synthesis(final_ws.to(latent.param.device), noise_mode=noise_mode)
-    frames.append(to_uint8_frames(final_img))
-    frame_steps.append(len(history))
-    return OptimizeResult(ws=final_ws, best_ws=best_ws, best_loss=best_loss, best_step=best_step,
-                          history=tuple(history), frames=tuple(frames), frame_steps=tuple(frame_steps),
-                          interrupted=interrupted, seconds=time.perf_counter() - t0, steps_done=len(history),
-                          extra={"final_image": final_img.detach().cpu(), "stop_reason": stop_reason})
+        out.interrupted = True
+    if out.stop_reason:  # stopped on NaN/inf: keep the best so far, as for Ctrl-C, and say why
+        out.interrupted = True
+    return out
 
 
 def nonfinite_cause(step: int, value: float, ws: torch.Tensor, terms: dict[str, torch.Tensor]) -> str:
@@ -208,10 +306,15 @@ def nonfinite_cause(step: int, value: float, ws: torch.Tensor, terms: dict[str, 
                     "latent file); nothing was optimized")
         return (f"the latent overflowed to NaN/inf at step {step}: the learning rate is too large for this "
                 "loss; try a smaller --lr (the best result so far was kept)")
+    return term_cause(step, value, terms, "while the latent is finite ")
+
+
+def term_cause(step: int, value: float, terms: dict[str, torch.Tensor], context: str = "") -> str:
+    """One line naming the loss terms that became NaN/inf at ``step`` (or just the step when none is)."""
     bad = [k for k, v in terms.items() if not math.isfinite(float(v))]
     if bad:
         where = "the generator's image" if step == 0 else f"step {step}"
-        return (f"the loss term {', '.join(repr(b) for b in bad)} became {value} at {where} while the latent is "
-                "finite (check that term's inputs and weights); the best result so far was kept")
+        return (f"the loss term {', '.join(repr(b) for b in bad)} became {value} at {where} {context}"
+                "(check that term's inputs and weights); the best result so far was kept")
     return f"the loss became {value} at step {step} (the best result so far was kept)"
 

@@ -31,6 +31,8 @@ def direction_apply(latents: "str | DirectionApplySettings | None" = None, direc
     A latent file is rendered as it was made unless told otherwise: the network in its meta
     (``network=None``) and its stored StyleGAN2 noise maps (``noise_mode="const"`` and ``file_noise``).
     ``component``/``sigma`` pick principal component K of a GANSpace file, scaled by S standard deviations.
+    A StyleSpace direction (``direction global``'s ``latents.npz`` or ``--out`` file) moves the styles instead:
+    ``s(ws) + s·Δs`` (:mod:`clipstyle.latents.stylespace`); then ``latents.npz`` repeats the source's ws.
 
     Returns:
         :class:`Run` named ``direction-<direction>-<source>``: ``direction.gif``, ``strip.png``, ``latents.npz``
@@ -69,17 +71,18 @@ def direction_apply(latents: "str | DirectionApplySettings | None" = None, direc
     source = s.model_keys()["G"][0]  # the one rule: --network, else the tuned generator, else the recorded one
     dev = pick_device(device, G)
     G = load_network(source, dev, G=G)
-    d = load_direction(direction, G.num_ws, G.w_dim, component=component, sigma=sigma)
+    s_dir = _s_direction(direction, G, component, sigma, blocks)
+    d = load_direction(direction, G.num_ws, G.w_dim, component=component, sigma=sigma) if s_dir is None else None
     rows = parse_blocks(blocks, G.num_ws, G.block_groups())
     (src,) = parse_source(latents, G, dev, truncation, labels(G.c_dim, class_idx, 1, dev), allow_many=False)
-    ws = apply_direction(src.ws, d, values, rows)
+    ws = apply_direction(src.ws, d, values, rows) if s_dir is None else src.ws.expand(len(values), -1, -1)
     synth = G
     if path is not None and file_noise and nm == "const":
         from clipstyle.inversion.noise import SynthesisWithNoise, read_noise
 
         noise = read_noise(path, G, meta.get("noise"))
         synth = SynthesisWithNoise(G, noise) if noise else G
-    imgs = render_ws(synth, ws, nm)
+    imgs = render_ws(synth, ws, nm) if s_dir is None else _render_s(G, synth, src.ws, s_dir, values, nm)
     strip = make_grid(list(imgs), rows=1)
     settings = {"command": "direction apply", "source": src.label, "direction": str(direction),
                 "strengths": values, "blocks": list(rows), "network": source, "file_noise": synth is not G}
@@ -87,6 +90,46 @@ def direction_apply(latents: "str | DirectionApplySettings | None" = None, direc
                network=G.describe(), ws_=ws.cpu(), images_=imgs, result_image=strip, gif_frames=tuple(imgs),
                extra_images={"strip.png": strip}, extra_gifs={"direction.gif": list(imgs)}, fps=fps,
                meta={"strengths": values, "direction": str(direction)})
+
+
+def _s_direction(direction: str | Path, G: Any, component: int | None, sigma: float | None,
+                 blocks: str | None) -> torch.Tensor | None:
+    """The StyleSpace direction ``[C]`` of an S direction file (``direction global``), or None for any other file.
+
+    Raises:
+        DirectionError: --component/--sigma/--blocks with an S direction. SDirectionError: a layout that does not fit.
+    """
+    from clipstyle.latents.directions import DirectionError
+    from clipstyle.latents.stylespace import is_s_direction, load_s_direction
+
+    if not is_s_direction(direction):
+        return None
+    if component is not None or sigma is not None or blocks is not None:
+        raise DirectionError(f"{direction} is a StyleSpace direction: --component, --sigma and --blocks do not apply "
+                             "(it moves its own channels)")
+    return load_s_direction(direction, G)
+
+
+def _render_s(G: Any, synth: Any, ws: torch.Tensor, direction: torch.Tensor, values: Sequence[float],
+              noise_mode: str) -> Any:
+    """Frames of ``s(ws) + v·direction`` for each strength ``v`` (StyleSpace), uint8 ``[F, H, W, C]``; ``synth`` is
+    ``G`` or its stand-in with the latent file's noise maps."""
+    from clipstyle.generator.stylespace import flatten_styles, override_styles, style_layers, unflatten_styles
+    from clipstyle.latents.stylespace import edit_flat
+    from clipstyle.render.files import to_uint8
+
+    layers = style_layers(G)
+    out = []
+    with torch.no_grad():
+        s0 = flatten_styles(G.styles(ws), layers)
+        flat = edit_flat(s0, direction, values)
+        for i in range(0, flat.shape[0], 8):
+            part = flat[i:i + 8]
+            with override_styles(G, unflatten_styles(part, layers)):
+                out.append(to_uint8(synth.synthesis(ws.expand(part.shape[0], -1, -1), noise_mode=noise_mode)))
+    import numpy as np
+
+    return np.concatenate(out)
 
 
 def direction_learn(positive: "Sequence[str | Path] | DirectionLearnSettings | None" = None,

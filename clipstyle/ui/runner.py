@@ -11,61 +11,84 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
+import time
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-__all__ = ["UIConfig", "Models", "StopFlags", "stream", "status_html"]
+__all__ = ["Job", "Models", "StopFlags", "stream", "status_html", "preview"]
 
-
-@dataclass(frozen=True)
-class UIConfig:
-    """Settings of one ``clipstyle ui`` process (the CLI's option names).
-
-    Attributes:
-        network: generator alias, path or URL. clip_model / clip_pretrained: the CLIP model (``"none"``:
-            random weights, tests). device: ``auto``, ``cpu``, ``cuda`` or ``mps``. outdir: where run folders
-            offered for download are written. preview_every: preview image every this many steps.
-    """
-
-    network: str = "ffhq"
-    clip_model: str = "ViT-B-32"
-    clip_pretrained: str = "openai"
-    device: str = "auto"
-    outdir: str = "out/ui"
-    preview_every: int = 5
+from clipstyle.ui.config import UIConfig  # noqa: E402  (re-exported for old imports)
 
 
 class Models:
-    """The process's generator (loaded once), CLIP (loaded on first use) and extra networks (by name)."""
+    """The process's models, in the shared :class:`~clipstyle.workflows.models.ModelCache` (:attr:`cache`):
+    the generator (loaded now), CLIP, e4e, ArcFace, LPIPS (each loaded on first use, only from the files the
+    operator named) and Blend's other networks (only the allowed names)."""
 
     def __init__(self, config: UIConfig) -> None:
-        from clipstyle.pipelines.common import load_network, pick_device
+        from clipstyle.workflows.models import ModelCache
 
         self.config = config
-        self.device = pick_device(config.device)
-        self.G = load_network(config.network, self.device, progress=False)
-        self.lock = threading.Lock()  # one job on G (and CLIP) at a time
-        self._guide = None
-        self._others: dict[str, Any] = {}
+        self.cache = ModelCache(config.device)
+        self.device = self.cache.device
+        self.G = self.cache.get("G", (config.network, None))
+        self.lock = threading.Lock()  # one job on the models at a time
+        self.ui: Any = None  # the app's context (caps, sessions, Stop), set by build_app for mounted tabs
 
     @property
     def guide(self) -> Any:
         """The CLIP model (loaded on first use)."""
-        if self._guide is None:
-            from clipstyle.pipelines.common import load_guide
+        return self.cache.get("guide", (self.config.clip_model, self.config.clip_pretrained))
 
-            self._guide = load_guide(self.config.clip_model, self.config.clip_pretrained, self.device)
-        return self._guide
+    @property
+    def encoder(self) -> Any:
+        """The e4e encoder of ``--encoder`` (None without one)."""
+        return None if self.config.encoder is None else self.cache.get("encoder", (self.config.encoder,))
+
+    @property
+    def identity(self) -> Any:
+        """ArcFace of ``--id-weights`` (None without one)."""
+        return None if self.config.id_weights is None else self.cache.get("identity", (self.config.id_weights,))
+
+    @property
+    def perceptual(self) -> Any:
+        """LPIPS from ``--lpips-weights`` (else the one default download, cached)."""
+        return self.cache.get("perceptual", ("lpips", self.config.lpips_weights))
 
     def network(self, name: str) -> Any:
-        """Another generator (the Blend tab's B), loaded once per name."""
-        if name not in self._others:
-            from clipstyle.pipelines.common import load_network
+        """One of the allowed networks (Blend's B), loaded once.
 
-            self._others[name] = load_network(name, self.device, progress=False)
-        return self._others[name]
+        Raises:
+            UsageError: ``name`` is not one the operator allowed.
+        """
+        if name not in self.config.networks:
+            from clipstyle.errors import UsageError
+
+            raise UsageError(f"network {name[:60]!r} is not one this server offers")
+        return self.cache.get("G", (name, None))
+
+
+class Job:
+    """One request's stop condition: the session's Stop flag, or its deadline (``--max-seconds``) passed."""
+
+    def __init__(self, flag: threading.Event, seconds: float) -> None:
+        self.flag = flag
+        self.seconds = float(seconds)
+        self.deadline = time.monotonic() + self.seconds
+
+    @property
+    def timed_out(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def stopped(self) -> bool:
+        """True once Stop was pressed or the time is up (the pipelines' ``stop``)."""
+        return self.flag.is_set() or self.timed_out
+
+    def why(self) -> str:
+        """Why the run ended early, for the status line."""
+        return f"the time limit of {self.seconds:g} s (--max-seconds)" if self.timed_out and \
+            not self.flag.is_set() else "Stop"
 
 
 class StopFlags:
@@ -75,11 +98,11 @@ class StopFlags:
         self._flags: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def new(self, session: str) -> threading.Event:
-        """A fresh, unset flag for ``session``'s next job."""
+    def new(self, session: str, seconds: float = float("inf")) -> Job:
+        """A fresh job for ``session``'s next request (its flag unset, its deadline ``seconds`` away)."""
         with self._lock:
             self._flags[session] = flag = threading.Event()
-        return flag
+        return Job(flag, seconds)
 
     def stop(self, session: str) -> bool:
         """Set ``session``'s flag; False when it has no job."""
@@ -89,6 +112,12 @@ class StopFlags:
             return False
         flag.set()
         return True
+
+    def forget(self, session: str) -> None:
+        """Stop the session's job and drop its flag (the browser tab closed)."""
+        self.stop(session)
+        with self._lock:
+            self._flags.pop(session, None)
 
 
 def status_html(done: int, total: int, text: str, key: str = "text") -> str:
@@ -100,7 +129,7 @@ def status_html(done: int, total: int, text: str, key: str = "text") -> str:
             f'</progress> <span id="{key}-status-text">{html.escape(text)}</span></div>')
 
 
-def stream(job: Callable[[Callable[..., None]], Any], lock: threading.Lock, stop: threading.Event | None = None
+def stream(job: Callable[[Callable[..., None]], Any], lock: threading.Lock, stop: Job | threading.Event | None = None
            ) -> Iterator[tuple[str, Any]]:
     """Run ``job(report)`` in a worker thread holding ``lock``; yield what it reports, then its result.
 
@@ -133,7 +162,7 @@ def stream(job: Callable[[Callable[..., None]], Any], lock: threading.Lock, stop
             yield kind, payload
     finally:
         if not finished and stop is not None:
-            stop.set()
+            (stop.flag if isinstance(stop, Job) else stop).set()
 
 
 def preview(images: Any) -> np.ndarray:

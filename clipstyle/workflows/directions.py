@@ -41,7 +41,8 @@ class DirectionApplySettings(Settings):
 
     latents: str = option(argument=True, resolve=resolve_sources, help="Latent .npz (item 0, or FILE#i) or a seed.")
     direction: str = option(argument=True, input_file=True, help=(
-        "Direction file: .npy/.npz/.pt, [w_dim] or [num_ws, w_dim], or a GANSpace PCA file with --component."))
+        "Direction file: .npy/.npz/.pt, [w_dim] or [num_ws, w_dim], a GANSpace PCA file with --component, or an S "
+        "direction from 'direction global'."))
     strength: str = option("-5:5", check=_check_range, help=(
         "Strength range LO:HI (ws + s·direction); a single number gives one frame."))
     component: int | None = option(None, minimum=0, maximum=100000, help="GANSpace file: use principal component K.")

@@ -130,6 +130,17 @@ _ENTRIES = (
     _W("direction-from-text", "clipstyle.workflows.directions:DirectionFromTextSettings",
        "clipstyle.pipelines.directions:direction_from_text", ("G", "guide"), ("direction", "from-text"), batch=False,
        summary="Find a W+ direction from two texts."),
+    _W("direction-global", "clipstyle.workflows.global_edit:GlobalEditSettings",
+       "clipstyle.pipelines.global_edit:global_edit", ("G", "guide"), ("direction", "global"), ui="global_edit",
+       summary="Edit with a text pair in real time: StyleCLIP's global direction in StyleSpace (alpha, beta)."),
+    _W("direction-sefa", "clipstyle.workflows.global_edit:SefaSettings",
+       "clipstyle.pipelines.directions_unsupervised:sefa_directions", ("G",), ("direction", "sefa"),
+       summary="Find directions without labels: SeFa's closed-form factorization of the modulation weights."),
+    _W("direction-pca", "clipstyle.workflows.global_edit:PcaSettings",
+       "clipstyle.pipelines.directions_unsupervised:pca_directions", ("G",), ("direction", "pca"),
+       summary="Find directions without labels: GANSpace's principal components of sampled w."),
+    _W("adapt", "clipstyle.workflows.adapt:AdaptSettings", "clipstyle.pipelines.adapt:adapt", ("G", "guide"),
+       ("adapt",), ui="adapt", summary="A new network from two words: 'photo' → 'pencil sketch' (StyleGAN-NADA)."),
 )
 
 #: Every workflow by name (read-only).

@@ -8,7 +8,8 @@ needs no unpickling; it is also the fastest format to read. Layout:
 * ``__metadata__``: ``clipstyle_format`` (``"1"``), ``kind`` (``"stylegan2"`` | ``"stylegan3"``),
   ``config`` (JSON of ``dataclasses.asdict(G.config)``; tuples become lists and are turned back into
   tuples from the dataclass field types), ``source`` / ``source_format`` (where the network was
-  converted from), plus any caller-given string entries.
+  converted from), plus any caller-given string entries; an adapted network (``clipstyle adapt``) records its
+  ``provenance`` there (JSON: base network, its sha256, texts, steps, layers; :func:`read_provenance`).
 
 The round trip ``load_native(save_native(G))`` is bit-exact (state dict and images).
 """
@@ -40,6 +41,8 @@ from clipstyle.generator.formats.common import (
 
 FORMAT_VERSION = "1"
 _RESERVED = ("clipstyle_format", "kind", "config", "source", "source_format")
+#: Header entry of an adapted network's provenance (a JSON object; ``base_sha256`` names the base file).
+PROVENANCE_KEY = "provenance"
 
 
 def save_native(G: Generator, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -100,6 +103,17 @@ def read_native_metadata(path: str | Path) -> dict[str, str]:
     except Exception as exc:  # safetensors raises its own SafetensorError for bad headers
         raise CheckpointError(f"{path.name} is a corrupt safetensors file ({type(exc).__name__}: "
                               f"{' '.join(str(exc).split())[:160]})") from None
+
+
+def read_provenance(path: str | Path) -> dict[str, Any] | None:
+    """The ``provenance`` JSON object of a clipstyle safetensors network, or None (none recorded, not JSON, not
+    an object, or not a safetensors file: provenance is informative, never a reason to refuse a network)."""
+    try:
+        text = read_native_metadata(path).get(PROVENANCE_KEY)
+        data = json.loads(text) if text else None
+    except (CheckpointError, OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 _ST_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
