@@ -66,11 +66,11 @@ def build_tab(models: Any, *, outdir: str | Path | None = None, stops: StopFlags
     """Add the Adapt tab to the ``gr.Blocks`` being built (call inside its ``with`` block)."""
     import gradio as gr
 
-    from clipstyle.ui.app import _session, user_errors
+    from clipstyle.ui.app import _session
+    from clipstyle.ui.errors import describe
 
     stops = stops or StopFlags()
     out = Path(outdir if outdir is not None else models.config.outdir)
-    errors = user_errors()
 
     def run(source: str, target: str, steps: float, layers: str, seed: float, request: gr.Request):
         flag = stops.new(_session(request))
@@ -87,8 +87,8 @@ def build_tab(models: Any, *, outdir: str | Path | None = None, stops: StopFlags
                     text = (f"stopped after {r.steps_done} steps; kept the best network (loss {r.best_loss:.4f})"
                             if result.interrupted else f"done: {r.steps_done} steps → {folder.name}")
                     yield gr.skip(), status_html(r.steps_done, int(steps), text, "adapt"), result.image, run_files(folder)
-        except errors as exc:
-            raise gr.Error(" ".join(str(exc).split()) or type(exc).__name__) from None
+        except Exception as exc:  # noqa: BLE001 - classified by type: the CLI's line, a bug said to be one
+            raise gr.Error(describe(exc)) from None
 
     def halt(request: gr.Request) -> None:
         stops.stop(_session(request))
