@@ -294,11 +294,11 @@ def test_the_cli_gives_the_same_generator_as_the_api(adapted, tmp_path, capsys):
 def test_the_ui_endpoint_gives_the_same_generator_as_the_api(adapted, tmp_path):
     pytest.importorskip("gradio")
     from clipstyle.generator import read_generator_file
-    from clipstyle.ui.adapt import adapt_stream
+    from clipstyle.ui.tabs.adapt import adapt_stream
     from clipstyle.ui.runner import Models, UIConfig
 
     folder, base, _ = adapted
-    models = Models(UIConfig(network=str(base), clip_model=TINY_CLIP, clip_pretrained="none", device="cpu"))
+    models = Models(UIConfig(networks=(str(base),), clip_model=TINY_CLIP, clip_pretrained="none", device="cpu"))
     events = list(adapt_stream(models, "photo", "pencil sketch", 4, "auto", 2, outdir=tmp_path, preview_every=2))
     assert [k for k, _ in events] == ["progress"] * 3 + ["done"]  # steps 1, 3 and the last, 4
     run, ui_folder = events[-1][1]

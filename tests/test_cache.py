@@ -38,9 +38,9 @@ def count_opens(monkeypatch):
     calls: list[str] = []
     real = cache._open_url
 
-    def counting(url, timeout):
+    def counting(url, timeout, *rest):
         calls.append(url)
-        return real(url, timeout)
+        return real(url, timeout, *rest)
 
     monkeypatch.setattr(cache, "_open_url", counting)
     return calls

@@ -20,19 +20,21 @@ def test_read_context_returns_what_the_file_records(tmp_path):
     from clipstyle.inversion.files import add_arrays
 
     path = tmp_path / "proj.npz"
+    toon = tmp_path / "toon.pkl"
+    toon.write_bytes(b"")  # a recorded blend network is used only when it is a local file (or an alias)
     save_latents(path, np.zeros((1, 10, 64), np.float32),
-                 meta={"network": "ffhq", "blend": "toon.pkl@32", "truncation_psi": 0.7, "truncation_cutoff": 8})
+                 meta={"network": "ffhq", "blend": f"{toon}@32", "truncation_psi": 0.7, "truncation_cutoff": 8})
     noise = {"b4.conv1.noise": np.full((1, 1, 4, 4), 0.5, np.float32), "b8.conv0.noise": np.ones((1, 1, 8, 8))}
     add_arrays(path, {f"noise_{i}": a for i, a in enumerate(noise.values())}, {"noise": list(noise)})
     ctx = read_context(f"{path}#0")
-    assert (ctx.network, ctx.blend, ctx.truncation_psi, ctx.truncation_cutoff) == ("ffhq", "toon.pkl@32", 0.7, 8)
+    assert (ctx.network, ctx.blend, ctx.truncation_psi, ctx.truncation_cutoff) == ("ffhq", f"{toon}@32", 0.7, 8)
     assert ctx.noise_names == tuple(noise)
     arrays = ctx.noise_arrays()
     assert list(arrays) == list(noise) and arrays["b4.conv1.noise"].dtype == np.float32
     np.testing.assert_array_equal(arrays["b8.conv0.noise"], noise["b8.conv0.noise"])
     # options win when given; the file fills in otherwise
     assert ctx.network_or(None) == "ffhq" and ctx.network_or("metfaces") == "metfaces"
-    assert ctx.blend_or(None) == "toon.pkl@32" and ctx.blend_or("") is None
+    assert ctx.blend_or(None) == f"{toon}@32" and ctx.blend_or("") is None
     assert ctx.truncation_or(None) == 0.7 and ctx.truncation_or(1.0) == 1.0 and ctx.cutoff_or(None) == 8
     notes = ctx.notes()
     assert len(notes) == 4 and "ffhq" in notes[0] and "--network overrides" in notes[0]

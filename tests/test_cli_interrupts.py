@@ -133,3 +133,37 @@ def test_a_ctrl_c_in_one_phase_stops_the_next(tmp_path):
     assert first.steps_done == 2 and second.steps_done == 0
     assert torch.equal(second.ws, first.ws)  # phase two kept what phase one had
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.slow  # like the Ctrl-C test above: the first step of a fresh process
+@pytest.mark.parametrize("sig, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGHUP, 129, "SIGHUP")])
+def test_sigterm_and_sighup_in_the_loop_keep_the_best_like_ctrl_c(tmp_path, sig, code, name):
+    """What `timeout`, schedulers and container stops send: the best result is written, exit 128 + signal."""
+    child = Child(text_args(tmp_path / "out"))
+    child.wait_for("optimizing")
+    child.wait_for("1/100000")
+    child.proc.send_signal(sig)
+    out = child.proc.stdout.read().decode()
+    got = child.proc.wait(60)
+    child.reader.join(5)
+    err = child.err.decode(errors="replace")
+    assert got == code, (got, err)
+    assert "Traceback" not in err and err.rstrip().endswith(f"interrupted ({name})"), err
+    run = Path(out.strip().splitlines()[-1])
+    assert sorted(p.name for p in run.iterdir()) == ["latents.npz", "progress.gif", "result.png", "run.json"]
+    assert "kept the best result" in err
+
+
+def test_every_stop_signal_reaches_interrupt_requested():
+    """In-process: SIGTERM and SIGHUP set the flag the loop polls, exactly like SIGINT."""
+    from clipstyle.cli.common import InterruptWatch
+    from clipstyle.errors import interrupt_requested
+
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)):
+        with InterruptWatch() as watch:
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), sig)
+                time.sleep(1)
+            assert interrupt_requested() and watch.exit_code == code
+        assert not interrupt_requested()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

@@ -165,3 +165,79 @@ def test_cached_file_that_fails_to_load_is_quarantined(tmp_path, cache_env):
 
 def test_total_time_limit_default_is_finite():
     assert 0 < cache.TOTAL_TIME_LIMIT < 24 * 3600 and cache.MAX_DOWNLOAD_BYTES > 1 << 30
+
+
+# ---- deadlines that hold: connection, status line, headers and chunk framing, not only body reads ----
+class _DripHandler(http.server.BaseHTTPRequestHandler):
+    """Answers one byte at a time, each well inside the per-read timeout, in the part of the response the
+    path names: the status line, a header line, or a chunk-size line of a chunked body."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _drip(self, data: bytes, pause: float = 0.05) -> None:
+        for b in data:
+            try:
+                self.wfile.write(bytes([b]))
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(pause)
+
+    def do_GET(self):
+        if self.path.startswith("/drip-status"):
+            self._drip(b"HTTP/1.1 200 OK" + b" " * 400 + b"\r\n")
+        elif self.path.startswith("/drip-header"):
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            self._drip(b"X-Slow: " + b"a" * 400 + b"\r\n")
+        elif self.path.startswith("/drip-chunk-size"):
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nq\r\n")
+            self._drip(b"0" * 400 + b"1\r\n")
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def drip_server():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DripHandler)  # 127.0.0.1 only
+    srv.daemon_threads = True
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("path", ["/drip-status", "/drip-header", "/drip-chunk-size"])
+def test_the_time_limit_covers_headers_and_chunk_framing(drip_server, cache_env, path):
+    url = drip_server + path + "/net.pkl"
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="took longer than 0.6 s") as info:
+        fetch(url, progress=False, time_limit=0.6, timeout=5)
+    assert time.monotonic() - start < 3.0, "cut off at the deadline, not after the server gives up"
+    assert "\n" not in str(info.value)
+    assert not cached_path_for(url).exists() and _leftovers(cache_env) == []
+
+
+def test_fetch_with_sha256_hashes_the_bytes_not_the_sidecar(tmp_path, cache_env):
+    import hashlib
+
+    src = tmp_path / "w.pkl"
+    src.write_bytes(b"the real weights")
+    good = hashlib.sha256(b"the real weights").hexdigest()
+    cached = fetch(src.as_uri(), sha256=good, progress=False)
+    cached.write_bytes(b"tampered in the cache")  # the sidecar still says `good`
+    again = fetch(src.as_uri(), sha256=good, progress=False)
+    assert again.read_bytes() == b"the real weights"
+
+
+def test_file_url_copies_keep_the_source_mode_or_tighter(tmp_path, cache_env):
+    src = tmp_path / "secret.pkl"
+    src.write_bytes(b"owner only")
+    os.chmod(src, 0o600)
+    cached = fetch(src.as_uri(), progress=False)
+    assert cached.stat().st_mode & 0o077 == 0

@@ -155,7 +155,7 @@ def test_tuple_key_hash_bomb_in_a_torch_archive_is_refused(tmp_path):
     path = tmp_path / "bomb.pt"
     _patched_archive(plain, path, b"X\x06\x00\x00\x00KEYKEY", bomb)
     start = time.monotonic()
-    with pytest.raises(CheckpointError, match="bomb.pt.*dict key"):
+    with pytest.raises(CheckpointError, match="bomb.pt.*(dict key|expand)"):
         read_generator_file(path)
     assert time.monotonic() - start < 5
 

@@ -28,7 +28,7 @@ LONG_FILES: dict[str, str] = {
 LAYERS: list[set[str]] = [
     {"__main__", "cli", "ui", "batch"},
     {"workflows", "pipelines"},
-    {"adapt", "inversion", "optimize", "render", "guidance", "encoders", "latents"},
+    {"adapt", "inversion", "optimize", "render", "guidance", "encoders", "latents", "tracking"},
     {"generator"},
     {"kernels"},
     {"io"},

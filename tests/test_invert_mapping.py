@@ -165,7 +165,7 @@ def test_invert_z_cli_wplus_and_errors(net_and_latents, tmp_path, capsys, monkey
 
     from clipstyle.io import cache
 
-    def offline(url, timeout):
+    def offline(url, timeout, *rest):
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
 
     monkeypatch.setattr(cache, "_open_url", offline)

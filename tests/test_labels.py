@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipstyle.cli.common import class_vector
+from clipstyle.latents.labels import label_tensor as class_vector
 from clipstyle.generator.formats.native import save_native
 from clipstyle.generator.stylegan1 import StyleGAN1Config, StyleGAN1Generator
 from clipstyle.latents.labels import LabelError, label_w_avg, parse_labels, truncate_ws

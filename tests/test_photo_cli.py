@@ -112,7 +112,7 @@ def test_bad_options_fail_cleanly(tmp_path, tiny_net, capsys, extra, needle):
 def test_lpips_offline_message(tmp_path, tiny_net, capsys, monkeypatch):
     import clipstyle.io.cache as cache
 
-    def offline(url, timeout):
+    def offline(url, timeout, *rest):
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
 
     monkeypatch.setattr(cache, "_open_url", offline)

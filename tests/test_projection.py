@@ -245,7 +245,7 @@ def test_lpips_offline_download_error(tmp_path, monkeypatch):
     # The published URLs, with the network unreachable.
     from clipstyle.io import cache
 
-    def offline(url, timeout):
+    def offline(url, timeout, *rest):
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
 
     monkeypatch.setattr(cache, "_open_url", offline)

@@ -68,10 +68,8 @@ def test_cli_tune_saves_the_generator_and_later_commands_use_it(tmp_path, photo_
     skimage = pytest.importorskip("skimage")
     from clipstyle.generator import load_generator
     from clipstyle.latents import load_latents
-    from clipstyle.pipelines.photo_parts import (
-        generator_for_latents,
-        tuned_generator_path,
-    )
+    from clipstyle.latents.source import tuned_generator_path
+    from clipstyle.pipelines.photo_parts import generator_for_latents
 
     Image.fromarray(skimage.data.astronaut()).resize((64, 64)).save(tmp_path / "astronaut.png")
     net = _tiny.network_file("sg2")

@@ -187,14 +187,49 @@ def parse_job(raw: Any, where: str, *, base: Path, defaults: Mapping[str, Any] |
     return job_id, name, options, explicit
 
 
+#: Budgets of one job file, checked while reading (before any job is validated or run).
+MAX_JOB_FILE_BYTES = 32 * 2**20  # a JSON-lines file; TOML files: MAX_TOML_BYTES (parsed whole)
+MAX_TOML_BYTES = 8 * 2**20
+MAX_JOB_LINE_BYTES = 1 * 2**20  # one JSON line (one job)
+MAX_JOB_DEPTH = 16  # nesting of one job's values
+MAX_JOB_VALUES = 4_000_000  # values of all jobs together (each dict/list/scalar counts one)
+
+
+class _JobBudget:
+    """Counts the values of a job file as they are checked (depth, count)."""
+
+    def __init__(self) -> None:
+        self.values = 0
+
+    def walk(self, value: Any, where: str) -> None:
+        todo = [(value, 1)]
+        while todo:
+            v, depth = todo.pop()
+            self.values += 1
+            if self.values > MAX_JOB_VALUES:
+                raise JobFileError(f"{where}: the job file holds more than {MAX_JOB_VALUES} values; split it")
+            if depth > MAX_JOB_DEPTH:
+                raise JobFileError(f"{where}: a value nested deeper than {MAX_JOB_DEPTH} levels; not a job")
+            if isinstance(v, dict):
+                todo.extend((x, depth + 1) for x in v.values())
+            elif isinstance(v, list):
+                todo.extend((x, depth + 1) for x in v)
+
+
 def _json_lines(text: str, name: str) -> list[tuple[int, Any]]:
     items = []
+    budget = _JobBudget()
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
+        if len(stripped) > MAX_JOB_LINE_BYTES:
+            raise JobFileError(f"{name}:{number}: a line of {len(stripped)} characters; one job is at most "
+                               f"{MAX_JOB_LINE_BYTES >> 20} MiB")
         try:
-            items.append((number, json.loads(stripped)))
+            value = json.loads(stripped)  # NaN/Infinity: refused by the validation of each key
+            budget.walk(value, f"{name}:{number}")
+            items.append((number, value))
         except json.JSONDecodeError as exc:
             raise JobFileError(f"{name}:{number}: not valid JSON ({exc.msg} at column {exc.colno}); each line must "
                                f"be one JSON object") from None
@@ -213,6 +248,7 @@ def _toml_jobs(text: str, name: str) -> tuple[list[tuple[int, Any]], dict[str, A
     except tomllib.TOMLDecodeError as exc:
         line = re.search(r"line (\d+)", str(exc))
         raise JobFileError(f"{name}:{line.group(1) if line else 1}: not valid TOML ({str(exc).split(' (')[0]})") from None
+    _JobBudget().walk(doc, f"{name}:1")  # depth and count, before any job is validated
     extra = sorted(set(doc) - {"job", "defaults"})
     if extra:
         raise JobFileError(f"{name}:1: unknown top-level key(s) {', '.join(extra)}; use [[job]] tables and an "
@@ -247,9 +283,13 @@ def read_jobs(path: str | Path, defaults: Mapping[str, Any] | None = None) -> li
     if not path.is_file():
         raise JobFileError(f"no such job file: {path}")
     try:
-        data = path.read_bytes()
-        if len(data) > 256 * 2**20:
-            raise JobFileError(f"{path} is larger than 256 MiB; split it into several job files")
+        cap = MAX_TOML_BYTES if path.suffix.lower() == ".toml" else MAX_JOB_FILE_BYTES
+        if path.stat().st_size > cap:
+            raise JobFileError(f"{path} is larger than {cap >> 20} MiB; split it into several job files")
+        with open(path, "rb") as f:
+            data = f.read(cap + 1)
+        if len(data) > cap:
+            raise JobFileError(f"{path} is larger than {cap >> 20} MiB; split it into several job files")
         text = data.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise JobFileError(f"cannot read job file {path}: {type(exc).__name__}") from None

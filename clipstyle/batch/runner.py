@@ -46,6 +46,8 @@ class BatchConfig:
         workers: most Ray actors (default: one per GPU, else cores // cpus_per_worker).
         max_attempts: tries of a batch whose worker died before the batch's jobs are failed.
         quiet: no progress bar.
+        log: ``--log`` specs: each job done becomes one tracker run named by its id, grouped under the
+            outdir's name, logged from its folder once written (:func:`clipstyle.tracking.replay.log_run_folder`).
     """
 
     outdir: Path
@@ -56,6 +58,7 @@ class BatchConfig:
     workers: int | None = None
     max_attempts: int = 3
     quiet: bool = False
+    log: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -191,6 +194,10 @@ def run_jobs(jobs: Sequence[Job], config: BatchConfig, on_job: Callable[[Job, di
                     (done if entry["status"] == "done" else failed).append(job.id)
                     if entry["status"] == "done":
                         folders[job.id] = Path(entry["folder"])
+                        if config.log:
+                            from clipstyle.tracking.replay import log_run_folder
+
+                            log_run_folder(config.log, folders[job.id], name=job.id, group=outdir.name)
                     bar.advance(entry["status"] != "done")
                     if on_job is not None:
                         on_job(job, entry)

@@ -193,11 +193,11 @@ def main(argv: list[str] | None = None) -> None:
                 os.environ.pop("CLIPSTYLE_DEBUG", None)
             else:
                 os.environ["CLIPSTYLE_DEBUG"] = previous
-    if code == 130 and real_process:
+    if code in (130, 143, 129) and real_process:  # Ctrl-C, SIGTERM, SIGHUP (cli.common.InterruptWatch)
         # An interrupt may have left an import (torch's) half done: leave without running finalizers.
         try:
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
-            os._exit(130)
+            os._exit(code)
     raise SystemExit(code)

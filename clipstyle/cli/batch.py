@@ -35,6 +35,9 @@ def batch_command(
                                                  "per GPU otherwise).", min=1)] = 1,
     workers: Annotated[Optional[int], typer.Option(help="Most Ray workers (default: one per GPU, or cores / "
                                                    "--cpus-per-worker).", min=1)] = None,
+    log: Annotated[Optional[list[str]], typer.Option(
+        "--log", metavar="SPEC", help="Track every job (repeatable): tensorboard[:DIR] or mlflow[:URI]; one tracker "
+        "run per job, grouped under OUTDIR's name, logged when its folder is written.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run every job of JOBS; each writes the run folder its command writes, as OUTDIR/ID.
@@ -46,7 +49,9 @@ def batch_command(
     """
     from clipstyle.batch.jobs import read_jobs
     from clipstyle.batch.runner import BatchConfig, run_jobs
+    from clipstyle.tracking import check_log_specs
 
+    log_specs = tuple(str(spec) for spec in check_log_specs(log))  # a missing extra: one line before any work
     if ray is not None:
         from clipstyle.batch.ray_runner import import_ray
 
@@ -66,7 +71,7 @@ def batch_command(
     defaults = {"network": network, "clip_model": clip_model, "clip_pretrained": clip_pretrained, "steps": steps}
     job_list = read_jobs(jobs, defaults)
     config = BatchConfig(outdir=outdir, batch_size=batch_size, device=device, ray=ray.strip() if ray else None,
-                         cpus_per_worker=cpus_per_worker, workers=workers, quiet=quiet)
+                         cpus_per_worker=cpus_per_worker, workers=workers, quiet=quiet, log=log_specs)
 
     def print_folder(job, entry: dict) -> None:  # each folder as its job completes, not all at the end
         if entry["status"] == "done":

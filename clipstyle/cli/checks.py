@@ -296,7 +296,9 @@ def _direction(kw: dict[str, Any]) -> None:
     import numpy as np
 
     try:
-        d = np.load(p, allow_pickle=False)
+        from clipstyle.io.arrays import read_npy
+
+        d = read_npy(p)  # budgeted header first; an .npz or .pt direction is checked by the body
     except Exception:  # noqa: BLE001 - the body reports unreadable files with its own message
         return
     if isinstance(d, np.ndarray) and d.dtype.kind == "f":

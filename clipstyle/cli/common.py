@@ -10,8 +10,8 @@ command that forgot), so a new command gets every class of behaviour below witho
   line the UI and a batch job show): :class:`~clipstyle.errors.UsageError` is the only exit-2 path; other
   user-facing errors exit 1; anything else is an internal error: one ``internal error`` line, the
   traceback, exit 1;
-* **interrupts** — Ctrl-C stops the command as a whole (later phases see
-  :func:`clipstyle.errors.interrupt_requested`), the command keeps the best result, exit 130;
+* **interrupts** — Ctrl-C, SIGTERM and SIGHUP stop the command as a whole (later phases see
+  :func:`clipstyle.errors.interrupt_requested`), the command keeps the best result, exit 130 / 143 / 129;
 * **non-finite losses** — the loop's :class:`~clipstyle.errors.NonFiniteLossWarning` becomes an exit-1
   line after the command saved the best result.
 """
@@ -45,7 +45,7 @@ from clipstyle.errors import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_RUNTIME", "EXIT_USAGE", "BadFileError", "InterruptWatch", "UsageError",
-           "UserRuntimeError", "class_vector", "debug_enabled", "fail", "handle_errors", "one_line", "resolve_device",
+           "UserRuntimeError", "debug_enabled", "fail", "handle_errors", "one_line", "resolve_device",
            "warn"]
 
 
@@ -54,26 +54,50 @@ def debug_enabled() -> bool:
     return os.environ.get("CLIPSTYLE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
+#: The signals that stop a command like Ctrl-C: SIGINT (Ctrl-C), SIGTERM (``kill``, ``timeout``, schedulers,
+#: container stops) and SIGHUP (the terminal closed). Each exits with 128 + its number (130, 143, 129).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 class InterruptWatch:
-    """SIGINT handler for the duration of one command: records the interrupt, then raises KeyboardInterrupt.
+    """Handler of SIGINT, SIGTERM and SIGHUP for the duration of one command: records the signal, then raises
+    KeyboardInterrupt, so every stop request takes the Ctrl-C path (the loop keeps its best result, which the
+    command writes) and the command exits with :attr:`exit_code` (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
 
     ``signal.getsignal(SIGINT).interrupted`` is how :func:`clipstyle.errors.interrupt_requested` (called by the
-    optimization loop before each step) learns that the command as a whole must stop. The previous handler is
-    restored on exit. Outside the main thread (a UI worker) it does nothing.
+    optimization loop before each step) learns that the command as a whole must stop: the same handler object
+    serves all three signals. The previous handlers are restored on exit. Outside the main thread (a UI worker)
+    it does nothing.
     """
 
     def __init__(self) -> None:
         self.interrupted = False
-        self._previous: Any = None
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
         self._installed = False
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the first signal received (130 when none or SIGINT)."""
+        return 128 + int(self.signum) if self.signum is not None else EXIT_INTERRUPTED
+
+    @property
+    def message(self) -> str:
+        """The stderr line: ``interrupted`` for Ctrl-C, ``interrupted (SIGTERM)`` / ``(SIGHUP)`` otherwise."""
+        if self.signum is None or self.signum == signal.SIGINT:
+            return "interrupted"
+        return f"interrupted ({signal.Signals(self.signum).name})"
 
     def __call__(self, signum: int, frame: Any) -> None:
         self.interrupted = True
+        if self.signum is None:
+            self.signum = int(signum)
         raise KeyboardInterrupt
 
     def __enter__(self) -> "InterruptWatch":
         try:
-            self._previous = signal.signal(signal.SIGINT, self)
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self)
             self._installed = True
         except ValueError:  # not the main thread
             pass
@@ -81,7 +105,8 @@ class InterruptWatch:
 
     def __exit__(self, *exc: Any) -> None:
         if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+            for sig, previous in self._previous.items():
+                signal.signal(sig, previous)
 
 
 class _NoHalfMadeFolders:
@@ -157,8 +182,8 @@ def handle_errors(func: F) -> F:
             raise
         except KeyboardInterrupt:
             folders.clean()
-            print("interrupted", file=sys.stderr)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            print(watch.message, file=sys.stderr)
+            raise typer.Exit(watch.exit_code) from None
         except Exception as exc:  # noqa: BLE001 - classified by type below, never by a guess
             folders.clean()
             described = describe(exc)
@@ -172,8 +197,8 @@ def handle_errors(func: F) -> F:
         if nonfinite:
             raise fail(nonfinite[0], EXIT_RUNTIME)
         if watch.interrupted:
-            print("interrupted", file=sys.stderr)
-            raise typer.Exit(EXIT_INTERRUPTED)
+            print(watch.message, file=sys.stderr)
+            raise typer.Exit(watch.exit_code)
         return result
 
     wrapper._clipstyle_guarded = True  # type: ignore[attr-defined]
@@ -186,10 +211,3 @@ def resolve_device(device: str) -> str:
 
     return devices.resolve_device(device)
 
-
-def class_vector(c_dim: int, class_idx: "int | str | None", n: int, device: str, label_scale: float = 1.0):
-    """Labels ``[n, c_dim]`` from ``--class`` (``[n, 0]`` for unconditional networks): K, K1,K2,… (sum of
-    one-hots), ``@S`` scale, or a ``.npy`` vector; see :func:`clipstyle.latents.labels.parse_labels`."""
-    from clipstyle.latents.labels import label_tensor
-
-    return label_tensor(c_dim, class_idx, n, device, label_scale)

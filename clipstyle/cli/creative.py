@@ -136,7 +136,7 @@ def _direction_from_text(settings, front: Front) -> None:
     refuse_overwrite(out, front.extra["overwrite"])
     with ProgressBar("direction", settings.steps, enabled=not front.quiet) as bar:
         res = get_workflow("direction-from-text").run(settings, device=resolve_device(front.device), callback=bar,
-                                                      quiet=front.quiet)
+                                                      quiet=front.quiet, log=list(front.log) or None)
     _save_npy(out, res.direction)
     typer.echo(f"direction {list(res.direction.shape)} → {out} (the optimized edit is strength {res.strength:.3g}; "
                f"final loss {res.history[-1]:.4f})")

@@ -80,8 +80,9 @@ def settings_parameters(cls: type[Settings], exclude: Sequence[str] = ()) -> lis
     return args + opts
 
 
-def front_parameters(outdir: str | None = "out", device: bool = True) -> list[inspect.Parameter]:
-    """``--outdir`` (unless None), ``--device`` (unless False), ``--quiet``: the options of the command line itself."""
+def front_parameters(outdir: str | None = "out", device: bool = True, log: bool = False) -> list[inspect.Parameter]:
+    """``--outdir`` (unless None), ``--device`` (unless False), ``--quiet``, ``--log`` (repeatable; with ``log``):
+    the options of the command line itself."""
     kw = inspect.Parameter.KEYWORD_ONLY
     params = []
     if outdir is not None:
@@ -92,12 +93,18 @@ def front_parameters(outdir: str | None = "out", device: bool = True) -> list[in
             help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda or mps.")]))
     params.append(inspect.Parameter("quiet", kw, default=False, annotation=Annotated[bool, typer.Option(
         "--quiet", "-q", help="No progress bar.")]))
+    if log:
+        params.append(inspect.Parameter("log", kw, default=None, annotation=Annotated[Optional[list[str]], typer.Option(
+            "--log", metavar="SPEC", help="Track the run (repeatable): tensorboard[:DIR] (default ./runs) or "
+            "mlflow[:URI] (default $MLFLOW_TRACKING_URI, else ./mlruns); needs clipstyle[tensorboard] / "
+            "clipstyle[mlflow].")]))
     return params
 
 
 def workflow_command(name: str, body: Callable[[Settings, Front], None] | None = None, *,
                      extra: Sequence[inspect.Parameter] = (), exclude: Sequence[str] = (),
-                     outdir: str | None = "out", device: bool = True, doc: str | None = None) -> Callable[..., None]:
+                     outdir: str | None = "out", device: bool = True, doc: str | None = None,
+                     log: bool | None = None) -> Callable[..., None]:
     """A Typer command function for workflow ``name``.
 
     Args:
@@ -108,10 +115,13 @@ def workflow_command(name: str, body: Callable[[Settings, Front], None] | None =
         exclude: settings fields the command does not offer (they keep their defaults).
         outdir: the default ``--outdir`` (None: the command has none). device: the command has ``--device``.
         doc: the command's help (default: the body's docstring, else the workflow's summary).
+        log: offer ``--log`` (default: when the settings have ``steps``, i.e. the workflow optimizes); the
+            specs are checked (extras installed) before the body runs.
     """
     workflow = get_workflow(name)
     cls = workflow.settings
-    params = settings_parameters(cls, exclude) + front_parameters(outdir, device) + list(extra)
+    tracked = log if log is not None else "steps" in cls.specs()
+    params = settings_parameters(cls, exclude) + front_parameters(outdir, device, tracked) + list(extra)
     listed = {p.name for p in params if _cli_type(cls.hints().get(p.name, str))[1] and p.name in cls.specs()}
     settings_names = {p.name for p in settings_parameters(cls, exclude)}
     extra_names = [p.name for p in extra]
@@ -125,6 +135,10 @@ def workflow_command(name: str, body: Callable[[Settings, Front], None] | None =
         front = Front(outdir=kwargs.get("outdir") or Path("out"), device=kwargs.get("device", "auto"),
                       quiet=kwargs["quiet"],
                       log=tuple(kwargs.get("log") or ()), extra={k: kwargs[k] for k in extra_names})
+        if front.log:
+            from clipstyle.tracking import check_log_specs
+
+            check_log_specs(front.log)  # a missing extra: one line before any model loads
         run_body(settings, front)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -146,18 +160,36 @@ def run_and_save(workflow: Workflow, settings: Settings, front: Front, *, progre
 
     Says so when the run was interrupted (the best result so far was saved). Returns the folder.
     """
+    from clipstyle.cli.common import warn
     from clipstyle.optimize.devices import resolve_device
     from clipstyle.optimize.progress import ProgressBar
+    from clipstyle.tracking import open_trackers
 
     steps = getattr(settings, "steps", None)
     device = resolve_device(front.device)
     show = progress and not front.quiet and steps is not None
-    with ProgressBar("optimizing", int(steps or 1), enabled=show) as bar:
-        run = workflow.run(settings, device=device, callback=bar if show else None, quiet=front.quiet, **runtime)
-    folder = run.save(front.outdir)
+    with open_trackers(front.log, _tracker_name(settings, workflow.name), warn=warn,
+                       preview_every=getattr(settings, "save_every", None) or getattr(settings, "preview_every", 0)
+                       or 0) as trackers:
+        if trackers:  # lent to the pipeline; finished here with the saved folder (MLflow's artifacts)
+            runtime["log"] = trackers
+        with ProgressBar("optimizing", int(steps or 1), enabled=show) as bar:
+            run = workflow.run(settings, device=device, callback=bar if show else None, quiet=front.quiet,
+                               **runtime)
+        folder = run.save(front.outdir)
+        trackers.finish(run, folder)
     if after is not None:
         after(run, folder)
     typer.echo(str(folder))
     if run.interrupted:
         typer.echo(f"interrupted after {run.result.steps_done} steps; kept the best result so far", err=True)
     return folder
+
+
+def _tracker_name(settings: Settings, default: str) -> str:
+    """A tracker run's name: the prompt, else the input file's stem, else the workflow's name."""
+    for key in ("prompt", "photo", "latents", "image_prompt"):
+        value = getattr(settings, key, None)
+        if isinstance(value, (str, Path)) and str(value).strip():
+            return str(value) if key == "prompt" else Path(str(value)).stem
+    return default

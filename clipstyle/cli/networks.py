@@ -102,12 +102,13 @@ def convert_command(src: Annotated[str, typer.Argument(help="Network to convert 
 
 
 def _generate(settings, front) -> None:
-    """Render images for seeds (like NVIDIA's gen_images.py): seedNNNN.png + seedNNNN.npz each."""
-    from clipstyle.cli.derive import run_and_save
-    from clipstyle.workflows.registry import get_workflow
+    """Render images for seeds (like NVIDIA's gen_images.py): seedNNNN.png + seedNNNN.npz each, streamed to disk."""
+    from clipstyle.optimize.devices import resolve_device
+    from clipstyle.pipelines.generate_stream import generate_to
 
-    run_and_save(get_workflow("generate"), settings, front,
-                 note=lambda text: typer.echo(f"note: {text}; pass --truncation 1 for none", err=True))
+    folder = generate_to(front.outdir, settings, device=resolve_device(front.device), progress=not front.quiet,
+                         note=lambda text: typer.echo(f"note: {text}; pass --truncation 1 for none", err=True))
+    typer.echo(str(folder))
 
 
 def _generate_command():

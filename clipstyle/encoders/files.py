@@ -1,4 +1,6 @@
-"""Reading encoder / identity weight files safely (``torch.load(weights_only=True)``, mapped to the CPU)."""
+"""Reading encoder / identity weight files safely: through the one budgeted torch door
+(:func:`clipstyle.generator.formats.torch_archive.load_torch`: every pickle dry-run, then
+``torch.load(weights_only=True)``, mapped to the CPU)."""
 
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def _what_else(path: Path, head: bytes) -> str:
 
 def read_torch_file(path: str | Path, what: str) -> dict[str, Any]:
     """The top-level dict of a torch file (zip or legacy), tensors on the CPU (``cuda:0``-tagged storages are
-    mapped), read with ``weights_only=True`` so no code from the file runs.
+    mapped), read through the budgeted torch door (every pickle dry-run, then ``weights_only=True``) so no code
+    from the file runs and a small file cannot allocate gigabytes.
 
     A file that is something else says what it is, by content: ``X is a StyleGAN generator checkpoint, not an
     e4e checkpoint`` (an NVIDIA pickle, a clipstyle ``.safetensors`` or a rosinality ``g_ema`` dict), an image…

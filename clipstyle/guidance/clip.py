@@ -12,7 +12,6 @@ import json
 import os
 import pickle
 import urllib.parse
-import zipfile
 from copy import deepcopy
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,8 +35,15 @@ class GuidanceError(UsageError):
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    text = str(e)[:4000].strip()
+    if "Weights only load failed" in text:  # torch's multi-paragraph refusal of a global: one line
+        import re
+
+        m = re.search(r"GLOBAL ([\w.]+)", text)
+        name = f" {m.group(1)}" if m else ""
+        return (f"its pickle names the global{name}, which is not on torch's weights-only allow-list "
+                f"(nothing from the file ran)")
+    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def _looks_like_path(value: str) -> bool:
@@ -58,9 +64,11 @@ def _is_config_path(model: str, known: Sequence[str]) -> bool:
 def _check_checkpoint_file(path: str, shown: str) -> None:
     """Refuse what is no CLIP checkpoint by its content, in one line, before open_clip reads it: a file that is
     neither a torch archive nor a safetensors file (``--clip-pretrained photo.png`` is "a PNG image, not a CLIP
-    checkpoint"), and TorchScript archives (OpenAI's original ``ViT-B-32.pt`` etc.): reading them means
-    ``torch.jit.load``, which compiles code from the file; only plain weights are loaded here."""
+    checkpoint"); then every checkpoint passes the budgeted checks of :mod:`clipstyle.guidance.clip_files` (every
+    pickle dry-run, safetensors headers, NumPy archives; TorchScript archives refused: reading them means
+    ``torch.jit.load``, which compiles code from the file)."""
     from clipstyle.generator.loader import sniff_format
+    from clipstyle.guidance.clip_files import check_clip_checkpoint
 
     with open(path, "rb") as f:
         head = f.read(16)
@@ -71,18 +79,15 @@ def _check_checkpoint_file(path: str, shown: str) -> None:
                 else "a Python pickle (not a torch archive)" if kind == "pickle" else
                 "neither a torch archive nor a safetensors file")
         raise GuidanceError(f"--clip-pretrained {shown} is {what}, not a CLIP checkpoint")
-    if not zipfile.is_zipfile(path):
-        return
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return
-    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-        raise GuidanceError(
-            f"CLIP checkpoint '{shown}' is a TorchScript archive (like OpenAI's original release), which is "
-            "not loaded for safety; use open_clip weights (.bin/.safetensors, e.g. from the HF hub) instead"
-        )
+    check_clip_checkpoint(path, shown)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+#: Largest model-config JSON read (bytes).
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def _read_config(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -95,8 +100,10 @@ def _read_config(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if not file.is_file():
         raise GuidanceError(f"CLIP model config not found: '{path}'")
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        if file.stat().st_size > MAX_CONFIG_BYTES:
+            raise GuidanceError(f"CLIP model config '{path}' is over {MAX_CONFIG_BYTES >> 20} MB; not a model config")
+        data = json.loads(file.read_text(encoding="utf-8"), parse_constant=_refuse_constant)  # no NaN/Infinity
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise GuidanceError(f"cannot read CLIP model config '{path}': {_first_line(e)}") from e
     if not isinstance(data, dict):
         raise GuidanceError(f"CLIP model config '{path}' is not a JSON object")
@@ -193,7 +200,10 @@ class CLIPGuide:
     def _build_from_config(open_clip, path: str, pretrained: str | None):
         from open_clip.transform import PreprocessCfg, merge_preprocess_dict
 
+        from clipstyle.guidance.clip_files import check_clip_config
+
         model_cfg, preprocess_overrides = _read_config(path)
+        check_clip_config(model_cfg, path)  # every number finite and in range, the size estimated: before building
         cfg = deepcopy(model_cfg)
         text_cfg, vision_cfg = cfg["text_cfg"], cfg["vision_cfg"]
         is_hf_text = "hf_model_name" in text_cfg
@@ -285,6 +295,7 @@ class CLIPGuide:
                     f"{', '.join(tags) or '(none)'} (or pass a local checkpoint path with --clip-pretrained)"
                 )
             checkpoint = _fetch_tag(open_clip, tag_cfg, model, pretrained, cache_dir)
+            _check_checkpoint_file(checkpoint, pretrained)  # downloaded weights pass the same checks
             kwargs["force_quick_gelu"] = bool(tag_cfg.get("quick_gelu", False))
             kwargs["force_preprocess_cfg"] = {
                 k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg

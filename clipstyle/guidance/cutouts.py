@@ -21,7 +21,7 @@ from torch import Tensor
 
 from clipstyle.guidance.clip import GuidanceError, _check_images
 
-__all__ = ["CutoutConfig", "CutoutBox", "CutoutPlan", "Cutouts"]
+__all__ = ["CutoutBox", "CutoutConfig", "CutoutPlan", "Cutouts", "default_cutouts"]
 
 
 @dataclass(frozen=True)
@@ -200,3 +200,8 @@ class Cutouts:
 
     def __repr__(self) -> str:
         return f"Cutouts({self.cfg}, cut_size={self.cut_size})"
+
+def default_cutouts(device: str) -> int:
+    """Cutouts per image when ``--cutouts`` is not given: 32 on a GPU (CUDA/MPS), 8 on the CPU (the one
+    default of every workflow that uses cutouts)."""
+    return 8 if str(device).startswith("cpu") else 32

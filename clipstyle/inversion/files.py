@@ -12,9 +12,11 @@ __all__ = ["add_arrays", "read_arrays"]
 
 
 def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` (no pickles)."""
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    """Every array of an ``.npz`` (no pickles; members checked against the array budget and read one at a time,
+    :func:`clipstyle.io.arrays.read_npz`)."""
+    from clipstyle.io.arrays import read_npz
+
+    return read_npz(path)
 
 
 def add_arrays(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> Path:

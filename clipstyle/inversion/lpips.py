@@ -9,7 +9,8 @@ where ŷ^l are the VGG16 activations after relu1_2, relu2_2, relu3_3, relu4_3 an
 unit-normalized along the channel axis at every pixel, and w_l ≥ 0 are the learned per-channel
 weights (a 1×1 convolution without bias, [1, C_l, 1, 1]).
 
-Weights are two plain state dicts, both read with ``torch.load(weights_only=True)``:
+Weights are two plain state dicts, both read through the one budgeted torch door
+(:func:`clipstyle.generator.formats.torch_archive.load_torch`: every pickle dry-run, then ``weights_only``):
 
 * the VGG16 ImageNet backbone of torchvision (``features.*`` keys; :data:`VGG16_URL`);
 * the LPIPS v0.1 linear layers for VGG (``lin{l}.model.1.weight`` keys; :data:`LPIPS_VGG_URL`).
@@ -167,10 +168,14 @@ def _linear_weights(state: dict[str, Tensor]) -> list[Tensor]:
 
 
 def _load_state(path: Path) -> dict[str, Tensor]:
+    from clipstyle.generator.formats.common import CheckpointError
+    from clipstyle.generator.formats.safe_pickle import UnsafePickleError
+    from clipstyle.generator.formats.torch_archive import load_torch
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to read is the user's file
-        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        state = load_torch(path)  # the one budgeted door: every pickle dry-run, then weights_only
+    except (CheckpointError, UnsafePickleError) as exc:
+        reason = " ".join(str(exc)[:400].split())[:200] or type(exc).__name__
         raise LPIPSWeightsError(f"{path} is not a readable torch state dict ({reason})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

@@ -142,5 +142,10 @@ def read_noise(path: str | Path, G: Any, names: list[str] | None = None) -> dict
     for name, arr in zip(names, ordered):
         if name not in own or tuple(arr.shape) != tuple(own[name].shape):
             return {}
+        if arr.dtype.kind != "f" or not np.isfinite(arr).all():
+            from clipstyle.latents.latent import LatentFileError
+
+            raise LatentFileError(f"{path}: the noise map for {str(name)[:60]} holds NaN or infinite values "
+                                  f"(pass --no-file-noise to render without the file's noise)")
         out[name] = torch.from_numpy(arr).to(own[name].device, torch.float32)
     return out

@@ -18,7 +18,6 @@ with the synthesis weights as its parameters (the latent it carries is restored 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ from torch import Tensor
 
 from clipstyle.inversion.lpips import downsample_for_lpips
 from clipstyle.inversion.noise import SynthesisWithNoise
+from clipstyle.inversion.project import psnr
 from clipstyle.latents import Latent
 from clipstyle.optimize.loop import Callback, OptimizeResult, Schedule, run
 
@@ -102,9 +102,6 @@ class _Tuned:
         return self.inner.synthesis(ws, noise_mode=noise_mode)
 
 
-def _psnr(a: Tensor, b: Tensor) -> float:
-    mse = float((a.detach().clamp(-1, 1).double() - b.detach().clamp(-1, 1).double()).square().mean())
-    return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
 
 
 def _step_towards(G: Any, pivot: Tensor, z: Tensor, alpha: float) -> Tensor:
@@ -129,7 +126,7 @@ def locality(G0: Any, G1: Any, pivot: Tensor, samples: int = 8, seed: int = 1234
     out: dict[str, float] = {}
     for name, ws in (("random", G0.mapping(z, c)), ("near", _step_towards(G0, pivot.to(dev), z, alpha))):
         a, b = G0.synthesis(ws, noise_mode="const"), G1.synthesis(ws, noise_mode="const")
-        out[f"locality_psnr_{name}"] = _psnr(a, b)
+        out[f"locality_psnr_{name}"] = psnr(a, b)
         if name == "random":
             out["locality_mae_random"] = float((a - b).abs().mean())
         if perceptual is not None and a.shape[1] == 3:
@@ -219,7 +216,7 @@ def tune(G: Any, pivot: Tensor, target: Tensor, config: TuneConfig = TuneConfig(
     G1.eval().requires_grad_(False)
     with torch.no_grad():
         image = SynthesisWithNoise(G1, noise).synthesis(pivot, noise_mode="const")
-    metrics = {"psnr_pivot": _psnr(pivot_image, target), "psnr_tuned": _psnr(image, target),
+    metrics = {"psnr_pivot": psnr(pivot_image, target), "psnr_tuned": psnr(image, target),
                "mse_pivot": float((pivot_image - target).square().mean()),
                "mse_tuned": float((image - target).square().mean())}
     if perceptual is not None:

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from clipstyle.io.deadline import DeadlinePassed, open_with_deadline
 from clipstyle.io.files import atomic_write_text, atomic_writer
 from clipstyle.io.offline import offline_reason, reachable
 from clipstyle.errors import UserRuntimeError
@@ -151,16 +152,17 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _read_sidecar(path: Path) -> str | None:
-    with contextlib.suppress(OSError, IndexError):
-        return _sidecar(path).read_text(encoding="ascii").split()[0].lower()
-    return None
+def _open_url(url: str, timeout: float, deadline: float | None = None) -> Any:
+    """Open ``url`` for reading (urllib). A separate function so tests can count or stub calls.
 
-
-def _open_url(url: str, timeout: float) -> Any:
-    """Open ``url`` for reading (urllib). A separate function so tests can count or stub calls."""
+    With ``deadline`` (``time.monotonic()``), connecting, the status line, the headers and every later read
+    (chunk framing included) end by then (:func:`clipstyle.io.deadline.open_with_deadline`): :class:`_TooSlow`
+    past it.
+    """
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    return urllib.request.urlopen(request, timeout=timeout)
+    if deadline is None:
+        return urllib.request.urlopen(request, timeout=timeout)
+    return open_with_deadline(request, timeout, deadline)
 
 
 @contextlib.contextmanager
@@ -244,8 +246,7 @@ class _TooLarge(Exception):
     pass
 
 
-class _TooSlow(Exception):
-    pass
+_TooSlow = DeadlinePassed  # raised past the transfer's deadline (by the reads themselves, or between them)
 
 
 def _stream(response: IO[bytes], out: IO[bytes], total: int | None, label: str, progress: bool,
@@ -307,6 +308,16 @@ def _stream(response: IO[bytes], out: IO[bytes], total: int | None, label: str, 
     return done, h.hexdigest()
 
 
+def _source_permissions(url: str) -> int | None:
+    """For a ``file://`` URL, the permission bits of the source: the cached copy is never more readable."""
+    if urllib.parse.urlparse(url).scheme.lower() != "file":
+        return None
+    try:
+        return os.stat(urllib.request.url2pathname(urllib.parse.urlparse(url).path)).st_mode & 0o777
+    except OSError:
+        return None
+
+
 def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeout: float, hint: str | None,
               max_bytes: int | None = None, time_limit: float | None = None) -> None:
     """Download ``url`` into ``dest`` atomically, verifying size, time and checksum. Raises :class:`DownloadError`."""
@@ -314,13 +325,21 @@ def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeo
     time_limit = float(time_limit if time_limit is not None else _env_number("CLIPSTYLE_DOWNLOAD_TIME_LIMIT",
                                                                              TOTAL_TIME_LIMIT))
     deadline = time.monotonic() + time_limit
+    too_slow = DownloadError(url, f"the download took longer than {time_limit:g} s "
+                                  f"(set CLIPSTYLE_DOWNLOAD_TIME_LIMIT to raise it)", hint)
     try:
-        response = _open_url(url, timeout)
+        response = _open_url(url, timeout, deadline)
+    except _TooSlow:
+        raise too_slow from None
     except urllib.error.URLError as err:  # includes HTTPError
         if isinstance(err, urllib.error.HTTPError):
             err.close()  # an HTTPError holds the open response; release its socket
+        if time.monotonic() >= deadline:
+            raise too_slow from None
         raise DownloadError(url, _describe_url_error(url, err), hint) from err
     except (OSError, http.client.HTTPException, ValueError) as err:
+        if time.monotonic() >= deadline:
+            raise too_slow from None
         raise DownloadError(url, _describe_url_error(url, err), hint) from err
     with response:
         length = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
@@ -331,7 +350,7 @@ def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeo
             raise DownloadError(url, f"the file is {total} bytes, over the {max_bytes}-byte download limit "
                                      f"(set CLIPSTYLE_MAX_DOWNLOAD_BYTES to raise it)", hint)
         try:
-            with atomic_writer(dest, "wb") as out:
+            with atomic_writer(dest, "wb", permissions=_source_permissions(url)) as out:
                 label = urllib.parse.unquote(urllib.parse.urlparse(url).path.rsplit("/", 1)[-1]) or url
                 try:
                     done, digest = _stream(response, out, total, label, progress, max_bytes, deadline)
@@ -340,8 +359,7 @@ def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeo
                         f"the {max_bytes}-byte download limit (set CLIPSTYLE_MAX_DOWNLOAD_BYTES to raise it)"
                     raise DownloadError(url, f"the server sent more than {limit}", hint) from None
                 except _TooSlow:
-                    raise DownloadError(url, f"the download took longer than {time_limit:.0f} s "
-                                             f"(set CLIPSTYLE_DOWNLOAD_TIME_LIMIT to raise it)", hint) from None
+                    raise too_slow from None
                 if total is not None and done != total:
                     raise DownloadError(url, f"incomplete download: got {done} of {total} bytes", hint)
                 if done == 0:
@@ -353,6 +371,8 @@ def _download(url: str, dest: Path, *, sha256: str | None, progress: bool, timeo
         except DownloadError:
             raise
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+            if time.monotonic() >= deadline:
+                raise too_slow from None
             if isinstance(err, OSError) and (err.filename is not None or err.errno in _LOCAL_ERRNOS):
                 raise DownloadError(url, f"cannot write the cache file in {dest.parent}: {err.strerror}", hint) from err
             raise DownloadError(url, f"download interrupted: {_describe_url_error(url, err)}", hint) from err
@@ -436,8 +456,8 @@ def fetch(
         cache_dir: cache folder; default ``$CLIPSTYLE_CACHE``, else the platform user cache dir
             (``platformdirs.user_cache_dir("clipstyle")``). Files go to ``<cache>/<subdir>/``.
         sha256: expected lower/upper-case hex SHA-256 of the file, or ``None`` to skip the check.
-            For a cached file the stored ``.sha256`` sidecar (or the file, if there is none) is
-            compared and a mismatching cache entry is downloaded again. Not checked for local paths.
+            A cached file is hashed (its bytes, never the ``.sha256`` sidecar, which is informational)
+            and downloaded again when it differs. Not checked for local paths.
         progress: show a rich progress bar (bytes, speed, ETA) on a terminal; on a non-terminal
             stderr a single "downloading …" line is printed instead.
         hint: the advice appended to every error message (LPIPS weights, for example, pass their
@@ -447,7 +467,9 @@ def fetch(
         max_bytes: refuse a download larger than this (default :data:`MAX_DOWNLOAD_BYTES`, or
             ``$CLIPSTYLE_MAX_DOWNLOAD_BYTES``); checked against Content-Length first, then while streaming.
         time_limit: limit on the whole transfer in seconds (default :data:`TOTAL_TIME_LIMIT`, or
-            ``$CLIPSTYLE_DOWNLOAD_TIME_LIMIT``), so a server dripping bytes cannot hold the process.
+            ``$CLIPSTYLE_DOWNLOAD_TIME_LIMIT``): connecting, the status line, headers, chunk framing and
+            body together, so a server dripping bytes (even one header byte at a time) cannot hold the
+            process. A ``file://`` copy keeps its source's permission bits or tighter.
 
     Returns:
         The local path: ``Path(source)`` for a local file (not resolved, not copied), otherwise the
@@ -483,12 +505,7 @@ def fetch(
             return False
         if expected is None:
             return True
-        recorded = _read_sidecar(dest)
-        if recorded is None:
-            recorded = sha256_file(dest)
-            with contextlib.suppress(OSError):
-                atomic_write_text(_sidecar(dest), f"{recorded}  {dest.name}\n")
-        return recorded == expected
+        return sha256_file(dest) == expected  # the bytes themselves, never a sidecar that could be edited
 
     if cache_hit():
         return dest

@@ -237,7 +237,8 @@ def atomic_temp_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str = "utf-8") -> Iterator[IO[Any]]:
+def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str = "utf-8",
+                  permissions: int | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file for writing; on a clean exit it atomically replaces ``path``.
 
     The temporary file lives in ``path``'s folder (so :func:`os.replace` never crosses file
@@ -248,6 +249,8 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str 
         path: the final destination. Its parent folder must exist.
         mode: ``"wb"`` (default) or ``"w"`` for text.
         encoding: text encoding when ``mode == "w"``.
+        permissions: a mask the final permissions are cut to (``0o600``: owner only), e.g. the mode of the
+            file a copy was made from, so a copy is never more readable than its source.
 
     Yields:
         The open file object.
@@ -270,7 +273,7 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str 
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _final_mode(dest))
+        os.chmod(tmp, _final_mode(dest) & (0o7777 if permissions is None else permissions))
         _publish(tmp, dest, replace)
     except OSError as exc:
         _remove_quietly(tmp)

@@ -17,6 +17,7 @@ float array ``[H, W, 3]`` in ``[0, 1]`` (:func:`load_image_array`), which
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
@@ -28,7 +29,18 @@ from clipstyle.io.files import check_input_path
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ImageError", "image_to_tensor", "load_image", "load_image_array", "load_image_tensor"]
+__all__ = ["ImageError", "MAX_IMAGE_PIXELS", "check_image", "image_to_tensor", "load_image", "load_image_array",
+           "load_image_tensor", "max_image_pixels"]
+
+#: Default largest image read, in pixels (width × height), checked from the header before decoding;
+#: ``CLIPSTYLE_MAX_IMAGE_PIXELS`` overrides it. 100 M pixels is twice a 50-megapixel camera's photo.
+MAX_IMAGE_PIXELS = 100_000_000
+
+
+def max_image_pixels() -> int:
+    """The pixel budget in force (``CLIPSTYLE_MAX_IMAGE_PIXELS`` or :data:`MAX_IMAGE_PIXELS`)."""
+    env = os.environ.get("CLIPSTYLE_MAX_IMAGE_PIXELS", "").strip()
+    return int(env) if env.isdigit() and int(env) > 0 else MAX_IMAGE_PIXELS
 
 ImageLike = Union[Image.Image, np.ndarray]
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -43,13 +55,20 @@ def _open(path: str | os.PathLike[str]) -> Image.Image:
     """Open and fully decode ``path`` with EXIF orientation applied; errors become :class:`ImageError`."""
     p = check_input_path(path, "image file")  # missing, a folder, a FIFO, a device: said in one line
     try:
-        with Image.open(p) as opened:
+        with Image.open(p) as opened:  # reads the header only
+            width, height = opened.size
+            budget = max_image_pixels()
+            if width * height > budget:
+                raise ImageError(f"{path} is {width}×{height} pixels, over the {budget / 1e6:.0f}-megapixel budget; "
+                                 f"refused before decoding (set CLIPSTYLE_MAX_IMAGE_PIXELS to raise it)")
             opened.load()
             try:
                 # Always a new, fully loaded image (a copy when no rotation is needed).
                 img = ImageOps.exif_transpose(opened)
             except Exception:  # noqa: BLE001 - a broken EXIF block must not make the pixels unusable
                 img = opened.copy()
+    except ImageError:
+        raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as err:
         if isinstance(err, UnidentifiedImageError):
             raise ImageError(f"{path} is not an image file PIL can read") from err
@@ -86,19 +105,24 @@ def _pil_to_float_rgb(img: Image.Image) -> np.ndarray:
 
 
 def check_image(path: str | os.PathLike[str]) -> None:
-    """Read only the header of ``path``: an image PIL can open (no pixels decoded).
+    """Read only the header of ``path``: an image PIL can open, within the pixel budget (no pixels decoded).
 
     Raises:
-        InputPathError: missing, a folder, a FIFO, a device. ImageError: not an image, or a damaged header.
+        InputPathError: missing, a folder, a FIFO, a device. ImageError: not an image, a damaged header, or more
+            pixels than :func:`max_image_pixels`.
     """
     p = check_input_path(path, "image file")  # missing, a folder, a FIFO, a device: said in one line
     try:
-        with Image.open(p):
-            pass
+        with Image.open(p) as opened:
+            width, height = opened.size
     except UnidentifiedImageError:
         raise ImageError(f"{path} is not an image file PIL can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageError(f"{path} is a damaged or unsupported image file ({' '.join(str(err).split())})") from None
+    budget = max_image_pixels()
+    if width * height > budget:
+        raise ImageError(f"{path} is {width}×{height} pixels, over the {budget / 1e6:.0f}-megapixel budget; "
+                         f"refused before decoding (set CLIPSTYLE_MAX_IMAGE_PIXELS to raise it)")
 
 
 def load_image_array(path: str | os.PathLike[str]) -> np.ndarray:
@@ -133,6 +157,55 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
         return img
     arr = _pil_to_float_rgb(img)
     return Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="RGB")
+
+
+def _float_channels(img: Image.Image) -> Iterator[np.ndarray]:
+    """The channels of a Pillow image as float32 ``[H, W]`` in ``[0, 1]``, one at a time (one channel for
+    grayscale sources, three otherwise), exactly as :func:`_pil_to_float_rgb` computes them, so a large photo
+    is never held as a full-size float RGB array."""
+    mode = img.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        gray = np.asarray(img).astype(np.float64)
+        yield np.clip(gray / 65535.0, 0.0, 1.0).astype(np.float32)
+        return
+    if mode == "F":
+        yield np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+        return
+    if mode == "P" or "transparency" in img.info:
+        img = img.convert("RGBA" if ("transparency" in img.info or mode == "PA") else "RGB")
+        mode = img.mode
+    if mode in _ALPHA_MODES:
+        rgba = img.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel(3), dtype=np.float32) / 255.0
+        for i in range(3):
+            yield (np.asarray(rgba.getchannel(i), dtype=np.float32) / 255.0) * alpha + (1.0 - alpha)
+        return
+    if mode != "RGB":
+        img = img.convert("RGB")
+    for i in range(3):
+        yield np.asarray(img.getchannel(i), dtype=np.float32) / 255.0
+
+
+def _pil_resized_rgb(img: Image.Image, size: int | None, crop: bool) -> np.ndarray:
+    """Crop (in the source's own 8/16-bit pixels), then convert and resize one channel at a time → float32
+    ``[S, S, 3]`` (or the cropped native size with ``size=None``). The numbers equal those of converting the whole
+    image to float first; only the peak memory differs (one channel of the source in float at a time)."""
+    w, h = img.size
+    if w == 0 or h == 0:
+        raise ImageError(f"image has zero size ({w}×{h})")
+    if crop:
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        if (side, side) != (w, h):
+            img = img.crop((left, top, left + side, top + side))
+    out = []
+    for ch in _float_channels(img):
+        if size is not None:
+            ch = _resize(ch[:, :, None], int(size), int(size))[:, :, 0]
+        out.append(ch)
+    if len(out) == 1:
+        out = out * 3
+    return np.stack(out, axis=2)
 
 
 def _as_float_rgb(img: ImageLike) -> np.ndarray:
@@ -197,6 +270,10 @@ def image_to_tensor(img: ImageLike, size: int | None, crop: bool = True) -> "tor
 
     if size is not None and (not isinstance(size, (int, np.integer)) or size <= 0):
         raise ValueError(f"size must be a positive integer or None, got {size!r}")
+    if isinstance(img, Image.Image):  # crop first, then one channel in float at a time
+        arr = _pil_resized_rgb(img, size, crop)
+        tensor = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+        return (tensor * 2.0 - 1.0).contiguous()
     arr = _as_float_rgb(img)
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageError(f"image has zero size ({arr.shape[1]}×{arr.shape[0]})")
@@ -209,9 +286,11 @@ def image_to_tensor(img: ImageLike, size: int | None, crop: bool = True) -> "tor
 
 
 def load_image_tensor(path: str | os.PathLike[str], size: int | None, crop: bool = True) -> "torch.Tensor":
-    """:func:`load_image_array` then :func:`image_to_tensor`: float32 ``[1, 3, S, S]`` in ``[-1, 1]``.
+    """The image file as float32 ``[1, 3, S, S]`` in ``[-1, 1]`` (the numbers of :func:`load_image_array` then
+    :func:`image_to_tensor`), checked against the pixel budget before decoding and converted one channel at a
+    time after cropping, so no full-size float copy of a photo that is resized anyway is made.
 
     Raises:
-        ImageError: missing, unreadable or zero-sized image.
+        ImageError: missing, unreadable, over the pixel budget or zero-sized image.
     """
-    return image_to_tensor(load_image_array(path), size, crop=crop)
+    return image_to_tensor(_open(path), size, crop=crop)

@@ -5,7 +5,7 @@ Every command that reads a latent file should use what the file records unless t
     from clipstyle.latents.context import read_context
 
     ctx = read_context("out/proj/latents.npz")               # or "latents.npz#2": the item is ignored here
-    network = ctx.network_or(network_option, default="ffhq")  # the option wins when given (not None)
+    network = ctx.network_or(network_option)  # the option wins; else latents.source's one rule
     blend = ctx.blend_or(blend_option)
     psi = ctx.truncation_or(truncation_option)                # 1.0 when neither says
     noise = ctx.noise_arrays()                                 # {buffer name: float32 array}, {} when none
@@ -32,7 +32,7 @@ This module reads files with NumPy only (no torch, no pickle).
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,15 +69,22 @@ class LatentContext:
     noise_names: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def network_or(self, given: str | None, default: str | None = "ffhq") -> str | None:
-        """The network to load: ``given`` when not None, else the recorded one, else ``default``."""
-        return given if given is not None else (self.network or default)
+    def network_or(self, given: str | None) -> str:
+        """The network to load, by the one rule (:func:`clipstyle.latents.source.network_for_latents`).
+
+        Raises:
+            NetworkSourceError: a missing tuned generator, a recorded URL or unknown network.
+        """
+        from clipstyle.latents.source import network_for_latents
+
+        return network_for_latents(self.path, given, self.meta)
 
     def blend_or(self, given: str | None) -> str | None:
-        """The blend to render in: ``given`` when not None ('' = explicitly none), else the recorded one."""
-        if given is not None:
-            return given or None
-        return self.blend
+        """The blend to render in: ``given`` when not None ('' = explicitly none), else the recorded one with its
+        network checked by the same rule (:func:`clipstyle.latents.source.blend_for_latents`)."""
+        from clipstyle.latents.source import blend_for_latents
+
+        return blend_for_latents(self.path, given, self.meta)
 
     def truncation_or(self, given: float | None, default: float = 1.0) -> float:
         """Truncation psi: ``given`` when not None, else the recorded one, else ``default`` (1 = none)."""
@@ -94,11 +101,17 @@ class LatentContext:
         the file's arrays do not match the recorded names)."""
         if not self.noise_names:
             return {}
-        with np.load(self.path, allow_pickle=False) as data:
-            keys = [f"{NOISE_KEY}{i}" for i in range(len(self.noise_names))]
-            if not all(k in data.files for k in keys):
-                return {}
-            return {name: np.asarray(data[k], dtype=np.float32) for name, k in zip(self.noise_names, keys)}
+        from clipstyle.io.arrays import ArrayFileError, read_npz
+        from clipstyle.latents.latent import LatentFileError
+
+        try:
+            data = read_npz(self.path)  # budgeted: members checked, then read one at a time
+        except ArrayFileError as exc:
+            raise LatentFileError(str(exc)) from None
+        keys = [f"{NOISE_KEY}{i}" for i in range(len(self.noise_names))]
+        if not all(k in data for k in keys):
+            return {}
+        return {name: np.asarray(data[k], dtype=np.float32) for name, k in zip(self.noise_names, keys)}
 
     def notes(self, *, network: str | None = None, blend: str | None = None,
               truncation: float | None = None) -> list[str]:
@@ -169,9 +182,14 @@ def network_sha256(source: str) -> str | None:
 
 def _opt_float(value: Any) -> float | None:
     try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
+        out = None if value is None else float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    if out is not None and not math.isfinite(out):  # a NaN truncation would make every image black
+        from clipstyle.latents.latent import LatentFileError
+
+        raise LatentFileError(f"the latent file records a truncation of {out}; pass --truncation")
+    return out
 
 
 def _opt_int(value: Any) -> int | None:

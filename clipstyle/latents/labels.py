@@ -1,7 +1,7 @@
 """Labels ``c`` of conditional networks, as their users drive them, and truncation towards a label's mean w.
 
-``--class`` accepts (one parser, :func:`parse_labels`, used by every command through
-``cli.common.class_vector``):
+``--class`` accepts (one parser, :func:`parse_labels`, used by every workflow through
+:func:`label_tensor`, which ``clipstyle.pipelines.common.labels`` calls):
 
 * ``K``: one-hot of class K;
 * ``K1,K2,…``: the *sum* of the one-hots (several labels at once, as the StyleGAN1 WikiArt models are
@@ -51,7 +51,9 @@ class LabelError(UsageError):
 
 def _read_npy(path: Path, c_dim: int) -> np.ndarray:
     try:
-        arr = np.load(path, allow_pickle=False)
+        from clipstyle.io.arrays import ArrayLimits, read_npy
+
+        arr = read_npy(path, ArrayLimits(max_bytes=1 << 24))  # a label vector: budgeted before reading
     except Exception as exc:
         raise LabelError(f"{path} is not a readable .npy label vector ({type(exc).__name__})") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiub":

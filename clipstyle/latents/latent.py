@@ -122,31 +122,46 @@ def save_latents(path: str | Path, ws: torch.Tensor | np.ndarray, z: Any = None,
 LATENT_KEYS = ("ws", "w", "dlatents", "latents", "latent", "codes")
 
 
-def read_array_file(path: str | Path, what: str = "latent") -> tuple[str, Any]:
-    """Read an array file of any kind users pass around, recognised by content (never by name), running no code.
+def _array_budget() -> Any:
+    """The budget of one latent/direction torch file: the array budget for tensors, a few objects."""
+    from clipstyle.generator.formats.budget import Limits
+    from clipstyle.io.arrays import array_limits
 
-    * NumPy ``.npy`` (``allow_pickle=False``) → ``("a NumPy .npy array", ndarray)``;
-    * NumPy ``.npz`` → ``("a NumPy .npz archive", {name: ndarray})``;
-    * torch ``.pt`` (zip or legacy container; ``torch.load(map_location='cpu', weights_only=True)``, so
-      tensors saved on a GPU load on a CPU-only machine) → ``("a torch file", tensor | dict | list …)``
-      with tensors turned into float NumPy arrays.
+    lim = array_limits()
+    return Limits(max_file_bytes=lim.max_inflated_bytes + (64 << 20), max_tensor_bytes=lim.max_bytes,
+                  max_inflated_bytes=lim.max_inflated_bytes, max_tensors=lim.max_entries, max_items=1_000_000)
+
+
+def read_array_file(path: str | Path, what: str = "latent") -> tuple[str, Any]:
+    """Read an array file of any kind users pass around, recognised by content (never by name), running no code
+    and allocating nothing the budget (:func:`clipstyle.io.arrays.array_limits`, 1 GiB by default) does not allow.
+
+    * NumPy ``.npy`` (header checked first, :func:`clipstyle.io.arrays.read_npy`) → ``("a NumPy .npy array", ndarray)``;
+    * NumPy ``.npz`` (members checked and read one at a time, :func:`clipstyle.io.arrays.read_npz`) →
+      ``("a NumPy .npz archive", {name: ndarray})``;
+    * torch ``.pt`` (zip or legacy container, through the one torch door
+      :func:`clipstyle.generator.formats.torch_archive.load_torch`; tensors saved on a GPU load on a CPU-only
+      machine) → ``("a torch file", tensor | dict | list …)`` with tensors turned into float NumPy arrays.
 
     Args:
         what: the word for error messages (``"latent"``, ``"direction"``).
 
     Raises:
-        LatentFileError: missing, unreadable, truncated, or a torch pickle naming a global outside
-            torch's weights-only allow-list (nothing from it ran). The message names what the file is.
+        LatentFileError: missing, unreadable, truncated, over the budget, or a torch pickle naming a global
+            outside torch's weights-only allow-list (nothing from it ran). The message names what the file is.
     """
+    from clipstyle.generator.formats.common import CheckpointError
+    from clipstyle.generator.formats.safe_pickle import UnsafePickleError
+    from clipstyle.io.arrays import ArrayFileError, read_npy, read_npz
+
     path = check_input_path(path, f"{what} file")  # missing, a folder, a FIFO, a device: said in one line
     with open(path, "rb") as f:
         head = f.read(8)
     if head[:6] == b"\x93NUMPY":
         try:
-            return "a NumPy .npy array", np.load(path, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001 - any failure: a broken file
-            raise LatentFileError(f"{path} is a NumPy .npy file that cannot be read as a {what} "
-                                  f"({type(exc).__name__}: {_one_line(exc)})") from None
+            return "a NumPy .npy array", read_npy(path, what=str(path))
+        except ArrayFileError as exc:
+            raise LatentFileError(f"{exc} (reading it as a {what})") from None
     torch_file = head[:1] == b"\x80" and head[2:3] == b"\x8a"  # legacy torch.save: pickled magic number first
     if head[:1] == b"\x80" and not torch_file:
         raise LatentFileError(f"{path} is a plain Python pickle, not a {what} file (pickles are not read: "
@@ -156,47 +171,48 @@ def read_array_file(path: str | Path, what: str = "latent") -> tuple[str, Any]:
 
         try:
             with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-        except (zipfile.BadZipFile, OSError) as exc:
+                names = [n.lower() for n in zf.namelist()[:100_000]]
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
             raise LatentFileError(f"{path} is a truncated or corrupt zip archive ({_one_line(exc)})") from None
-        torch_file = any(n.endswith("data.pkl") for n in names)
+        torch_file = any(n.endswith("data.pkl") for n in names)  # torch matches names ignoring case
         if not torch_file:
             try:
-                with np.load(path, allow_pickle=False) as data:
-                    return "a NumPy .npz archive", {k: data[k] for k in data.files}
-            except Exception as exc:  # noqa: BLE001
-                raise LatentFileError(f"{path} is a zip archive but not a readable .npz "
-                                      f"({type(exc).__name__}: {_one_line(exc)})") from None
+                return "a NumPy .npz archive", read_npz(path, what=str(path))
+            except ArrayFileError as exc:
+                raise LatentFileError(f"{exc} (reading it as a {what})") from None
     if torch_file:
+        from clipstyle.generator.formats.torch_archive import load_torch
+
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - UnpicklingError (unsafe global), RuntimeError (corrupt) …
-            raise LatentFileError(f"{path} is a torch file that cannot be read safely as a {what} "
-                                  f"({type(exc).__name__}: {_one_line(exc)}); nothing from it ran") from None
+            obj = load_torch(path, budget=_array_budget(), what=str(path))
+        except (CheckpointError, UnsafePickleError) as exc:
+            raise LatentFileError(f"{_one_line(exc, 300)} (reading it as a {what}; nothing from it ran)") from None
         return "a torch file", _tensors_to_numpy(obj)
     raise LatentFileError(f"{path} is not a readable {what} file: not NumPy, not torch (starts with {head!r}); "
                           f"use .npz (ws/w/dlatents), .npy or a torch .pt tensor")
 
 
 def _one_line(exc: object, limit: int = 160) -> str:
-    text = " ".join(str(exc).split())
+    text = " ".join(str(exc)[: limit * 4].split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _tensors_to_numpy(obj: Any, depth: int = 0) -> Any:
+    """Tensors → NumPy arrays in the top levels of what torch returned (a bounded walk: at most 3 levels and
+    the first 100 000 entries of each container; the door has bounded the walked size already)."""
     if torch.is_tensor(obj):
         return obj.detach().to("cpu").numpy() if obj.dtype != torch.bfloat16 else obj.float().numpy()
     if depth < 3 and isinstance(obj, dict):
-        return {k: _tensors_to_numpy(v, depth + 1) for k, v in obj.items()}
+        return {k: _tensors_to_numpy(v, depth + 1) for k, v in list(obj.items())[:100_000]}
     if depth < 3 and isinstance(obj, (list, tuple)):
-        return [_tensors_to_numpy(v, depth + 1) for v in obj]
+        return [_tensors_to_numpy(v, depth + 1) for v in obj[:100_000]]
     return obj
 
 
 def describe_content(obj: Any) -> str:
     """A few words on what a file held (for error messages): ``a dict with keys a, b`` …"""
     if isinstance(obj, dict):
-        keys = ", ".join(str(k) for k in list(obj)[:8])
+        keys = ", ".join(_one_line(k if isinstance(k, str) else type(k).__name__, 40) for k in list(obj)[:8])
         return f"a dict with keys {keys or '(none)'}"
     if isinstance(obj, np.ndarray):
         return f"an array of shape {list(obj.shape)} ({obj.dtype})"
@@ -274,7 +290,7 @@ def load_latents(path: str | Path, num_ws: int | None = None, w_dim: int | None 
     if isinstance(raw_meta, np.ndarray):
         try:
             meta = json.loads(str(raw_meta))
-        except ValueError:
+        except (ValueError, RecursionError):
             meta = {}
     z = others.get("z") if isinstance(others, dict) else None
     c = others.get("c") if isinstance(others, dict) else None
@@ -298,7 +314,7 @@ def read_latent_meta(path: str | Path) -> dict[str, Any]:
     raw = obj.get("meta") if isinstance(obj, dict) else None
     try:
         meta = json.loads(str(raw)) if isinstance(raw, np.ndarray) else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         meta = {}
     return meta if isinstance(meta, dict) else {}
 

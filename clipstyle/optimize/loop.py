@@ -94,9 +94,11 @@ class OptimizeResult:
 
 
 def to_uint8_frames(images: torch.Tensor) -> np.ndarray:
-    """``[N, C, H, W]`` in [-1, 1] → ``[N, H, W, C]`` uint8 with ``(x·127.5 + 128).clamp(0, 255)``."""
-    x = (images.detach() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
+    """``[N, C, H, W]`` in [-1, 1] → ``[N, H, W, C]`` uint8: :func:`clipstyle.render.files.to_uint8` (the one
+    conversion: ``floor(clamp(x·127.5 + 128, 0, 255))``, NaN → 0)."""
+    from clipstyle.render.files import to_uint8
+
+    return to_uint8(images)
 
 
 def _autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:

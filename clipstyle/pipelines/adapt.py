@@ -134,8 +134,10 @@ def adapt(settings: AdaptSettings | None = None, /, *, G: Any = None, guide: Any
     from clipstyle.pipelines.common import load_network, pick_device
     from clipstyle.pipelines.photo_parts import stage
     from clipstyle.render.files import make_grid
+    from clipstyle.tracking import check_log, tracking, with_phase
 
     settings = AdaptSettings.of(settings, **options)
+    check_log(log)  # a bad --log spec or a missing extra: before anything loads
     dev = pick_device(device, G)
     G = load_network(settings.network, dev, G=G, progress=not quiet)
     check_trainable(G)
@@ -149,23 +151,26 @@ def adapt(settings: AdaptSettings | None = None, /, *, G: Any = None, guide: Any
     config = AdaptConfig(steps=settings.steps, batch=settings.batch, lr=settings.lr, rows=rows, k=settings.auto_k,
                          select_steps=settings.select_steps, torgb=settings.torgb, seed=settings.seed,
                          preview_every=settings.preview_every)
-    with stage("adapting", settings.steps, quiet, callback) as cbs:
-        result = adapt_generator(G, loss, config, preview=preview, callbacks=cbs, stop=stop)
-    if notify is not None and result.run.interrupted and not result.run.stop_reason:
-        notify(f"stopped after {result.run.steps_done} steps: kept the weights of step {result.run.best_step}, "
-               "the lowest loss so far")
-    before = result.before
-    grids = tuple(make_grid(np.concatenate([before, f]), rows=2) for f in result.frames)
-    provenance = _provenance(settings, G, result, guides)
-    r = result.run
-    opt = OptimizeResult(ws=preview.cpu(), best_ws=preview.cpu(), best_loss=r.best_loss, best_step=r.best_step,
-                         history=r.history, frames=result.frames, frame_steps=result.frame_steps,
-                         interrupted=r.interrupted, seconds=r.seconds, steps_done=r.steps_done,
-                         extra={"stop_reason": r.stop_reason})
-    extra = {"provenance": provenance, "shown": [s.label for s in shown], "rows_trained": [list(x) for x in
-             result.rows_trained], "trainable_layers": result.layers, "peak_cuda_memory_bytes": result.peak_memory}
     name = "adapt-" + (settings.target or Path(settings.style_images[0]).stem)
-    images = {"before.png": make_grid(before), "after.png": make_grid(result.frames[-1])}
-    return AdaptRun(name=name, result=opt, settings={"command": "adapt", **settings.to_dict(), "device": dev},
-                    network=G.describe(), extra_json=extra, extra_images=images, result_image=grids[-1],
-                    gif_frames=grids, fps=settings.fps, generator=result.G, provenance=provenance)
+    with tracking(log, name, preview_every=settings.preview_every) as trk:
+        with stage("adapting", settings.steps, quiet, with_phase(callback, trk)) as cbs:
+            result = adapt_generator(G, loss, config, preview=preview, callbacks=cbs, stop=stop)
+        if notify is not None and result.run.interrupted and not result.run.stop_reason:
+            notify(f"stopped after {result.run.steps_done} steps: kept the weights of step {result.run.best_step}, "
+                   "the lowest loss so far")
+        before = result.before
+        grids = tuple(make_grid(np.concatenate([before, f]), rows=2) for f in result.frames)
+        provenance = _provenance(settings, G, result, guides)
+        r = result.run
+        opt = OptimizeResult(ws=preview.cpu(), best_ws=preview.cpu(), best_loss=r.best_loss, best_step=r.best_step,
+                             history=r.history, frames=result.frames, frame_steps=result.frame_steps,
+                             interrupted=r.interrupted, seconds=r.seconds, steps_done=r.steps_done,
+                             extra={"stop_reason": r.stop_reason})
+        extra = {"provenance": provenance, "shown": [s.label for s in shown], "rows_trained": [list(x) for x in
+                 result.rows_trained], "trainable_layers": result.layers, "peak_cuda_memory_bytes": result.peak_memory}
+        images = {"before.png": make_grid(before), "after.png": make_grid(result.frames[-1])}
+        run = AdaptRun(name=name, result=opt, settings={"command": "adapt", **settings.to_dict(), "device": dev},
+                       network=G.describe(), extra_json=extra, extra_images=images, result_image=grids[-1],
+                       gif_frames=grids, fps=settings.fps, generator=result.G, provenance=provenance)
+        trk.finish(run)  # a no-op when the caller lent its trackers (it finishes after saving)
+    return run

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from clipstyle.latents.constraints import SpecError
+from clipstyle.latents.source import network_for_latents  # the one rule (re-exported for the pipelines)
 
 __all__ = ["NOISE_MODES", "check_noise_mode", "labels", "load_network", "load_guide", "parse_seeds", "pick_device",
            "latent_file_of", "read_latent_meta", "network_for_latents"]
@@ -90,7 +91,10 @@ def parse_seeds(spec: str) -> list[int]:
     Raises:
         SpecError: a malformed or out-of-range item.
     """
+    from clipstyle.optimize.resources import MAX_SEEDS, check_count
+
     seeds: list[int] = []
+    pending = 0  # counted before any range is expanded: 0-100000000 is refused without building it
     for item in str(spec).split(","):
         item = item.strip()
         try:
@@ -99,6 +103,8 @@ def parse_seeds(spec: str) -> list[int]:
                 lo, hi = int(a), int(b)
                 if lo > hi:
                     raise ValueError
+                pending += hi - lo + 1
+                check_count("--seeds", pending, MAX_SEEDS, "split the range over several runs")
                 seeds.extend(range(lo, hi + 1))
             else:
                 seeds.append(int(item))
@@ -133,30 +139,3 @@ def read_latent_meta(path: Any) -> dict:
     from clipstyle.latents.latent import read_latent_meta as read_meta
 
     return read_meta(path)
-
-
-def network_for_latents(path: Path | None, network: str | None, meta: dict | None = None) -> str:
-    """The network a latent file is rendered with unless told otherwise — the one rule of every command that
-    reads latents: ``network`` when given; else the pivotal-tuning generator the file names
-    (``meta['generator']``, relative to the file); else the network its meta records; else ``ffhq``. The file
-    is read (and checked as a latent) first, so a bad file is named before any network loads.
-
-    Raises:
-        InputPathError / LatentFileError: a missing or bad latent file; a file that names a tuned generator
-            that is missing (pass ``--network`` to render it with another network).
-    """
-    if path is None:
-        return network or "ffhq"
-    meta = read_latent_meta(path) if meta is None else meta  # a bad file is named before any network loads
-    if network:
-        return network
-    tuned = meta.get("generator")
-    if tuned:
-        tuned_path = Path(tuned) if Path(tuned).is_absolute() else Path(path).parent / tuned
-        if tuned_path.is_file():
-            return str(tuned_path)
-        from clipstyle.latents import LatentFileError
-
-        raise LatentFileError(f"{path} names the tuned generator {tuned}, which is missing; pass --network to "
-                              f"render it with another network")
-    return str(meta.get("network") or "ffhq")

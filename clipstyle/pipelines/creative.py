@@ -10,7 +10,7 @@ writes the run folder the CLI writes (``blend`` returns the blended generator). 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, TYPE_CHECKING
+from typing import Any, Callable, Sequence, TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from clipstyle.pipelines.run import Run
 if TYPE_CHECKING:
     from clipstyle.workflows.creative import BlendSettings, GenerateSettings, InterpolateSettings, MixSettings, RenderSettings, StyleblocksSettings
 
-__all__ = ["styleblocks", "mix_grid", "interpolate", "render", "generate", "blend", "render_frames",
+__all__ = ["styleblocks", "mix_grid", "interpolate", "render", "generate", "generate_images", "blend", "render_frames",
            "unique_labels"]
 
 Progress = Callable[[int, int], None]
@@ -95,6 +95,9 @@ def styleblocks(settings: "StyleblocksSettings | None" = None, /, *, G: Any = No
     from clipstyle.latents.styleblocks import factors, parse_range, styleblock_frames
     from clipstyle.render.files import make_grid
 
+    from clipstyle.optimize.resources import MAX_FRAMES, check_count, check_resources, estimate_frames
+
+    check_count("--frames", frames, MAX_FRAMES)
     lo, hi = parse_range(scale, "--scale")
     values = factors(lo, hi, frames)
     nm = check_noise_mode(noise_mode)
@@ -103,6 +106,7 @@ def styleblocks(settings: "StyleblocksSettings | None" = None, /, *, G: Any = No
     source = network_for_latents(None if latents is None else latent_file_of(latents), network)
     G, dev, c = _setup(source, device, G, class_idx)
     rows = parse_blocks(blocks, G.num_ws, G.block_groups())
+    check_resources(estimate_frames("styleblocks", len(rows) * len(values), G), dev)
     (src,) = parse_source(str(seed) if latents is None else latents, G, dev, truncation, c, allow_many=False)
     sheet, all_ws, gifs, files = [], [], {}, {}
     for k, r in enumerate(rows):
@@ -208,7 +212,9 @@ def interpolate(sources: "str | InterpolateSettings | None" = None, /, *, G: Any
     keys = [s for spec in sources for s in parse_sources(spec, G, dev, truncation, c)]
     if len(keys) < 2:
         raise SpecError("interpolation needs at least two keyframes")
-    frame_count(len(keys), frames, loop)
+    from clipstyle.optimize.resources import check_resources, estimate_frames
+
+    check_resources(estimate_frames("interpolate", frame_count(len(keys), frames, loop), G), dev)  # before rendering
     if space == "z":
         lacking = [k.label for k in keys if k.z is None]
         if lacking:
@@ -308,41 +314,79 @@ def generate(settings: "GenerateSettings | None" = None, /, *, G: Any = None, de
         SpecError: bad seeds, noise mode, truncate_to or translate; rotate/translate on a non-StyleGAN3 network.
         LabelError: a bad ``--class``.
     """
+    from clipstyle.optimize.resources import check_resources, estimate_generate
+    from clipstyle.render.files import make_grid
     from clipstyle.workflows.creative import GenerateSettings
 
     s = GenerateSettings.of(settings, **options)
-    (network, seeds, truncation, truncation_cutoff, truncate_to, class_idx, label_scale, noise_mode, rotate,
-     translate, grid) = (
-        s.network, s.seeds, s.truncation, s.truncation_cutoff, s.truncate_to, s.class_idx, s.label_scale,
-        s.noise_mode, s.rotate, s.translate, s.grid)
+    G, seed_list, render, record = _generate_setup(s, device, G, note)
+    check_resources(estimate_generate(len(seed_list), G, grid=True), render["device"])  # holds every image
+    pngs, files, all_ws, images, zs = {}, {}, [], [], []
+    for seed, img, item in generate_images(G, seed_list, **render):
+        pngs[f"seed{seed:04d}.png"] = img
+        files[f"seed{seed:04d}.npz"] = item
+        images.append(img)
+        all_ws.append(item["ws"].cpu())
+        zs.append(item["z"].cpu())
+    sheet = make_grid(images)
+    if s.grid:
+        pngs["grid.png"] = sheet
+    c = render["c"]
+    return Run(name=f"generate-seeds-{s.seeds}", result=None, settings=record, network=G.describe(),
+               z=torch.cat(zs), c=c.expand(len(seed_list), -1).cpu(), ws_=torch.cat(all_ws),
+               images_=np.stack(images), result_image=sheet, extra_images=pngs, extra_latents=files)
+
+
+def _generate_setup(s: Any, device: str, G: Any, note: "Callable[[str], None] | None"
+                    ) -> tuple[Any, list[int], dict[str, Any], dict[str, Any]]:
+    """What :func:`generate` and :func:`clipstyle.pipelines.generate_stream.generate_to` share (``s``: the
+    ``GenerateSettings``): seeds, the network, labels, the input transform, truncation.
+
+    Returns ``(G, seed list, keywords of generate_images, the settings record)``.
+    """
     from clipstyle.generator.stylegan1 import resolve_truncation
     from clipstyle.generator.stylegan3 import input_transform
-    from clipstyle.latents import start_ws
-    from clipstyle.latents.labels import label_w_avg, truncate_ws
-    from clipstyle.optimize.loop import to_uint8_frames
+    from clipstyle.latents.labels import label_w_avg
     from clipstyle.pipelines.common import parse_seeds
-    from clipstyle.render.files import make_grid
 
-    nm = check_noise_mode(noise_mode)
-    shift = parse_translate(translate)
-    seed_list = parse_seeds(seeds)
+    nm = check_noise_mode(s.noise_mode)
+    shift = parse_translate(s.translate)
+    seed_list = parse_seeds(s.seeds)
     dev = pick_device(device, G)
-    G = load_network(network, dev, G=G)
-    c = labels(G.c_dim, class_idx, 1, dev, label_scale)
-    if rotate is not None or shift is not None:
+    G = load_network(s.network, dev, G=G)
+    c = labels(G.c_dim, s.class_idx, 1, dev, s.label_scale)
+    if s.rotate is not None or shift is not None:
         inp = getattr(G.synthesis, "input", None)
         if getattr(inp, "transform", None) is None:
             raise SpecError("--rotate/--translate need a StyleGAN3 network (its input transform)")
-        inp.transform.copy_(input_transform(rotate, shift).to(inp.transform))
-    psi, cutoff, used = resolve_truncation(G, truncation, truncation_cutoff)
+        inp.transform.copy_(input_transform(s.rotate, shift).to(inp.transform))
+    psi, cutoff, used = resolve_truncation(G, s.truncation, s.truncation_cutoff)
     if used and note is not None:
         note(used)
     center = None
-    if truncate_to == "label":
+    if s.truncate_to == "label":
         if G.c_dim == 0:
             raise SpecError("--truncate-to label needs a conditional network")
         center = label_w_avg(G, c)
-    pngs, files, all_ws, images, zs = {}, {}, [], [], []
+    render = {"c": c, "psi": psi, "cutoff": cutoff, "center": center, "noise_mode": nm, "truncate_to": s.truncate_to,
+              "device": dev}
+    record = {"command": "generate", "network": s.network, "seeds": seed_list, "truncation": psi,
+              "truncation_cutoff": cutoff, "truncation_default_used": bool(used), "truncate_to": s.truncate_to,
+              "class": s.class_idx, "label_scale": s.label_scale, "noise_mode": s.noise_mode, "rotate": s.rotate,
+              "translate": list(shift) if shift else None}
+    return G, seed_list, render, record
+
+
+def generate_images(G: Any, seed_list: Sequence[int], *, c: torch.Tensor, psi: float, cutoff: int | None,
+                    center: torch.Tensor | None, noise_mode: str, truncate_to: str, device: str = "cpu"
+                    ) -> "Iterator[tuple[int, np.ndarray, dict[str, Any]]]":
+    """Render seeds one at a time: yields ``(seed, uint8 image [H, W, C], latent item)`` where the item is
+    ``{"ws": [1, num_ws, w_dim], "z": [1, z_dim], "c", "meta"}`` (what ``seedNNNN.npz`` holds). Nothing is kept
+    between seeds, so any number of seeds streams in the memory of one."""
+    from clipstyle.latents import start_ws
+    from clipstyle.latents.labels import truncate_ws
+    from clipstyle.optimize.loop import to_uint8_frames
+
     with torch.no_grad():
         for seed in seed_list:
             if center is None:
@@ -350,24 +394,10 @@ def generate(settings: "GenerateSettings | None" = None, /, *, G: Any = None, de
             else:
                 ws, z = start_ws(G, seed=seed, truncation_psi=1.0, c=c)
                 ws = truncate_ws(ws, center, psi, cutoff)
-            img = to_uint8_frames(G.synthesis(ws, noise_mode=nm))[0]
-            pngs[f"seed{seed:04d}.png"] = img
-            files[f"seed{seed:04d}.npz"] = {"ws": ws, "z": z, "c": c,
-                                            "meta": {"seed": seed, "truncation_psi": psi, "truncation_cutoff": cutoff,
-                                                  "truncate_to": truncate_to, "network": G.source.source}}
-            images.append(img)
-            all_ws.append(ws.cpu())
-            zs.append(z.cpu())
-    sheet = make_grid(images)
-    if grid:
-        pngs["grid.png"] = sheet
-    settings = {"command": "generate", "network": network, "seeds": seed_list, "truncation": psi,
-                "truncation_cutoff": cutoff, "truncation_default_used": bool(used), "truncate_to": truncate_to,
-                "class": class_idx, "label_scale": label_scale, "noise_mode": noise_mode, "rotate": rotate,
-                "translate": list(shift) if shift else None}
-    return Run(name=f"generate-seeds-{seeds}", result=None, settings=settings, network=G.describe(),
-               z=torch.cat(zs), c=c.expand(len(seed_list), -1).cpu(), ws_=torch.cat(all_ws),
-               images_=np.stack(images), result_image=sheet, extra_images=pngs, extra_latents=files)
+            img = to_uint8_frames(G.synthesis(ws, noise_mode=noise_mode))[0]
+            yield seed, img, {"ws": ws, "z": z, "c": c,
+                              "meta": {"seed": seed, "truncation_psi": psi, "truncation_cutoff": cutoff,
+                                       "truncate_to": truncate_to, "network": G.source.source}}
 
 
 def blend(network_a: "str | BlendSettings | None" = None, network_b: str | None = None, /, *, G_a: Any = None,

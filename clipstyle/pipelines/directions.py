@@ -255,9 +255,11 @@ def direction_from_text(source: "str | DirectionFromTextSettings | None" = None,
     Raises:
         SpecError: bad seeds/class. BlockSpecError: bad blocks. DirectionError: see :func:`text_direction`.
     """
+    from clipstyle.tracking import check_log, tracking, with_phase
     from clipstyle.workflows.directions import DirectionFromTextSettings
 
     s = DirectionFromTextSettings.of(source, target, **options)
+    check_log(log)  # a bad --log spec or a missing extra: before anything loads
     (source, target, seeds, steps, lr, blocks, l2, ensemble, cutouts, network, clip_model, clip_pretrained,
      truncation, class_idx) = (
         s.source, s.target, s.seeds, s.steps, s.lr, s.blocks, s.l2, s.ensemble, s.cutouts, s.network, s.clip_model,
@@ -279,5 +281,8 @@ def direction_from_text(source: "str | DirectionFromTextSettings | None" = None,
         ws0 = G.mapping(z, c, truncation_psi=truncation)
     guide = load_guide(clip_model, clip_pretrained, dev, guide)
     cut = Cutouts(CutoutConfig(num_cutouts=cutouts), guide.input_size)
-    return text_direction(G, guide, source, target, ws0, cut, rows=rows, steps=steps, lr=lr, l2=l2,
-                          templates=load_templates() if ensemble else None, callback=callback, stop=stop)
+    with tracking(log, f"{source} → {target}", preview_every=0, settings=s.to_dict()) as trk:
+        # no Run to finish: the per-step losses and the settings are what is tracked
+        return text_direction(G, guide, source, target, ws0, cut, rows=rows, steps=steps, lr=lr, l2=l2,
+                              templates=load_templates() if ensemble else None, callback=with_phase(callback, trk),
+                              stop=stop)

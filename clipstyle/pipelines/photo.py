@@ -26,9 +26,7 @@ from typing import TYPE_CHECKING, Any
 from clipstyle.pipelines.photo_parts import (
     PhotoOptionError,
     PhotoRun,
-    class_vector,
     identity_similarity,
-    load_network,
     load_perceptual,
     load_weights,
     noise_meta,
@@ -41,6 +39,7 @@ from clipstyle.pipelines.photo_parts import (
     uint8_image,
     with_blend,
 )
+from clipstyle.pipelines.common import labels, load_network
 from clipstyle.pipelines.run import Run
 
 if TYPE_CHECKING:
@@ -68,9 +67,13 @@ def _check_encoder_fits(encoder: Any, G: Any) -> None:
 def _project_photo(G: Any, img: Any, *, steps: int, lr: float | None, space: str, perceptual: Any,
                    mse: float | None, noise_reg: float, crop: bool, init: str, encoder: Any, tune: bool,
                    tune_steps: int, tune_lr: float, seed: int, save_every: int, dev: str, c: Any, mix: Any,
-                   quiet: bool, callback: Any, stop: Any, emit: Callable[[str], None]) -> dict[str, Any]:
-    """Encode (optional), project and tune (optional) one photo; returns the pieces the pipelines save."""
+                   quiet: bool, callback: Any, stop: Any, emit: Callable[[str], None], track: Any = None,
+                   phase: str = "") -> dict[str, Any]:
+    """Encode (optional), project and tune (optional) one photo; returns the pieces the pipelines save.
+    ``track``: experiment trackers (:mod:`clipstyle.tracking`); the projection logs under ``phase``, the
+    tuning under ``tune``."""
     from clipstyle.inversion.project import project as run_projection
+    from clipstyle.tracking import with_phase
 
     target = target_tensor(img, G.img_resolution, crop, G, dev)
     cfg = projection_config(steps, lr, space, perceptual, mse, noise_reg, seed, save_every)
@@ -84,7 +87,7 @@ def _project_photo(G: Any, img: Any, *, steps: int, lr: float | None, space: str
             start = _encode_photo(encoder, img, crop, dev)
     elif init != "mean":
         raise PhotoOptionError(f"--init must be mean or e4e, got {init!r}")
-    with stage("projecting", cfg.steps, quiet, callback) as cbs:
+    with stage("projecting", cfg.steps, quiet, with_phase(callback, track, phase)) as cbs:
         proj = run_projection(G, target, cfg, perceptual=perceptual, c=c if G.c_dim > 0 else None,
                               mix=mix or None, callbacks=cbs, init=start, stop=stop)
     out: dict[str, Any] = {"projection": proj, "target": target, "tuned": None, "start": start}
@@ -95,7 +98,7 @@ def _project_photo(G: Any, img: Any, *, steps: int, lr: float | None, space: str
         if G.c_dim > 0 or not hasattr(G, "synthesis"):
             raise PhotoOptionError("--tune works on unconditional StyleGAN2/3 networks")
         tcfg = TuneConfig(steps=tune_steps, lr=tune_lr, seed=seed, save_every=save_every)
-        with stage("tuning", tune_steps, quiet, callback) as cbs:
+        with stage("tuning", tune_steps, quiet, with_phase(callback, track, "tune")) as cbs:
             out["tuned"] = run_tuning(G, proj.ws[:1].to(dev), target, tcfg, noise=proj.noise, perceptual=perceptual,
                                       callbacks=cbs, stop=stop)
     return out
@@ -126,7 +129,7 @@ def _models(s: Any, device: str, G: Any, encoder: Any, identity: Any, perceptual
     if lpips:
         percept = perceptual if perceptual is not None else load_perceptual(s.perceptual, s.lpips_weights, dev, quiet)
     if G is None:
-        G = load_network(s.network or (str(s.encoder) if enc is not None else None), None, dev, quiet)
+        G = load_network(s.network or (str(s.encoder) if enc is not None else "ffhq"), dev, progress=not quiet)
     return dev, G.to(dev), enc, face_id, percept
 
 
@@ -163,53 +166,60 @@ def project(photo: "str | Path | ProjectSettings | None" = None, /, *, G: Any = 
         SettingsError (before anything loads), ImageError, AlignmentError, PhotoOptionError, CheckpointError,
         LPIPSWeightsError, DownloadError.
     """
-    from clipstyle.io.images import load_image_array
+    from clipstyle.io.images import check_image
     from clipstyle.latents.constraints import constraint_rows
+    from clipstyle.tracking import check_log, tracking
     from clipstyle.workflows.photo import ProjectSettings
 
     encoder, perceptual = split_models(options, encoder, perceptual)
     s = ProjectSettings.of(photo, **options)
+    check_log(log)  # a bad --log spec or a missing extra: before anything loads
     emit = say_once(notify)
     path = Path(s.photo)
-    load_image_array(path)  # a missing or broken photo fails before any network is loaded
+    check_image(path)  # a missing or broken photo fails before any network is loaded
     dev, base, enc, face_id, perceptual_model = _models(s, device, G, encoder, identity, perceptual, quiet)
-    c = class_vector(base.c_dim, s.class_idx, 1, dev)
+    c = labels(base.c_dim, s.class_idx, 1, dev)
     _, mixed = constraint_rows(base, None, list(s.mix), None, dev, c)
     G = with_blend(base, s.blend, dev, quiet)
     img = photo_image(path, s.align, emit)
-    parts = _project_photo(G, img, steps=s.steps, lr=s.lr, space=s.space, perceptual=perceptual_model, mse=s.mse,
-                           noise_reg=s.noise_reg, crop=s.crop, init=s.init, encoder=enc, tune=s.tune,
-                           tune_steps=s.tune_steps, tune_lr=s.tune_lr, seed=s.seed, save_every=s.save_every, dev=dev,
-                           c=c, mix=mixed, quiet=quiet, callback=callback, stop=stop, emit=emit)
-    proj, tuned = parts["projection"], parts["tuned"]
-    target_u8, proj_u8 = uint8_image(proj.target), uint8_image(proj.image)
-    settings = {"command": "project", **s.to_dict(), "photo": str(path),
-                "network": s.network or ("e4e decoder" if enc else "ffhq"), "lr": proj.config.lr,
-                "mse": proj.config.mse, "class": s.class_idx, "w_avg_samples": proj.config.w_avg_samples,
-                "device": dev, "mixed_rows": sorted(mixed), "init": s.init if parts["start"] is not None else "mean",
-                "tune_steps": s.tune_steps if s.tune else None, "tune_lr": s.tune_lr if s.tune else None}
-    extra: dict[str, Any] = {"metrics": proj.metrics, "projection_metrics": proj.metrics, "w_std": proj.w_std,
-                             "noise_maps": list(proj.noise)}
-    images = {"target.png": target_u8, "proj.png": proj_u8}
-    result_u8 = proj_u8
-    if tuned is not None:
-        extra["tune_metrics"] = tuned.metrics
-        extra["metrics"] = tuned_metrics(tuned.metrics, proj.metrics)
-        result_u8 = uint8_image(tuned.image)
-        images["tuned.png"] = result_u8
-        emit(f"pivotal tuning: PSNR {tuned.metrics['psnr_pivot']:.2f} → {tuned.metrics['psnr_tuned']:.2f} dB, "
-             f"random-w images within {tuned.metrics['locality_psnr_random']:.1f} dB")
-    if face_id is not None:
-        final = tuned.image if tuned is not None else proj.image
-        extra["identity_similarity"] = identity_similarity(face_id, final, proj.target)
-        emit(f"identity similarity (ArcFace) to the photo: {extra['identity_similarity']:.4f}")
-    arrays, meta = noise_meta(proj.noise)
-    if s.blend:
-        meta.update({"network": base.describe().get("source"), "blend": s.blend})
-    return PhotoRun(name=f"proj-{path.stem}", result=proj.run, settings=settings, network=G.describe(),
-                    c=c if G.c_dim > 0 else None, extra_json=extra, extra_images=images, extra_arrays=arrays,
-                    result_image=result_u8, gif_frames=side_by_side_frames(target_u8, proj.run.frames),
-                    generator=tuned.G if tuned is not None else None, latent_meta=meta)
+    with tracking(log, f"proj-{path.stem}", preview_every=s.save_every) as trk:
+        parts = _project_photo(G, img, steps=s.steps, lr=s.lr, space=s.space, perceptual=perceptual_model,
+                               mse=s.mse, noise_reg=s.noise_reg, crop=s.crop, init=s.init, encoder=enc, tune=s.tune,
+                               tune_steps=s.tune_steps, tune_lr=s.tune_lr, seed=s.seed, save_every=s.save_every,
+                               dev=dev, c=c, mix=mixed, quiet=quiet, callback=callback, stop=stop, emit=emit,
+                               track=trk)
+        proj, tuned = parts["projection"], parts["tuned"]
+        target_u8, proj_u8 = uint8_image(proj.target), uint8_image(proj.image)
+        settings = {"command": "project", **s.to_dict(), "photo": str(path),
+                    "network": s.network or ("e4e decoder" if enc else "ffhq"), "lr": proj.config.lr,
+                    "mse": proj.config.mse, "class": s.class_idx, "w_avg_samples": proj.config.w_avg_samples,
+                    "device": dev, "mixed_rows": sorted(mixed),
+                    "init": s.init if parts["start"] is not None else "mean",
+                    "tune_steps": s.tune_steps if s.tune else None, "tune_lr": s.tune_lr if s.tune else None}
+        extra: dict[str, Any] = {"metrics": proj.metrics, "projection_metrics": proj.metrics, "w_std": proj.w_std,
+                                 "noise_maps": list(proj.noise)}
+        images = {"target.png": target_u8, "proj.png": proj_u8}
+        result_u8 = proj_u8
+        if tuned is not None:
+            extra["tune_metrics"] = tuned.metrics
+            extra["metrics"] = tuned_metrics(tuned.metrics, proj.metrics)
+            result_u8 = uint8_image(tuned.image)
+            images["tuned.png"] = result_u8
+            emit(f"pivotal tuning: PSNR {tuned.metrics['psnr_pivot']:.2f} → {tuned.metrics['psnr_tuned']:.2f} "
+                 f"dB, random-w images within {tuned.metrics['locality_psnr_random']:.1f} dB")
+        if face_id is not None:
+            final = tuned.image if tuned is not None else proj.image
+            extra["identity_similarity"] = identity_similarity(face_id, final, proj.target)
+            emit(f"identity similarity (ArcFace) to the photo: {extra['identity_similarity']:.4f}")
+        arrays, meta = noise_meta(proj.noise)
+        if s.blend:
+            meta.update({"network": base.describe().get("source"), "blend": s.blend})
+        run = PhotoRun(name=f"proj-{path.stem}", result=proj.run, settings=settings, network=G.describe(),
+                       c=c if G.c_dim > 0 else None, extra_json=extra, extra_images=images, extra_arrays=arrays,
+                       result_image=result_u8, gif_frames=side_by_side_frames(target_u8, proj.run.frames),
+                       generator=tuned.G if tuned is not None else None, latent_meta=meta)
+        trk.finish(run)  # a no-op when the caller lent its trackers (it finishes after saving)
+    return run
 
 
 def tuned_metrics(tune: dict[str, Any], pivot: dict[str, Any]) -> dict[str, Any]:
@@ -243,14 +253,14 @@ def encode(photo: "str | Path | EncodeSettings | None" = None, /, *, G: Any = No
     import torch
 
     from clipstyle.inversion.project import psnr
-    from clipstyle.io.images import load_image_array
+    from clipstyle.io.images import check_image
     from clipstyle.workflows.photo import EncodeSettings
 
     encoder, _ = split_models(options, encoder, None)
     s = EncodeSettings.of(photo, **options)
     emit = say_once(notify)
     path = Path(s.photo)
-    load_image_array(path)
+    check_image(path)
     dev, G, enc, face_id, _ = _models(s, device, G, encoder, identity, None, quiet, lpips=False)
     _check_encoder_fits(enc, G)
     img = photo_image(path, s.align, emit)

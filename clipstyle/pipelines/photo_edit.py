@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from clipstyle.pipelines.photo_parts import (
     PhotoRun,
-    class_vector,
     identity_similarity,
     load_weights,
     noise_meta,
     photo_image,
-    read_meta,
     say_once,
     side_by_side_frames,
     stage,
@@ -21,6 +19,7 @@ from clipstyle.pipelines.photo_parts import (
     uint8_image,
     with_blend,
 )
+from clipstyle.pipelines.common import labels, read_latent_meta
 from clipstyle.pipelines.run import Run
 
 if TYPE_CHECKING:
@@ -62,16 +61,19 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
     import torch
 
     from clipstyle.guidance import CutoutConfig, Cutouts
+    from clipstyle.guidance.cutouts import default_cutouts
     from clipstyle.inversion.edit import EditConfig
     from clipstyle.inversion.edit import edit as run_edit
     from clipstyle.latents.constraints import constraint_rows, latent_l2_weight
     from clipstyle.pipelines.common import load_guide, pick_device
     from clipstyle.pipelines.photo import _models, _project_photo, split_models
     from clipstyle.render.files import side_by_side
+    from clipstyle.tracking import check_log, tracking, with_phase
     from clipstyle.workflows.photo import EditSettings
 
     encoder, perceptual = split_models(options, encoder, perceptual)
     s = EditSettings.of(photo_or_latents, prompt, **options)
+    check_log(log)  # a bad --log spec or a missing extra: before anything loads
     emit = say_once(notify)
     rec = None
     if s.recipe is not None:
@@ -89,87 +91,91 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
     if face_id is None and full_path:
         emit("no --id-weights given: identity is kept by the CLIP keep term only (pass --id-weights "
              "model_ir_se50.pth for the ArcFace identity loss)")
-    parts: dict[str, Any] | None = None
-    if is_latent:
-        base = G.to(dev) if G is not None else load_model_for_latents(s, dev, quiet)
-        ws0, noise, c_file, _ = start_from_latents(start_path, base, dev)
-        c = c_file if c_file is not None and s.class_idx is None else class_vector(base.c_dim, s.class_idx,
-                                                                                   ws0.shape[0], dev)
-        reference = None
-    else:
-        from clipstyle.io.images import load_image_array
+    with tracking(log, text or start_path.stem, preview_every=s.save_every) as trk:
+        parts: dict[str, Any] | None = None
+        if is_latent:
+            base = G.to(dev) if G is not None else load_model_for_latents(s, dev, quiet)
+            ws0, noise, c_file, _ = start_from_latents(start_path, base, dev)
+            c = c_file if c_file is not None and s.class_idx is None else labels(base.c_dim, s.class_idx,
+                                                                                       ws0.shape[0], dev)
+            reference = None
+        else:
+            from clipstyle.io.images import check_image
 
-        load_image_array(start_path)
-        dev, base, enc, _, perceptual_model = _models(s, dev, G, encoder, face_id or identity, perceptual, quiet)
-        if enc is None and full_path:
-            emit("no --encoder given: the photo is projected from the mean w (pass --encoder "
-                 "e4e_ffhq_encode.pt to start from an e4e encoding)")
-        c = class_vector(base.c_dim, s.class_idx, 1, dev)
-    free, mixed = constraint_rows(base, s.blocks, list(s.mix), rec, dev, c[:1])
-    G = with_blend(base, s.blend, dev, quiet)
-    if not is_latent:
-        img = photo_image(start_path, s.align, emit)
-        parts = _project_photo(base, img, steps=s.project_steps, lr=s.project_lr, space=s.project_space,
-                               perceptual=perceptual_model, mse=s.mse, noise_reg=s.noise_reg, crop=s.crop,
-                               init="e4e" if enc is not None else "mean", encoder=enc, tune=s.tune,
-                               tune_steps=s.tune_steps, tune_lr=s.tune_lr, seed=s.seed, save_every=s.save_every,
-                               dev=dev, c=c, mix=None, quiet=quiet, callback=callback, stop=stop, emit=emit)
-        ws0, noise = parts["projection"].ws.to(dev), parts["projection"].noise
-        reference = parts["target"]
-        if parts["tuned"] is not None:
-            G = base = parts["tuned"].G
-    directional = s.strength if s.strength is not None else (rec.strength if rec is not None else 1.0)
-    l2_weight = latent_l2_weight(s.l2, rec, G.num_ws, G.w_dim, default=0.008)
-    num = s.cutouts if s.cutouts is not None else (32 if dev.startswith("cuda") else 8)
-    guide = load_guide(s.clip_model, s.clip_pretrained, dev, guide)
-    cut = Cutouts(CutoutConfig(num_cutouts=num), guide.input_size)
-    cfg = EditConfig(source_text=source_text, steps=s.steps, lr=s.lr, directional=directional, l2=l2_weight,
-                     keep=s.keep, free_rows=free, save_every=s.save_every, seed=s.seed)
-    extra_terms = []
-    if face_id is not None:
-        from clipstyle.encoders.arcface import IdentityLoss
-        from clipstyle.inversion.noise import SynthesisWithNoise
+            check_image(start_path)
+            dev, base, enc, _, perceptual_model = _models(s, dev, G, encoder, face_id or identity, perceptual, quiet)
+            if enc is None and full_path:
+                emit("no --encoder given: the photo is projected from the mean w (pass --encoder "
+                     "e4e_ffhq_encode.pt to start from an e4e encoding)")
+            c = labels(base.c_dim, s.class_idx, 1, dev)
+        free, mixed = constraint_rows(base, s.blocks, list(s.mix), rec, dev, c[:1])
+        G = with_blend(base, s.blend, dev, quiet)
+        if not is_latent:
+            img = photo_image(start_path, s.align, emit)
+            parts = _project_photo(base, img, steps=s.project_steps, lr=s.project_lr, space=s.project_space,
+                                   perceptual=perceptual_model, mse=s.mse, noise_reg=s.noise_reg, crop=s.crop,
+                                   init="e4e" if enc is not None else "mean", encoder=enc, tune=s.tune,
+                                   tune_steps=s.tune_steps, tune_lr=s.tune_lr, seed=s.seed, save_every=s.save_every,
+                                   dev=dev, c=c, mix=None, quiet=quiet, callback=callback, stop=stop, emit=emit,
+                                   track=trk, phase="project")
+            ws0, noise = parts["projection"].ws.to(dev), parts["projection"].noise
+            reference = parts["target"]
+            if parts["tuned"] is not None:
+                G = base = parts["tuned"].G
+        directional = s.strength if s.strength is not None else (rec.strength if rec is not None else 1.0)
+        l2_weight = latent_l2_weight(s.l2, rec, G.num_ws, G.w_dim, default=0.008)
+        num = s.cutouts if s.cutouts is not None else default_cutouts(dev)
+        guide = load_guide(s.clip_model, s.clip_pretrained, dev, guide)
+        cut = Cutouts(CutoutConfig(num_cutouts=num), guide.input_size)
+        cfg = EditConfig(source_text=source_text, steps=s.steps, lr=s.lr, directional=directional, l2=l2_weight,
+                         keep=s.keep, free_rows=free, save_every=s.save_every, seed=s.seed)
+        extra_terms = []
+        if face_id is not None:
+            from clipstyle.encoders.arcface import IdentityLoss
+            from clipstyle.inversion.noise import SynthesisWithNoise
 
-        if reference is None:
-            with torch.no_grad():
-                reference = SynthesisWithNoise(G, noise).synthesis(ws0[:1], noise_mode="const")
-        extra_terms.append((IdentityLoss(face_id, reference), s.id_lambda))
-    with stage("editing", s.steps, quiet, callback) as cbs:
-        result = run_edit(G, ws0, text, guide, cut, cfg, noise=noise, mix=mixed, extra_terms=extra_terms,
-                          callbacks=cbs, stop=stop)
-    before_u8, after_u8 = uint8_image(result.before), uint8_image(result.after)
-    settings = {"command": "edit", **s.to_dict(), "input": str(start_path),
-                "input_kind": "latents" if is_latent else "photo", "prompt": text, "source": source_text,
-                "recipe": rec.name if rec is not None else None, "blocks": list(result.free_rows),
-                "strength": directional, "l2": l2_weight, "mixed_rows": sorted(mixed), "cutouts": num,
-                "class": s.class_idx, "device": dev, "id_lambda": s.id_lambda if face_id is not None else None}
-    extra: dict[str, Any] = {}
-    images = {"before_after.png": side_by_side(before_u8, after_u8)}
-    tuned_G = None
-    if parts is not None:
-        proj = parts["projection"]
-        settings.update({"mse": proj.config.mse, "tune_steps": s.tune_steps if s.tune else None,
-                         "projected_into": base.describe().get("source")})
-        extra["projection_metrics"] = proj.metrics
-        images["target.png"] = uint8_image(proj.target)
-        if parts["tuned"] is not None:
-            extra["tune_metrics"] = parts["tuned"].metrics
-            tuned_G = parts["tuned"].G
-    if face_id is not None:
-        extra["identity_similarity"] = identity_similarity(face_id, result.after, reference)
-        emit(f"identity similarity (ArcFace) of the edit to the photo: {extra['identity_similarity']:.4f}")
-    arrays, meta = noise_meta(dict(noise))
-    if s.blend:
-        meta.update({"network": base.describe().get("source"), "blend": s.blend})
-    if is_latent:
-        named = read_meta(start_path).get("generator")
-        if named and not s.network:  # keep rendering the edit with the same tuned generator
-            meta["generator"] = str((start_path.parent / named).resolve())
-    name = text if rec is None or text != rec.target else rec.name
-    return PhotoRun(name=name, result=result.run, settings=settings, network=G.describe(),
-                    c=c if G.c_dim > 0 else None, extra_json=extra, extra_images=images, extra_arrays=arrays,
-                    result_image=after_u8, gif_frames=side_by_side_frames(before_u8, result.run.frames),
-                    generator=tuned_G, latent_meta=meta)
+            if reference is None:
+                with torch.no_grad():
+                    reference = SynthesisWithNoise(G, noise).synthesis(ws0[:1], noise_mode="const")
+            extra_terms.append((IdentityLoss(face_id, reference), s.id_lambda))
+        with stage("editing", s.steps, quiet, with_phase(callback, trk)) as cbs:
+            result = run_edit(G, ws0, text, guide, cut, cfg, noise=noise, mix=mixed, extra_terms=extra_terms,
+                              callbacks=cbs, stop=stop)
+        before_u8, after_u8 = uint8_image(result.before), uint8_image(result.after)
+        settings = {"command": "edit", **s.to_dict(), "input": str(start_path),
+                    "input_kind": "latents" if is_latent else "photo", "prompt": text, "source": source_text,
+                    "recipe": rec.name if rec is not None else None, "blocks": list(result.free_rows),
+                    "strength": directional, "l2": l2_weight, "mixed_rows": sorted(mixed), "cutouts": num,
+                    "class": s.class_idx, "device": dev, "id_lambda": s.id_lambda if face_id is not None else None}
+        extra: dict[str, Any] = {}
+        images = {"before_after.png": side_by_side(before_u8, after_u8)}
+        tuned_G = None
+        if parts is not None:
+            proj = parts["projection"]
+            settings.update({"mse": proj.config.mse, "tune_steps": s.tune_steps if s.tune else None,
+                             "projected_into": base.describe().get("source")})
+            extra["projection_metrics"] = proj.metrics
+            images["target.png"] = uint8_image(proj.target)
+            if parts["tuned"] is not None:
+                extra["tune_metrics"] = parts["tuned"].metrics
+                tuned_G = parts["tuned"].G
+        if face_id is not None:
+            extra["identity_similarity"] = identity_similarity(face_id, result.after, reference)
+            emit(f"identity similarity (ArcFace) of the edit to the photo: {extra['identity_similarity']:.4f}")
+        arrays, meta = noise_meta(dict(noise))
+        if s.blend:
+            meta.update({"network": base.describe().get("source"), "blend": s.blend})
+        if is_latent:
+            named = read_latent_meta(start_path).get("generator")
+            if named and not s.network:  # keep rendering the edit with the same tuned generator
+                meta["generator"] = str((start_path.parent / named).resolve())
+        name = text if rec is None or text != rec.target else rec.name
+        run = PhotoRun(name=name, result=result.run, settings=settings, network=G.describe(),
+                       c=c if G.c_dim > 0 else None, extra_json=extra, extra_images=images, extra_arrays=arrays,
+                       result_image=after_u8, gif_frames=side_by_side_frames(before_u8, result.run.frames),
+                       generator=tuned_G, latent_meta=meta)
+        trk.finish(run)  # a no-op when the caller lent its trackers (it finishes after saving)
+    return run
 
 
 def load_model_for_latents(s: Any, device: str, quiet: bool) -> Any:
@@ -211,7 +217,7 @@ def invert_z(latents: "str | Path | InvertZSettings | None" = None, /, *, G: Any
     dev = pick_device(device, G)
     G = G.to(dev) if G is not None else load_model_for_latents(s, dev, quiet)
     ws, _, c_file, meta = start_from_latents(path, G, dev)
-    c = c_file if c_file is not None and s.class_idx is None else class_vector(G.c_dim, s.class_idx, ws.shape[0], dev)
+    c = c_file if c_file is not None and s.class_idx is None else labels(G.c_dim, s.class_idx, ws.shape[0], dev)
     rows_differ = bool((ws != ws[:, :1]).any())
     inv = invert_mapping(G, ws if rows_differ else ws[:, 0], c if G.c_dim > 0 else None,
                          truncation_psi=truncation, truncation_cutoff=truncation_cutoff, refine_steps=s.refine_steps,

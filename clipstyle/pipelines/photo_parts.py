@@ -66,62 +66,28 @@ def stage(name: str, steps: int, quiet: bool, callback: Callable | None) -> Iter
         yield [bar] + ([callback] if callback is not None else [])
 
 
-def class_vector(c_dim: int, class_idx: "int | str | None", n: int, device: str) -> Any:
-    """Labels ``[n, c_dim]`` from ``--class`` (``[n, 0]`` for unconditional networks): K, K1,K2,… (sum),
-    ``@S`` scale or a ``.npy`` vector (:func:`clipstyle.latents.labels.parse_labels`). LabelError: bad --class."""
-    from clipstyle.latents.labels import label_tensor
-
-    return label_tensor(c_dim, class_idx, n, device)
 
 
-def read_meta(path: Path) -> dict[str, Any]:
-    """The JSON meta of a latent file of any layout (``{}`` when it has none). LatentFileError: missing/unreadable."""
-    from clipstyle.latents.latent import read_latent_meta
-
-    return read_latent_meta(path)
 
 
-def load_network(network: str | None, latents_meta: dict[str, Any] | None, dev: str, quiet: bool) -> Any:
-    """The generator: ``--network``, else the one recorded in a latent file's meta, else ``ffhq``."""
-    from clipstyle.generator import load_generator
-
-    source = network or (latents_meta or {}).get("network") or "ffhq"
-    return load_generator(str(source), device=dev, progress=not quiet)
-
-
-def tuned_generator_path(latents: str | Path) -> Path | None:
-    """The tuned generator a latent file names (``meta['generator']``, relative to the file), or None.
-
-    Raises:
-        LatentFileError: the file names one that is missing.
-    """
-    from clipstyle.latents import LatentFileError
-
-    name = read_meta(Path(latents)).get("generator")
-    if not name:
-        return None
-    path = Path(name) if Path(name).is_absolute() else Path(latents).parent / name
-    if not path.is_file():
-        raise LatentFileError(f"{latents} names the tuned generator {name}, which is missing beside it")
-    return path
 
 
 def generator_for_latents(latents: str | Path, network: str | None = None, device: str = "cpu",
                           quiet: bool = True) -> Any:
-    """The generator a latent file should be rendered with: ``network`` when given, else the pivotal-tuning
-    generator the file names (``generator.safetensors`` beside it), else its meta's network, else ffhq.
+    """The generator a latent file is rendered with, by the one rule
+    (:func:`clipstyle.latents.source.network_for_latents`: ``network``, else the tuned generator the file names,
+    else its recorded network when an alias or an existing local file, else ffhq).
 
     Raises:
+        NetworkSourceError (a LatentFileError): a missing tuned generator, a recorded URL or unknown network.
         LatentFileError, CheckpointError, DownloadError: as the loaders do.
     """
     from clipstyle.generator import load_generator
+    from clipstyle.latents.source import network_for_latents
 
-    if network:
-        return load_generator(network, device=device, progress=not quiet)
-    tuned = tuned_generator_path(latents)
-    if tuned is not None:
-        return load_generator(str(tuned), device=device, progress=False)
-    return load_network(None, read_meta(Path(latents)), device, quiet)
+    source = network_for_latents(Path(latents), network)
+    return load_generator(source, device=device, progress=not quiet and source == network)
+
 
 
 def photo_image(photo: Path, align: bool, emit: Callable[[str], None]) -> Any:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
+from clipstyle.guidance.cutouts import default_cutouts
 from clipstyle.optimize.loop import Schedule, StepInfo
 from clipstyle.pipelines.run import Run
 
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["TextJob", "default_cutouts", "text_job", "text_run", "text_to_image"]
 
 
-def default_cutouts(device: str) -> int:
-    """Cutouts per image when not given: 32 on a GPU (CUDA/MPS), 8 on the CPU."""
-    return 8 if str(device).startswith("cpu") else 32
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,7 +168,9 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
         device: ``auto`` (with ``G`` given: G's device; else CUDA, else MPS, else CPU), ``cpu``, ``cuda``…
         callback: ``callback(StepInfo, images [n, 3, H, W])`` after every step.
         stop: asked before every step; True ends the loop keeping the best so far (``run.interrupted``).
-        log: experiment trackers (``"tensorboard[:DIR]"``, ``"mlflow[:URI]"``), see :mod:`clipstyle.tracking`.
+        log: experiment trackers: ``--log`` specs (``["tensorboard:runs", "mlflow:file:///tmp/mlruns"]``),
+            tracker objects, or a :class:`~clipstyle.tracking.Trackers` the caller opened and finishes after
+            saving (see :func:`clipstyle.tracking.tracking`); ``None`` = none.
         quiet: no download progress bars.
 
     Returns:
@@ -187,9 +187,15 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
     from clipstyle.pipelines.common import load_guide, load_network, pick_device
     from clipstyle.workflows.text import TextSettings
 
+    from clipstyle.tracking import check_log, tracking
+
     s = TextSettings.of(prompt, **options)
+    check_log(log)  # a bad --log spec or a missing extra: one line before any work
     dev = pick_device(device, G)
     G = load_network(s.network, dev, s.blend, progress=not quiet) if G is None else G.to(dev)
+    from clipstyle.optimize.resources import check_resources, estimate_optimization
+
+    check_resources(estimate_optimization("text", int(s.batch), G, cutouts=int(s.cutouts or 0)), dev)  # before CLIP
     if guide is None:  # the user's mistakes in blocks/mix/class first, before CLIP loads
         from clipstyle.latents.constraints import constraint_rows
         from clipstyle.pipelines.common import labels
@@ -197,9 +203,13 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
         constraint_rows(G, s.blocks, list(s.mix), _recipe(s.recipe), dev, labels(G.c_dim, s.class_idx, 1, dev))
         guide = load_guide(s.clip_model, s.clip_pretrained, dev)
     job = text_job(G, guide, s)
-    result = run(G, job.latent(dev), job.loss, job.schedule, save_every=s.save_every,
-                 callbacks=[callback] if callback is not None else [], precision=s.precision, stop=stop)
-    return text_run(s, job, result, G, dev)
+    with tracking(log, job.name, preview_every=s.save_every) as trackers:
+        callbacks = [cb for cb in (callback, trackers.callback if trackers else None) if cb is not None]
+        result = run(G, job.latent(dev), job.loss, job.schedule, save_every=s.save_every, callbacks=callbacks,
+                     precision=s.precision, stop=stop)
+        out = text_run(s, job, result, G, dev)
+        trackers.finish(out)  # a no-op when the caller lent its own trackers (it finishes after saving)
+    return out
 
 
 def text_run(settings: "TextSettings", job: TextJob, result: Any, G: Any, device: str,

@@ -19,8 +19,8 @@ from typing import Any
 
 from clipstyle.generator.formats.common import CheckpointError
 
-__all__ = ["BudgetError", "Limits", "check_budget", "check_fits_state", "check_shapes", "limits", "min_parameters",
-           "nbytes_of_shape"]
+__all__ = ["BudgetError", "Limits", "check_budget", "check_config_numbers", "check_fits_state", "check_shapes",
+           "limits", "min_parameters", "nbytes_of_shape"]
 
 
 class BudgetError(CheckpointError):
@@ -66,14 +66,15 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
-def check_shapes(shapes: Iterable[tuple[tuple[int, ...], int]], what: str = "the file") -> int:
+def check_shapes(shapes: Iterable[tuple[tuple[int, ...], int]], what: str = "the file",
+                 lim: Limits | None = None) -> int:
     """Refuse a set of tensors (``(shape, itemsize)`` pairs) that is too many or too large. Returns total bytes.
 
     Raises:
         BudgetError: more than ``max_tensors`` tensors, a negative dimension, more than ``max_ndim``
-            dimensions, or more than ``max_tensor_bytes`` bytes together.
+            dimensions, or more than ``max_tensor_bytes`` bytes together (of ``lim``, default :func:`limits`).
     """
-    lim = limits()
+    lim = lim or limits()
     total = 0
     for count, (shape, itemsize) in enumerate(shapes, 1):
         if count > lim.max_tensors:
@@ -104,6 +105,8 @@ def check_budget(config: Any = None, *, shapes: Iterable[tuple[tuple[int, ...], 
     """
     lim = limits()
     if config is not None:
+        check_config_numbers(config, what)
+
         def bounded(name: str, value: Any, hi: int, lo: int = 0) -> None:
             try:
                 v = int(value)
@@ -140,6 +143,83 @@ def check_budget(config: Any = None, *, shapes: Iterable[tuple[tuple[int, ...], 
                     bounded(f"a layer's {name}", s, 4 * lim.max_resolution, 1)
     if shapes is not None:
         check_shapes(shapes, what)
+
+
+#: Plausible ranges (inclusive) of the real-valued numbers of a network config, by field name. A value outside
+#: (NaN and ±inf included) would not fail: it would make every image black, white or noise.
+FLOAT_RANGES: dict[str, tuple[float, float]] = {
+    "mapping_lr_multiplier": (1e-6, 100.0),  # NVIDIA's bias_gain / lr multiplier (0.01 upstream)
+    "conv_clamp": (1e-3, 1e6),
+    "instance_norm_eps": (1e-12, 1.0),
+    "input_sampling_rate": (1e-3, 1e6),  # StyleGAN3 input: sampling rate and bandwidth
+    "input_bandwidth": (1e-3, 1e6),
+    "output_scale": (1e-6, 16.0),
+    "in_sampling_rate": (1e-3, 1e6), "out_sampling_rate": (1e-3, 1e6), "tmp_sampling_rate": (1e-3, 1e6),
+    "in_cutoff": (1e-6, 1e6), "out_cutoff": (1e-6, 1e6),
+    "in_half_width": (0.0, 1e6), "out_half_width": (0.0, 1e6),
+}
+#: Plausible ranges of the small integers of a layer (StyleGAN3).
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "conv_kernel": (1, 15), "up_factor": (1, 16), "down_factor": (1, 16), "up_taps": (0, 1024),
+    "down_taps": (0, 1024), "num_fp16_res": (0, 64), "fused_min_resolution": (0, 1 << 16),
+}
+#: Resampling filter taps (``resample_filter``, ``blur_filter``).
+FILTER_FIELDS = ("resample_filter", "blur_filter")
+
+
+def check_config_numbers(config: Any, what: str = "the file") -> None:
+    """Refuse a config with a number that is not finite or not plausible, in any field, nested layers included.
+
+    Every ``float`` field must be finite and, for the fields of :data:`FLOAT_RANGES`, inside its range;
+    the fields of :data:`INT_RANGES` are bounded; filters (:data:`FILTER_FIELDS`) hold 1–64 finite taps of
+    magnitude ≤ 10⁶ with a non-zero sum (they are normalised by it); paddings are bounded by the resolution
+    budget. Works on any dataclass config (StyleGAN1/2/3, their layer configs).
+
+    Raises:
+        BudgetError: one line naming the field and the value (nothing was built).
+    """
+    import dataclasses
+    import math
+
+    lim = limits()
+    todo = [(config, "")]
+    while todo:
+        obj, prefix = todo.pop()
+        if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+            continue
+        for f in dataclasses.fields(obj):
+            name, value = f.name, getattr(obj, f.name, None)
+            where = f"{prefix}{name}"
+            if isinstance(value, bool) or value is None or isinstance(value, str):
+                continue
+            if isinstance(value, float) or (name in FLOAT_RANGES and isinstance(value, int)):
+                v = float(value)
+                if not math.isfinite(v):
+                    raise BudgetError(f"{what}: {where} is {v}; every number of a network config must be finite")
+                lo, hi = FLOAT_RANGES.get(name, (-1e12, 1e12))
+                if not lo <= v <= hi:
+                    raise BudgetError(f"{what}: {where}={v:g} is outside {lo:g}..{hi:g}; refused before building "
+                                      f"the network")
+            elif isinstance(value, int) and name in INT_RANGES:
+                lo, hi = INT_RANGES[name]
+                if not lo <= value <= hi:
+                    raise BudgetError(f"{what}: {where}={value} is outside {lo}..{hi}; refused before building")
+            elif isinstance(value, tuple):
+                if name in FILTER_FIELDS:
+                    taps = [float(t) for t in value[:65]] if all(isinstance(t, (int, float)) for t in value[:65]) \
+                        else None
+                    if (taps is None or not 1 <= len(value) <= 64 or not all(math.isfinite(t) and abs(t) <= 1e6
+                                                                             for t in taps) or sum(taps) == 0):
+                        raise BudgetError(f"{what}: {where} is not 1-64 finite filter taps with a non-zero sum")
+                elif name == "padding":
+                    if not all(isinstance(p, int) and abs(p) <= 4 * lim.max_resolution for p in value):
+                        raise BudgetError(f"{what}: {where} {list(value)[:8]} is not a plausible padding")
+                else:
+                    for i, item in enumerate(value[: lim.max_layers + 1]):
+                        if isinstance(item, float) and not math.isfinite(item):
+                            raise BudgetError(f"{what}: {where}[{i}] is {item}; every number must be finite")
+                        if dataclasses.is_dataclass(item):
+                            todo.append((item, f"{where}[{i}]."))
 
 
 def min_parameters(config: Any) -> int:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+import reprlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from clipstyle.errors import BadFileError
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict, _REPR.maxset = 3, 6, 6, 4, 4
+_REPR.maxfrozenset, _REPR.maxdeque, _REPR.maxarray = 4, 4, 4
+_REPR.maxstring, _REPR.maxlong, _REPR.maxother = 200, 60, 200
 
 
 class CheckpointError(BadFileError):
@@ -45,8 +51,19 @@ def load_state_exact(G: torch.nn.Module, state: dict[str, torch.Tensor]) -> None
 
 def safe_text(value: object, limit: int = 80) -> str:
     """A file-derived value as one short printable line: control and non-printable characters escaped
-    (``\\x1b`` …), rich markup brackets escaped, heap addresses (``at 0x…``) dropped, cut to ``limit``."""
-    text = value if isinstance(value, str) else repr(value)
+    (``\\x1b`` …), rich markup brackets escaped, heap addresses (``at 0x…``) dropped, cut to ``limit``.
+
+    Non-strings are shown with a *bounded* ``repr`` (:mod:`reprlib`: a few levels, a few items each), so a
+    message never walks a file's whole structure (a DAG of shared tuples would be exponential)."""
+    if isinstance(value, str):
+        text = value[: limit + 1]
+    elif isinstance(value, BaseException):  # ours or a library's: its arguments are short text
+        text = repr(value)[: limit + 1]
+    else:
+        try:
+            text = _REPR.repr(value)
+        except Exception:  # noqa: BLE001 - a stand-in whose repr fails: name its type only
+            text = f"<{type(value).__name__}>"
     text = re.sub(r" at 0x[0-9a-fA-F]+", "", text)  # never leak a heap address
     out = []
     for ch in text[: limit + 1]:

@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from clipstyle.generator.formats.budget import check_fits_state
 from clipstyle.generator.formats.common import CheckpointError, load_state_exact
 from clipstyle.generator.stylegan1 import StyleGAN1Config, StyleGAN1Generator, mean_w
 
@@ -118,6 +119,7 @@ def generator_from_lernapparat(state: Mapping[str, Any], *, w_avg_samples: int =
     if not is_lernapparat_state(state) or not all(torch.is_tensor(v) for v in state.values()):
         raise CheckpointError("not a lernapparat StyleGAN1 g_all state dict of tensors")
     cfg = config_from_lernapparat(state)
+    check_fits_state(cfg, state, "the lernapparat StyleGAN1 network")  # numbers and size before building
     G = StyleGAN1Generator(cfg)
     ours = G.state_dict()
     out: dict[str, torch.Tensor] = {}

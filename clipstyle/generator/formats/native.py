@@ -105,6 +105,11 @@ def read_native_metadata(path: str | Path) -> dict[str, str]:
                               f"{' '.join(str(exc).split())[:160]})") from None
 
 
+def _refuse_constant(name: str) -> Any:
+    """``json.loads(parse_constant=...)``: Python's JSON accepts ``NaN``/``Infinity``; a network header may not."""
+    raise ValueError(f"{name} is not a finite number")
+
+
 def read_provenance(path: str | Path) -> dict[str, Any] | None:
     """The ``provenance`` JSON object of a clipstyle safetensors network, or None (none recorded, not JSON, not
     an object, or not a safetensors file: provenance is informative, never a reason to refuse a network)."""
@@ -138,8 +143,8 @@ def check_safetensors_header(path: str | Path) -> int:
         if not 2 <= n <= min(_MAX_HEADER, size - 8):
             raise CheckpointError(f"{safe_text(path.name)}: safetensors header length {n} does not fit the file")
         try:
-            header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            header = json.loads(f.read(n), parse_constant=_refuse_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise CheckpointError(f"{safe_text(path.name)}: the safetensors header is not valid JSON") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{safe_text(path.name)}: the safetensors header is not a JSON object")
@@ -254,9 +259,10 @@ def load_native(path: str | Path) -> Generator:
                               f"this version reads {FORMAT_VERSION!r}")
     gen_cls, cfg_cls = _classes_for(header.get("kind", ""))
     try:
-        cfg_data = json.loads(header.get("config", ""))
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{path.name}: the clipstyle config header is not valid JSON") from None
+        cfg_data = json.loads(header.get("config", ""), parse_constant=_refuse_constant)  # no NaN/Infinity literals
+    except (ValueError, RecursionError):
+        raise CheckpointError(f"{safe_text(path.name)}: the clipstyle config header is not valid JSON "
+                              f"(NaN and Infinity are refused)") from None
     if not isinstance(cfg_data, dict):
         raise CheckpointError(f"{path.name}: the clipstyle config header is not a JSON object")
     cfg = config_from_json(cfg_cls, cfg_data)

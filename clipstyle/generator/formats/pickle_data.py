@@ -21,10 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from clipstyle.errors import BadFileError
 from clipstyle.generator.formats.budget import BudgetError, limits
 from clipstyle.generator.formats.common import safe_text
-from clipstyle.generator.formats.pickle_vm import Global, Pending, run_pickle
-from clipstyle.errors import BadFileError
+from clipstyle.generator.formats.pickle_vm import (
+    Global,
+    Pending,
+    PickleBudget,
+    run_pickle,
+)
 
 
 class UnsafePickleError(BadFileError, pickle.UnpicklingError):
@@ -43,11 +48,13 @@ _NUMPY_CODES.update({np.dtype(c).name: np.dtype(c) for c in _NUMERIC})
 
 
 class _Charge:
-    """Counts the bytes one load allocates for tensors/arrays against the budget."""
+    """Counts the bytes one load allocates for tensors/arrays against the budget; ``budget`` is the file's
+    :class:`~.pickle_vm.PickleBudget`, shared by the outer pickle and every nested storage stream."""
 
     def __init__(self) -> None:
         self.total = 0
         self.limit = limits().max_tensor_bytes
+        self.budget = PickleBudget()
 
     def __call__(self, nbytes: int) -> None:
         self.total += int(nbytes)
@@ -204,7 +211,7 @@ def _load_storage_from_bytes(charge: _Charge):
             raise CorruptPickleError("storage payload is not bytes")
         pos, parts = 0, []
         for _ in range(5):
-            value, pos = run_pickle(data, _LEGACY_TABLE, pos=pos, persistent_load=_storage_pid)
+            value, pos = run_pickle(data, _LEGACY_TABLE, pos=pos, persistent_load=_storage_pid, budget=charge.budget)
             parts.append(value)
         magic, _, _, pid, keys = parts
         if magic != LEGACY_TORCH_MAGIC:

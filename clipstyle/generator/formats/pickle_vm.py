@@ -28,7 +28,7 @@ from typing import Any
 
 from clipstyle.generator.formats.budget import Limits, limits
 
-__all__ = ["Global", "Pending", "PickleVMError", "PickleVMUnsafe", "run_pickle"]
+__all__ = ["Global", "Pending", "PickleBudget", "PickleVMError", "PickleVMUnsafe", "run_pickle"]
 
 _PLAIN_KEYS = (str, bytes, int, float, bool, type(None))
 _MAX_LONG_BYTES = 64
@@ -74,6 +74,48 @@ class Pending:
         return f"<{type(self).__name__}>"
 
 
+class PickleBudget:
+    """What one *file* may spend in the interpreter, shared by every pickle read from it.
+
+    A file can hold several pickles (a legacy torch file has five; a NVIDIA snapshot nests one legacy
+    storage stream per tensor): each :func:`run_pickle` call given the same budget draws from the same
+    counters, so splitting work across nested payloads buys nothing.
+
+    Attributes:
+        ops_left: interpreter operations left (each opcode is one; the interpreter is Python code, so
+            Ctrl-C interrupts it, and the count bounds its time).
+        items_left: container entries, memo entries and calls left (bounds memory).
+        bytes_left: bytes of strings/bytes values the interpreter may copy out of the streams.
+        expanded_limit: the largest a value may be when shared sub-structures are counted every time they
+            are reached (a DAG of shared tuples is tiny in memory but exponential to walk: ``repr``,
+            ``np.asarray`` or a recursive converter would never finish).
+    """
+
+    __slots__ = ("bytes_left", "expanded_limit", "items_left", "max_items", "max_ops", "ops_left")
+
+    def __init__(self, lim: Limits | None = None) -> None:
+        lim = lim or limits()
+        self.max_items = self.items_left = int(lim.max_items)
+        self.max_ops = self.ops_left = 5 * int(lim.max_items)
+        self.bytes_left = int(lim.max_inflated_bytes)
+        self.expanded_limit = int(lim.max_items)
+
+    def op(self) -> None:
+        self.ops_left -= 1
+        if self.ops_left < 0:
+            raise PickleVMError(f"the file's pickles run more than {self.max_ops} operations; refused")
+
+    def items(self, n: int) -> None:
+        self.items_left -= n
+        if self.items_left < 0:
+            raise PickleVMError(f"the file's pickles hold more than {self.max_items} objects; refused")
+
+    def take_bytes(self, n: int) -> None:
+        self.bytes_left -= n
+        if self.bytes_left < 0:
+            raise PickleVMError("the file's pickles copy out more bytes than the budget allows; refused")
+
+
 class _Mark:
     __slots__ = ()
 
@@ -83,7 +125,7 @@ _MARK = _Mark()
 
 class _VM:
     def __init__(self, data: bytes | memoryview, pos: int, table: Mapping[tuple[str, str], Global],
-                 persistent_load: Callable[[Any], Any] | None, lim: Limits) -> None:
+                 persistent_load: Callable[[Any], Any] | None, lim: Limits, budget: PickleBudget) -> None:
         self.data = memoryview(data)
         self.pos = pos
         self.table = table
@@ -95,7 +137,8 @@ class _VM:
         self.depth: dict[int, int] = {}  # id(container) -> nesting depth (1 = holds only scalars)
         self.frozen: set[int] = set()  # ids of containers that sit inside another container
         self.keep: list[Any] = []  # keeps every tracked container alive, so ids stay unique
-        self.items = 0
+        self.size: dict[int, int] = {}  # id(container) -> size with shared parts counted each time reached
+        self.budget = budget
 
     # ---- reading ----
     def read(self, n: int) -> bytes:
@@ -121,9 +164,7 @@ class _VM:
 
     # ---- bookkeeping ----
     def count(self, n: int = 1) -> None:
-        self.items += n
-        if self.items > self.lim.max_items:
-            raise PickleVMError(f"the pickle holds more than {self.lim.max_items} objects; refused")
+        self.budget.items(n)
 
     def use(self, v: Any) -> Any:
         """The plain value of a stack entry about to go into a container or a call."""
@@ -146,10 +187,16 @@ class _VM:
         return container
 
     def adopt(self, parent: Any, child: Any) -> None:
-        """``child`` goes inside ``parent``: freeze it and deepen the parent."""
+        """``child`` goes inside ``parent``: freeze it, deepen the parent and grow its expanded size."""
         if id(child) in self.depth:
             self.frozen.add(id(child))
             self.track(parent, self.depth[id(child)])
+        if id(parent) in self.depth:
+            grown = self.size.get(id(parent), 1) + self.size.get(id(child), 1)
+            if grown > self.budget.expanded_limit:
+                raise PickleVMUnsafe(f"shared sub-structures (tuples, lists) expand to more than {self.budget.expanded_limit} "
+                                    f"objects when walked; refused")
+            self.size[id(parent)] = grown
 
     def mutable(self, target: Any, kinds: tuple[type, ...], what: str) -> Any:
         target = self.use(target)
@@ -216,16 +263,15 @@ class _VM:
         out = fn(*args)
         if not isinstance(out, _PLAIN_KEYS) and not isinstance(out, Global):
             self.track(out, self.depth_of(args))
+            self.size[id(out)] = max(self.size.get(id(out), 1), self.size.get(id(args), 1))
         return out
 
     # ---- the loop ----
     def run(self) -> Any:
         st = self.stack
-        ops_left = 5 * self.lim.max_items  # bounds the time of any stream (Python-level: Ctrl-C works)
+        op_budget = self.budget  # one budget per file bounds the time of every stream (Ctrl-C works)
         while True:
-            ops_left -= 1
-            if ops_left < 0:
-                raise PickleVMError(f"the pickle runs more than {5 * self.lim.max_items} operations; refused")
+            op_budget.op()
             op = self.read(1)
             st = self.stack
             if op == b"\x80":  # PROTO
@@ -270,10 +316,12 @@ class _VM:
             elif op == b"G":
                 st.append(self.u(">d"))
             elif op in (b"C", b"B", b"\x8e", b"U", b"T", b"\x96"):  # bytes (py2 str as bytes)
-                n = {b"C": "<B", b"U": "<B", b"B": "<I", b"T": "<i", b"\x8e": "<Q", b"\x96": "<Q"}[op]
-                st.append(self.read(self.u(n)))
+                n = self.u({b"C": "<B", b"U": "<B", b"B": "<I", b"T": "<i", b"\x8e": "<Q", b"\x96": "<Q"}[op])
+                self.budget.take_bytes(max(n, 0))
+                st.append(self.read(n))
             elif op in (b"\x8c", b"X", b"\x8d"):  # SHORT_BINUNICODE, BINUNICODE, BINUNICODE8
                 n = self.u({b"\x8c": "<B", b"X": "<I", b"\x8d": "<Q"}[op])
+                self.budget.take_bytes(n)
                 try:
                     st.append(self.read(n).decode("utf-8", "surrogatepass"))
                 except UnicodeDecodeError:
@@ -361,6 +409,7 @@ class _VM:
                 self.count()
                 target._vm_build(state)
                 self.track(target, self.depth_of(state))
+                self.adopt(target, state)
             elif op == b"q":
                 self.put(self.u("<B"))
             elif op == b"r":
@@ -412,8 +461,12 @@ def register_dict_type(cls: type) -> None:
 
 
 def run_pickle(data: bytes | memoryview, table: Mapping[tuple[str, str], Global], *, pos: int = 0,
-               persistent_load: Callable[[Any], Any] | None = None, lim: Limits | None = None) -> tuple[Any, int]:
+               persistent_load: Callable[[Any], Any] | None = None, lim: Limits | None = None,
+               budget: PickleBudget | None = None) -> tuple[Any, int]:
     """Interpret one pickle starting at byte ``pos`` of ``data``; returns ``(value, end position)``.
+
+    ``budget``: the file's :class:`PickleBudget`; pass the same one to every pickle of one file (nested
+    payloads included), so the limits hold for the file as a whole. ``None``: a fresh one (one pickle).
 
     Raises:
         PickleVMUnsafe: a global outside ``table``, an unsupported opcode, BUILD on anything but a
@@ -421,6 +474,7 @@ def run_pickle(data: bytes | memoryview, table: Mapping[tuple[str, str], Global]
         PickleVMError: truncated/malformed stream or a broken limit.
         Whatever the ``table``'s functions raise for invalid arguments.
     """
-    vm = _VM(data, pos, table, persistent_load, lim or limits())
+    lim = lim or limits()
+    vm = _VM(data, pos, table, persistent_load, lim, budget if budget is not None else PickleBudget(lim))
     value = vm.run()
     return value, vm.pos

@@ -323,7 +323,7 @@ def safe_load_pickle(data: bytes | bytearray | memoryview | io.BufferedIOBase) -
         raise BudgetError(f"the pickle is {len(data) / 1e9:.1f} GB, over the {lim.max_file_bytes / 1e9:.1f} GB limit")
     charge = _Charge()
     try:
-        value, _ = run_pickle(bytes(data), _table(charge))
+        value, _ = run_pickle(bytes(data), _table(charge), budget=charge.budget)
         return value
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{exc} (nothing from the file ran)") from None

@@ -40,7 +40,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from clipstyle.generator.formats.common import CheckpointError, load_state_exact
+from clipstyle.generator.formats.budget import check_fits_state
+from clipstyle.generator.formats.common import (
+    CheckpointError,
+    load_state_exact,
+    safe_text,
+)
 from clipstyle.generator.formats.safe_pickle import TFNetworkStandIn
 from clipstyle.generator.stylegan1 import StyleGAN1Config, StyleGAN1Generator, mean_w
 
@@ -176,9 +181,12 @@ def generator_from_tf_sg1(obj: Any) -> StyleGAN1Generator:
             "made up: mean of mapping over 10000 z (torch seed 0); the pickle stores none",
             noise_origin="stored (G_synthesis/noise{k})",
         )
+        check_fits_state(cfg, {**sv, **{"m/" + k: v for k, v in mv.items()}}, "the TensorFlow StyleGAN1 network")
         G = StyleGAN1Generator(cfg)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"unsupported TensorFlow StyleGAN1 settings: {exc}") from None
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise CheckpointError(f"unsupported TensorFlow StyleGAN1 settings: {safe_text(exc, 160)}") from None
     bc = mkw.get("dlatent_broadcast")
     if bc is not None and int(bc) != cfg.num_ws:
         raise CheckpointError(f"dlatent_broadcast={bc} but the synthesis needs {cfg.num_ws} rows")
