@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clipstyle.errors import UsageError
+from clipstyle.guidance.clip_files import GuidanceError
 from clipstyle.io.offline import OfflineError
 from clipstyle.optimize.precision import model_autocast
 
@@ -28,10 +28,6 @@ __all__ = ["CLIPGuide", "GuidanceError"]
 
 _NO_WEIGHTS = {"", "none", "random"}
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz", ".npy")
-
-
-class GuidanceError(UsageError):
-    """A user-facing guidance error; its message is one line and says what to do."""
 
 
 def _first_line(e: BaseException) -> str:

@@ -24,7 +24,9 @@ import os
 import zipfile
 from typing import Any
 
-__all__ = ["check_clip_checkpoint", "check_clip_config", "estimate_clip_parameters"]
+from clipstyle.errors import UsageError
+
+__all__ = ["GuidanceError", "check_clip_checkpoint", "check_clip_config", "estimate_clip_parameters"]
 
 #: Ranges of the numbers of a model config (inclusive).
 _INT_RANGES = {
@@ -36,9 +38,13 @@ _FLOAT_RANGES = {"mlp_ratio": (0.0, 64.0), "ls_init_value": (-1e3, 1e3), "patch_
                  "init_logit_scale": (-100.0, 100.0), "init_logit_bias": (-1e3, 1e3)}
 
 
-def _guidance_error(message: str) -> Exception:
-    from clipstyle.guidance.clip import GuidanceError
+class GuidanceError(UsageError):
+    """A user-facing guidance error; its message is one line and says what to do (also importable as
+    ``clipstyle.guidance.clip.GuidanceError``; it lives here, below :mod:`clipstyle.guidance.clip`, so that
+    both modules raise it without importing each other)."""
 
+
+def _guidance_error(message: str) -> Exception:
     return GuidanceError(message)
 
 
