@@ -161,15 +161,14 @@ def test_the_ui_and_a_batch_job_show_the_cli_line_for_the_same_exception(capsys)
 
 
 @pytest.mark.parametrize("error", [ValueError("internal shape mismatch"), TypeError("f() got an unexpected keyword")])
-def test_a_bug_shows_its_traceback_and_exits_1_never_2(error, net, tmp_path, capsys, monkeypatch):
-    import clipstyle.pipelines.creative as creative
+def test_a_bug_shows_its_traceback_and_exits_1_never_2(error, net, capsys, monkeypatch):
+    import clipstyle.generator as generator
 
-    def broken(*args, **kwargs):
+    def broken(*args, **kwargs):  # an internal ValueError/TypeError: a bug, whatever its message says
         raise error
 
-    monkeypatch.setattr(creative, "generate", broken)
-    code, out, err = run_cli(["generate", "--network", net, "--seeds", "1", "--device", "cpu",
-                              "--outdir", tmp_path / "o"], capsys)
+    monkeypatch.setattr(generator, "load_generator", broken)
+    code, out, err = run_cli(["info", net], capsys)
     assert code == 1
     assert "internal error (this is a bug in clipstyle, please report it)" in err
     assert "Traceback" in err and type(error).__name__ in err

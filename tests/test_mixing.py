@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from clipstyle.latents import BlockSpecError, LatentFileError, save_latents
+from clipstyle.io.files import InputPathError
+from clipstyle.latents import BlockSpecError, save_latents
 from clipstyle.latents.constraints import (
     SpecError,
     merge_mixes,
@@ -67,7 +68,7 @@ def test_sources_and_mix_specs(tmp_path):
         parse_mix("42:0-10", G)
     with pytest.raises(SpecError, match="several"):
         parse_mix("1-3:0", G)
-    with pytest.raises(LatentFileError):
+    with pytest.raises(InputPathError, match="no such latent file"):  # the one input-path check (a usage error)
         parse_mix(f"{tmp_path / 'none.npz'}:0", G)
     with pytest.raises(SpecError, match="out of range"):
         parse_source(f"{tmp_path / 'f.npz'}#5", G)

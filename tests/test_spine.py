@@ -99,13 +99,13 @@ def test_file_options_say_what_the_path_is(tmp_path):
 
     from clipstyle.workflows.photo import ProjectSettings
 
-    with pytest.raises(SettingsError, match=r"PHOTO: .* is a directory, not a photo"):
+    with pytest.raises(SettingsError, match=r"PHOTO: .* is a folder, not a photo"):
         ProjectSettings.of(str(tmp_path))
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    with pytest.raises(SettingsError, match=r"PHOTO: .*fifo is a FIFO, not a photo"):
+    with pytest.raises(SettingsError, match=r"PHOTO: .*fifo is a named pipe \(FIFO\), not a photo"):
         ProjectSettings.of(str(fifo))
-    with pytest.raises(SettingsError, match=r"PHOTO: .*/dev/null is a device, not a photo"):
+    with pytest.raises(SettingsError, match=r"PHOTO: .*/dev/null is a character device, not a photo"):
         ProjectSettings.of("/dev/null")
     with pytest.raises(SettingsError, match=r"PHOTO: no such photo: .*absent.png"):
         ProjectSettings.of(str(tmp_path / "absent.png"))

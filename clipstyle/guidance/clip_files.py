@@ -24,6 +24,8 @@ import os
 import zipfile
 from typing import Any
 
+from clipstyle.guidance.errors import GuidanceError
+
 __all__ = ["check_clip_checkpoint", "check_clip_config", "estimate_clip_parameters"]
 
 #: Ranges of the numbers of a model config (inclusive).
@@ -36,9 +38,9 @@ _FLOAT_RANGES = {"mlp_ratio": (0.0, 64.0), "ls_init_value": (-1e3, 1e3), "patch_
                  "init_logit_scale": (-100.0, 100.0), "init_logit_bias": (-1e3, 1e3)}
 
 
-def _guidance_error(message: str) -> Exception:
-    from clipstyle.guidance.errors import GuidanceError
 
+
+def _guidance_error(message: str) -> Exception:
     return GuidanceError(message)
 
 

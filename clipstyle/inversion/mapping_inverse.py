@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clipstyle.generator.base import normalize_2nd_moment
 from clipstyle.errors import UsageError
+from clipstyle.generator.base import normalize_2nd_moment
 
 __all__ = ["MappingInversion", "invert_mapping", "mapping_residual"]
 
@@ -75,7 +75,7 @@ def _layers(mapping: Any) -> list[Any]:
         layers.append(getattr(mapping, f"fc{i}"))
         i += 1
     if not layers:
-        raise ValueError("cannot invert this mapping network: it has no fc0…fc{L-1} layers")
+        raise UsageError("cannot invert this mapping network: it has no fc0…fc{L-1} layers")
     return layers
 
 
@@ -91,7 +91,7 @@ def _inverse_activation(y: Tensor, act: str) -> Tensor:
     if act == "linear":
         return y
     if act != "lrelu":
-        raise ValueError(f"cannot invert a mapping layer with activation {act!r} (only lrelu and linear)")
+        raise UsageError(f"cannot invert a mapping layer with activation {act!r} (only lrelu and linear)")
     spec = activation(act)
     a = y / spec.def_gain
     return torch.where(a >= 0, a, a / spec.def_alpha)
@@ -180,7 +180,7 @@ def _jacobian(m64: Any, z: Tensor, c: Tensor | None) -> Tensor:
         elif fc.activation == "linear":
             x = a
         else:
-            raise ValueError(f"cannot invert a mapping layer with activation {fc.activation!r} (only lrelu and linear)")
+            raise UsageError(f"cannot invert a mapping layer with activation {fc.activation!r} (only lrelu and linear)")
     return J
 
 

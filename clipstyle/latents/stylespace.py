@@ -193,7 +193,7 @@ def save_s_direction(path: str | Path, G: Any, direction: torch.Tensor, **extra:
 
     layers = style_layers(G)
     if direction.shape != (sum(l.width for l in layers),):
-        raise ValueError(f"an S direction of this network is [{sum(l.width for l in layers)}], got {list(direction.shape)}")
+        raise UsageError(f"an S direction of this network is [{sum(l.width for l in layers)}], got {list(direction.shape)}")
     return atomic_save_npz(path, **{S_KEY: direction.detach().cpu().float().numpy(), LAYOUT_KEY: s_layout(layers)},
                            **extra)
 
@@ -258,7 +258,7 @@ class StyleLatent(torch.nn.Module):
         else:
             idx = [int(c) for c in channels]
             if any(not 0 <= c < s0.shape[1] for c in idx):
-                raise ValueError(f"S channels must be in 0-{s0.shape[1] - 1}")
+                raise UsageError(f"S channels must be in 0-{s0.shape[1] - 1}")
             mask[:, idx] = 1
         self.register_buffer("start_ws", ws.detach().float().clone())
         self.register_buffer("start", s0.clone())

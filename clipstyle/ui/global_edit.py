@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from clipstyle.errors import UsageError
+
 __all__ = ["GlobalEditTab", "build_tab"]
 
 
@@ -52,11 +54,11 @@ class GlobalEditTab:
             cfg = RelevanceConfig(samples=settings.samples)
             path = relevance_cache_path(G, guide, cfg, self.cache_dir)
             if not path.is_file():
-                raise ValueError("no channel relevance for this network and CLIP model yet: press 'Prepare' (or give "
+                raise UsageError("no channel relevance for this network and CLIP model yet: press 'Prepare' (or give "
                                  "a relevance file)")
         rel = load_relevance(settings, G, guide, callback=progress, cache_dir=self.cache_dir)
         if not rel.complete:
-            raise ValueError("the relevance computation was stopped before the end: press 'Prepare' to finish it")
+            raise UsageError("the relevance computation was stopped before the end: press 'Prepare' to finish it")
         self._editor, self._key = GlobalEditor(G, guide, rel), key
         return self._editor
 
@@ -89,22 +91,24 @@ def build_tab(models: Any, samples: int = 100) -> Any:
     """Create the *Global edit* ``gr.Tab`` in the current ``gr.Blocks`` and return the :class:`GlobalEditTab`."""
     import gradio as gr
 
+    from clipstyle.ui.errors import describe
+
     tab = GlobalEditTab(models, samples)
     heavy = {"concurrency_limit": 1, "concurrency_id": "model"}
 
     def on_render(seed, source, target, alpha, beta, relevance_file):
         try:
             return tab.render(seed, source, target, alpha, beta, relevance_file)
-        except ValueError as exc:  # the user's mistake or a missing relevance: one line
-            raise gr.Error(str(exc).splitlines()[0]) from None
+        except Exception as exc:  # noqa: BLE001 - classified by type: the CLI's line, a bug said to be one
+            raise gr.Error(describe(exc)) from None
 
     def on_prepare(relevance_file, progress=gr.Progress()):
         def report(info, _images):
             progress((info.step + 1) / max(info.steps, 1), desc="relevance (channels)")
         try:
             return tab.prepare(relevance_file, progress=report)
-        except ValueError as exc:
-            raise gr.Error(str(exc).splitlines()[0]) from None
+        except Exception as exc:  # noqa: BLE001 - classified by type: the CLI's line, a bug said to be one
+            raise gr.Error(describe(exc)) from None
 
     with gr.Tab("Global edit"):
         with gr.Row():

@@ -17,7 +17,6 @@ import dataclasses
 import difflib
 import math
 import os
-import stat
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -86,26 +85,15 @@ def option(default: Any = dataclasses.MISSING, *, help: str, **spec: Any) -> Any
 
 
 def check_input_file(value: str | os.PathLike[str], flag: str, noun: str = "file") -> Path:
-    """``value`` as a Path if it names a readable regular file; else :class:`SettingsError` saying what it is.
+    """``value`` as a Path if it names a readable regular file; else :class:`SettingsError` ``"FLAG: what it is"``
+    (:func:`clipstyle.io.files.check_input_path`, the one check of every input path: never opens the file, so
+    a FIFO or a device cannot block or stream forever)."""
+    from clipstyle.io.files import InputPathError, check_input_path
 
-    Never opens the file (a FIFO or a device would block or stream forever).
-    """
-    path = Path(os.fspath(value))
     try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise SettingsError(f"{flag}: no such {noun}: {path}") from None
-    except OSError as exc:
-        raise SettingsError(f"{flag}: cannot read {path}: {exc.strerror or type(exc).__name__}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise SettingsError(f"{flag}: {path} is a directory, not a {noun}")
-    if not stat.S_ISREG(st.st_mode):
-        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
-                or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
-        raise SettingsError(f"{flag}: {path} is {kind}, not a {noun}")
-    if not os.access(path, os.R_OK):
-        raise SettingsError(f"{flag}: {path} is not readable (permission denied)")
-    return path
+        return check_input_path(os.fspath(value), noun)
+    except InputPathError as exc:
+        raise SettingsError(f"{flag}: {exc}") from None
 
 
 def _looks_like_url_or_alias(value: str) -> bool:
