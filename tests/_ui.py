@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ._cli import TINY_CLIP
-from ._fixtures import fixture_path
+from . import _tiny
 
 
 def free_port() -> int:
@@ -25,7 +25,7 @@ def served_ui(outdir: Path, preview_every: int = 2):
     from clipstyle.ui.app import launch
     from clipstyle.ui.runner import UIConfig
 
-    config = UIConfig(network=str(fixture_path("sg2_skip_64.pkl")), clip_model=TINY_CLIP, clip_pretrained="none",
+    config = UIConfig(network=str(_tiny.network_file("sg2")), clip_model=TINY_CLIP, clip_pretrained="none",
                       device="cpu", outdir=str(outdir), preview_every=preview_every)
     port = free_port()
     demo = launch(config, "127.0.0.1", port, block=False)

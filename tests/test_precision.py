@@ -13,12 +13,12 @@ from clipstyle.generator import read_generator_file
 from clipstyle.optimize.loop import _autocast
 
 from ._cli import TINY_CLIP, run_cli
-from ._fixtures import fixture_path
+from . import _tiny
 
 
-@pytest.mark.parametrize("name", ["sg2_skip_64.pkl", "sg3_t_64.pkl"])
+@pytest.mark.parametrize("name", ["sg2", "sg3"])
 def test_bf16_autocast_stays_close_and_differentiable(name):
-    G = read_generator_file(fixture_path(name))
+    G = read_generator_file(_tiny.network_file(name))
     ws = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0)), None,
                    truncation_psi=0.7).requires_grad_(True)
     with torch.no_grad():
@@ -33,7 +33,7 @@ def test_bf16_autocast_stays_close_and_differentiable(name):
 
 
 def test_cli_precision_bf16_runs_and_is_recorded(tmp_path, capsys):
-    code, out, err = run_cli(["a red apple", "--network", fixture_path("sg2_skip_64.pkl"), "--clip-model", TINY_CLIP,
+    code, out, err = run_cli(["a red apple", "--network", _tiny.network_file("sg2"), "--clip-model", TINY_CLIP,
                               "--clip-pretrained", "none", "--steps", "5", "--cutouts", "4", "--precision", "bf16",
                               "--outdir", tmp_path, "--device", "cpu", "--quiet"], capsys)
     assert code == 0, err
@@ -43,6 +43,6 @@ def test_cli_precision_bf16_runs_and_is_recorded(tmp_path, capsys):
 
 
 def test_cli_bad_precision(tmp_path, capsys):
-    code, out, err = run_cli(["x", "--network", fixture_path("sg2_skip_64.pkl"), "--precision", "fp8",
+    code, out, err = run_cli(["x", "--network", _tiny.network_file("sg2"), "--precision", "fp8",
                               "--outdir", tmp_path, "--device", "cpu"], capsys)
     assert code == 2 and "--precision must be one of" in err and "Traceback" not in err

@@ -43,9 +43,9 @@ def test_text_generate_streams_progress_then_the_files(ui):
     from clipstyle.generator import load_generator
     from clipstyle.latents import start_ws
 
-    from ._fixtures import fixture_path
+    from . import _tiny
 
-    G = load_generator(str(fixture_path("sg2_skip_64.pkl")))
+    G = load_generator(str(_tiny.network_file("sg2")))
     ws3, _ = start_ws(G, seed=3)
     ws7, _ = start_ws(G, seed=7)
     assert np.array_equal(ws[0, 4:], ws3[0, 4:].numpy())  # rows not chosen stay at seed 3's
@@ -133,10 +133,10 @@ def test_photo_tab_says_when_the_photo_pipelines_are_missing(ui):
 
 
 def test_blend_endpoint_with_the_same_network_changes_nothing(ui):
-    from ._fixtures import fixture_path
+    from . import _tiny
 
     client, _ = ui
-    pair = np.asarray(Image.open(client.predict(str(fixture_path("sg2_skip_64.pkl")), "16", 0, 3, api_name="/blend")))
+    pair = np.asarray(Image.open(client.predict(str(_tiny.network_file("sg2")), "16", 0, 3, api_name="/blend")))
     assert pair.shape == (64, 128, 3)
     assert np.array_equal(pair[:, :64], pair[:, 64:])  # A blended with itself is A
 
@@ -168,14 +168,14 @@ def test_text_generate_with_a_recipe_moves_only_its_blocks(ui):
     from clipstyle.guidance.recipes import get_recipe, recipe_rows
     from clipstyle.latents import start_ws
 
-    from ._fixtures import fixture_path
+    from . import _tiny
 
     client, _ = ui
     outputs = list(client.submit("", 3, 4, [], -1, [], "smile", api_name="/text_generate"))
     assert "done: 3 steps" in outputs[-1][1]
     with np.load(next(p for p in outputs[-1][3] if p.endswith("latents.npz"))) as f:
         ws = f["ws"]
-    G = load_generator(str(fixture_path("sg2_skip_64.pkl")))
+    G = load_generator(str(_tiny.network_file("sg2")))
     rows = recipe_rows(get_recipe("smile"), G.num_ws, G.block_groups())
     others = [r for r in range(G.num_ws) if r not in rows]
     assert np.array_equal(ws[0, others], start_ws(G, seed=4)[0][0, others].numpy())

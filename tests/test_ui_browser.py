@@ -88,14 +88,14 @@ def test_clipstyle_ui_starts_with_one_command(tmp_path):
     import urllib.request
 
     from ._cli import TINY_CLIP
-    from ._fixtures import fixture_path
+    from . import _tiny
     from ._ui import free_port
 
     port = free_port()
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-m", "clipstyle", "ui", "--port", str(port), "--network",
-                             str(fixture_path("sg2_skip_64.pkl")), "--clip-model", TINY_CLIP, "--clip-pretrained",
+                             str(_tiny.network_file("sg2")), "--clip-model", TINY_CLIP, "--clip-pretrained",
                              "none", "--device", "cpu", "--outdir", str(tmp_path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
