@@ -1,6 +1,8 @@
 """Access to ``../shared/fixtures`` (reference checkpoints + outputs made by the original code).
 
-Tests that need them skip with a clear reason when the folder is absent (a user's clone).
+Only parity tests (our readers and generators against the original code's outputs, and format facts of
+those files) read them; they skip with a clear reason when the folder is absent (a user's clone). Workflow
+tests run on the tiny models built in code (``tests/_tiny.py``, fixtures in ``tests/conftest.py``).
 """
 
 from __future__ import annotations

@@ -148,8 +148,21 @@ def test_training_checkpoint_computes_w_avg(train_ckpt):
     assert torch.equal(state, torch.random.get_rng_state())
 
 
-def test_bare_state_dict_and_latent_avg_shapes():
-    ckpt = load_rosinality_checkpoint(fixture_path("rosinality_64.pt"))
+def _ckpt(name: str) -> dict:
+    """The fixture's checkpoint, or (``tiny``) the tiny StyleGAN2 written in rosinality's layout by our writer."""
+    if name != "tiny":
+        return load_rosinality_checkpoint(fixture_path(name))
+    from clipstyle.generator.formats.rosinality_writer import rosinality_state
+
+    from . import _tiny
+
+    state, avg, _ = rosinality_state(_tiny.tiny_sg2())
+    return {"g_ema": state, "latent_avg": avg}
+
+
+@pytest.mark.parametrize("name", ["tiny", "rosinality_64.pt"])
+def test_bare_state_dict_and_latent_avg_shapes(name):
+    ckpt = _ckpt(name)
     G = generator_from_rosinality(ckpt)
     assert torch.equal(G.w_avg, ckpt["latent_avg"])
     G2 = generator_from_rosinality({"g_ema": ckpt["g_ema"], "latent_avg": ckpt["latent_avg"][None]})  # [1, D]
@@ -159,8 +172,9 @@ def test_bare_state_dict_and_latent_avg_shapes():
         assert k == "mapping.w_avg" or torch.equal(v, bare.state_dict()[k])
 
 
-def test_bad_layouts_are_refused():
-    ckpt = load_rosinality_checkpoint(fixture_path("rosinality_64.pt"))
+@pytest.mark.parametrize("name", ["tiny", "rosinality_64.pt"])
+def test_bad_layouts_are_refused(name):
+    ckpt = _ckpt(name)
     with pytest.raises(CheckpointError, match="g_ema"):
         generator_from_rosinality({"g": ckpt["g_ema"]})
     with pytest.raises(CheckpointError, match="unexpected"):
