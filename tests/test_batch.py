@@ -20,6 +20,7 @@ from clipstyle.batch.runner import BatchConfig, run_jobs
 from clipstyle.pipelines.run import is_complete
 
 from ._cli import TINY_CLIP, run_cli
+from . import _tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
@@ -40,13 +41,13 @@ def job_file(tmp_path: Path, jobs=SIX, name="jobs.jsonl") -> Path:
     return path
 
 
-def defaults(net) -> dict:
-    return {"network": str(net), "clip_model": TINY_CLIP, "clip_pretrained": "none",
+def defaults() -> dict:
+    return {"network": str(_tiny.network_file("sg2")), "clip_model": TINY_CLIP, "clip_pretrained": "none",
             "steps": STEPS}
 
 
-def cli_args(net, path: Path, outdir: Path, *extra) -> list:
-    d = defaults(net)
+def cli_args(path: Path, outdir: Path, *extra) -> list:
+    d = defaults()
     return ["batch", path, "--outdir", outdir, "--network", d["network"], "--clip-model", TINY_CLIP,
             "--clip-pretrained", "none", "--steps", STEPS, "--device", "cpu", "--quiet", *extra]
 
@@ -56,7 +57,7 @@ def manifest(outdir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def six_run(tmp_path_factory, tiny_network_path):
+def six_run(tmp_path_factory):
     import contextlib
     import io
 
@@ -67,17 +68,17 @@ def six_run(tmp_path_factory, tiny_network_path):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            main([str(a) for a in cli_args(tiny_network_path, path, tmp / "out", "--batch-size", "4")])
+            main([str(a) for a in cli_args(path, tmp / "out", "--batch-size", "4")])
             code = 0
         except SystemExit as exc:
             code = exc.code
-    return code, out.getvalue(), err.getvalue(), path, tmp / "out", tiny_network_path
+    return code, out.getvalue(), err.getvalue(), path, tmp / "out"
 
 
 def test_six_jobs_six_complete_folders(six_run):
-    code, out, err, path, outdir, net = six_run
+    code, out, err, path, outdir = six_run
     assert code == 0, err
-    jobs = read_jobs(path, defaults(net))
+    jobs = read_jobs(path, defaults())
     folders = [Path(line) for line in out.split()]
     assert folders == [outdir / j.id for j in jobs]
     for folder in folders:
@@ -111,10 +112,10 @@ def test_each_job_keeps_its_own_settings(six_run):
 
 
 def test_rerun_resumes_and_does_nothing(six_run, capsys):
-    code, _, _, path, outdir, net = six_run
+    code, _, _, path, outdir = six_run
     assert code == 0
     stamps = {p.name: (p / "run.json").stat().st_mtime_ns for p in outdir.iterdir() if p.is_dir()}
-    code, out, err = run_cli(cli_args(net, path, outdir), capsys)
+    code, out, err = run_cli(cli_args(path, outdir), capsys)
     assert code == 0, err
     assert out == "" and "0 done, 6 already complete, 0 failed" in err
     assert {p.name: (p / "run.json").stat().st_mtime_ns for p in outdir.iterdir() if p.is_dir()} == stamps
@@ -124,12 +125,12 @@ def test_rerun_resumes_and_does_nothing(six_run, capsys):
 
 # --------------------------------------------------------------------------- batched = one at a time
 
-def _models(net):
-    from clipstyle.batch.execute import Models
+def _models():
+    from clipstyle.workflows.models import ModelCache
 
-    m = Models("cpu")
-    d = defaults(net)
-    return m.generator(d["network"]), m.guide(TINY_CLIP, "none")
+    m = ModelCache("cpu")
+    d = defaults()
+    return m.get("G", (d["network"], None)), m.get("guide", (TINY_CLIP, "none"))
 
 
 class RowByRow(torch.nn.Module):
@@ -143,7 +144,7 @@ class RowByRow(torch.nn.Module):
         return torch.cat([self.G.synthesis(ws[i:i + 1], **kw) for i in range(ws.shape[0])])
 
 
-def test_batched_equals_one_at_a_time(tiny_network_path):
+def test_batched_equals_one_at_a_time():
     """The stacked batch against the public text_to_image run alone, job by job.
 
     Batched convolutions round differently from batch-1 ones (~1e-6 in the images); Adam's first
@@ -155,7 +156,7 @@ def test_batched_equals_one_at_a_time(tiny_network_path):
     from clipstyle.batch.stack import optimize_stacked
     from clipstyle.pipelines.text import text_job, text_to_image
 
-    G, guide = _models(tiny_network_path)
+    G, guide = _models()
     specs = [dict(prompt="a red car", seed=1), dict(prompt="a blue sky", seed=2, blocks="0-3"),
              dict(prompt="a dog", l2=0.01), dict(prompt="a house", seed=5, mix=["7:6-9"])]
     steps = 6
@@ -189,12 +190,12 @@ def test_batched_equals_one_at_a_time(tiny_network_path):
         assert all(np.array_equal(x, y) for x, y in zip(a.frames, b.frames))
 
 
-def test_one_jobs_gradient_never_reaches_another(tiny_network_path):
+def test_one_jobs_gradient_never_reaches_another():
     """A job whose loss is multiplied by 1000 leaves the other job's result bit-identical (row-by-row G)."""
     from clipstyle.batch.stack import optimize_stacked
     from clipstyle.pipelines.text import text_job
 
-    G, guide = _models(tiny_network_path)
+    G, guide = _models()
     R = RowByRow(G)
 
     def pair(scale):
@@ -211,109 +212,99 @@ def test_one_jobs_gradient_never_reaches_another(tiny_network_path):
 
 # --------------------------------------------------------------------------- failures
 
-def test_failures_are_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatch, tiny_network_path):
-    """A bad styleblock, a missing image prompt, a NaN inside a shared batch, a missing pipeline."""
-    import clipstyle.batch.execute as execute
+def test_failures_are_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatch):
+    """A styleblock beyond the network, a NaN inside a shared batch, an edit whose LPIPS weights are offline."""
     import clipstyle.pipelines.text as text
 
     real = text.text_job
 
-    def nan_for_poison(G, guide, prompt, **kw):  # inject a NaN loss into one job of a batch
-        job = real(G, guide, prompt, **kw)
-        if prompt != "poison":
+    def nan_for_poison(G, guide, settings, **kw):  # inject a NaN loss into one job of a batch
+        job = real(G, guide, settings, **kw)
+        if job.prompt != "poison":
             return job
         return dataclasses.replace(job, loss=lambda images, ws: (images.sum() * float("nan"), {}))
 
     monkeypatch.setattr(text, "text_job", nan_for_poison)
-    monkeypatch.setitem(execute.PIPELINES, "edit", ("clipstyle.pipelines.no_such_module", "edit"))
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "me.png")  # a photo whose edit fails at run time (LPIPS offline)
     jobs = [{"prompt": "fine one", "seed": 1, "id": "ok1"}, {"prompt": "x", "blocks": "0-99", "id": "badblocks"},
-            {"prompt": "poison", "id": "nan"}, {"prompt": "x", "image_prompt": "missing.png", "id": "noimage"},
+            {"prompt": "poison", "id": "nan"},
             {"command": "edit", "photo": "me.png", "prompt": "smile", "id": "edit1"},
             {"prompt": "fine two", "seed": 2, "id": "ok2"}]
     outdir = tmp_path / "out"
-    code, out, err = run_cli(cli_args(tiny_network_path, job_file(tmp_path, jobs), outdir, "--batch-size", "8"), capsys)
+    code, out, err = run_cli(cli_args(job_file(tmp_path, jobs), outdir, "--batch-size", "8"), capsys)
     assert code == 1
     entries = {e["id"]: e for e in manifest(outdir)}
     assert {i for i, e in entries.items() if e["status"] == "done"} == {"ok1", "ok2"}
     assert "out of range" in entries["badblocks"]["error"]
     assert "became nan" in entries["nan"]["error"]  # the loop names the cause (optimize.loop.nonfinite_cause)
-    assert "missing.png" in entries["noimage"]["error"]
-    assert entries["edit1"]["error"] == ("edit jobs need clipstyle.pipelines.no_such_module.edit, which this "
-                                         "clipstyle does not have")
+    assert "offline" in entries["edit1"]["error"] and "internal error" not in entries["edit1"]["error"]
     assert entries["ok1"]["batch"] == 1 and entries["ok2"]["batch"] == 1  # the NaN batch was redone job by job
     assert is_complete(outdir / "ok1") and is_complete(outdir / "ok2") and not (outdir / "nan").exists()
     assert "failed: nan (line 3): the loss term" in err and "became nan" in err
     assert "Traceback" not in err
 
 
-def test_other_commands_call_their_pipeline_with_the_loaded_models(tmp_path, monkeypatch, tiny_network_path):
-    """An edit job goes to the edit pipeline by import, with G and CLIP loaded once and reused."""
-    import types
-
-    import clipstyle.batch.execute as execute
+def test_other_commands_call_their_pipeline_with_the_loaded_models(tmp_path, monkeypatch):
+    """An edit job goes to the registry's edit pipeline with its settings, G and CLIP loaded once and reused."""
+    import clipstyle.pipelines.photo_edit as photo_edit
     from clipstyle.pipelines.run import Run
+    from clipstyle.workflows.photo import EditSettings
 
     calls = []
 
-    def edit(photo, prompt, *, steps=100, class_idx=None, G=None, guide=None, device="auto", quiet=True):
-        calls.append({"photo": photo, "prompt": prompt, "steps": steps, "class_idx": class_idx, "G": G,
-                      "guide": guide})
+    def edit(settings, *, G=None, guide=None, encoder=None, identity=None, perceptual=None, device="auto",
+             quiet=True):
+        calls.append({"settings": settings, "G": G, "guide": guide, "encoder": encoder})
         ws = G.w_avg[None, None].repeat(1, G.num_ws, 1).cpu()
         img = np.full((1, 64, 64, 3), 7, np.uint8)
-        return Run(name=prompt, result=None, settings={"command": "edit", "prompt": prompt}, network={}, ws_=ws,
-                   images_=img)
+        return Run(name=settings.prompt, result=None, settings={"command": "edit"}, network={}, ws_=ws, images_=img)
 
-    module = types.ModuleType("fake_photo_pipelines")
-    module.edit = edit
-    monkeypatch.setitem(sys.modules, "fake_photo_pipelines", module)
-    monkeypatch.setitem(execute.PIPELINES, "edit", ("fake_photo_pipelines", "edit"))
-    d = defaults(tiny_network_path)
-    jobs = [{"command": "edit", "photo": "a.png", "prompt": "smile", "id": "e1"},
+    monkeypatch.setattr(photo_edit, "edit", edit)
+    from PIL import Image
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    d = defaults()
+    jobs = [{"command": "edit", "photo": "a.png", "prompt": "smile", "id": "e1", "clip_model": TINY_CLIP,
+             "clip_pretrained": "none", "perceptual": "none"},
             {"command": "edit", "photo": "b.png", "prompt": "frown", "steps": 2, "class": None, "id": "e2",
-             "clip_model": TINY_CLIP, "clip_pretrained": "none"}]
-    path = job_file(tmp_path, jobs)
-    parsed = read_jobs(path, {"network": d["network"]}, option_names=execute.pipeline_options)
+             "clip_model": TINY_CLIP, "clip_pretrained": "none", "perceptual": "none"}]
+    parsed = read_jobs(job_file(tmp_path, jobs), {"network": d["network"]})
     summary = run_jobs(parsed, BatchConfig(outdir=tmp_path / "out", device="cpu", quiet=True))
     assert summary.done == ("e1", "e2") and summary.ok
-    assert [c["photo"] for c in calls] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
-    assert calls[1]["steps"] == 2 and calls[0]["guide"] is None and calls[1]["guide"] is not None
-    assert calls[0]["G"] is calls[1]["G"]  # loaded once
+    assert all(isinstance(c["settings"], EditSettings) for c in calls)
+    assert [c["settings"].photo_or_latents for c in calls] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    assert calls[1]["settings"].steps == 2 and calls[0]["settings"].steps == 100
+    assert calls[0]["G"] is calls[1]["G"] and calls[0]["guide"] is calls[1]["guide"]  # loaded once
+    assert calls[0]["guide"] is not None and calls[0]["encoder"] is None  # no --encoder: none loaded
+    assert calls[0]["settings"].perceptual == "none"
     assert is_complete(tmp_path / "out" / "e2")
-
-    def edit2(photo_or_latents, prompt, *, G=None, quiet=True):  # the edit command's argument name
-        calls.append({"photo_or_latents": photo_or_latents})
-        return edit(photo_or_latents, prompt, G=G)
-
-    module.edit = edit2
-    parsed = read_jobs(job_file(tmp_path, [{"command": "edit", "photo": "c.png", "prompt": "x", "id": "e3"}], "c.jsonl"),
-                       {"network": d["network"]}, option_names=execute.pipeline_options)
-    assert run_jobs(parsed, BatchConfig(outdir=tmp_path / "out", device="cpu", quiet=True)).done == ("e3",)
-    assert calls[-2] == {"photo_or_latents": str(tmp_path / "c.png")}
-    with pytest.raises(Exception, match="unknown key 'strength' for a edit job"):
-        job_file(tmp_path, [{"command": "edit", "photo": "a.png", "strength": 1}], "bad.jsonl")
-        read_jobs(tmp_path / "bad.jsonl", option_names=execute.pipeline_options)
+    with pytest.raises(Exception, match="unknown option 'strenght' for edit; did you mean 'strength'"):
+        read_jobs(job_file(tmp_path, [{"command": "edit", "photo": "a.png", "strenght": 1}], "bad.jsonl"))
 
 
-def test_generate_jobs_run_the_generate_pipeline(tmp_path, capsys, tiny_network_path):
+def test_generate_jobs_run_the_generate_pipeline(tmp_path, capsys):
     pytest.importorskip("clipstyle.pipelines.creative")
     jobs = [{"command": "generate", "seeds": "0-2", "id": "gen", "truncation": 0.5},
             {"command": "generate", "seeds": "x", "id": "badseeds"}]
-    code, out, err = run_cli(cli_args(tiny_network_path, job_file(tmp_path, jobs), tmp_path / "out"), capsys)
-    assert code == 1
-    assert out.split() == [str(tmp_path / "out" / "gen")]
-    entries = {e["id"]: e for e in manifest(tmp_path / "out")}
-    assert entries["badseeds"]["error"] == "bad seed 'x' in --seeds 'x': use e.g. 0-7,12"
+    code, out, err = run_cli(cli_args(job_file(tmp_path, jobs), tmp_path / "out"), capsys)
+    assert code == 1 and not (tmp_path / "out").exists()  # the whole file is checked before anything runs
+    assert err.strip() == "error: jobs.jsonl:2: bad seed 'x' in --seeds 'x': use e.g. 0-7,12"
+    code, out, err = run_cli(cli_args(job_file(tmp_path, jobs[:1]), tmp_path / "out"), capsys)
+    assert code == 0 and out.split() == [str(tmp_path / "out" / "gen")]
     folder = tmp_path / "out" / "gen"
     assert is_complete(folder) and {"seed0000.png", "seed0002.npz"} <= {p.name for p in folder.iterdir()}
     from clipstyle.generator import load_generator
     from clipstyle.latents import start_ws
 
-    G = load_generator(str(tiny_network_path), device="cpu")
+    G = load_generator(defaults()["network"], device="cpu")
     ws, _ = start_ws(G, seed=2, truncation_psi=0.5)
     np.testing.assert_array_equal(np.load(folder / "seed0002.npz")["ws"], ws.numpy())
-    code, _, err = run_cli(cli_args(tiny_network_path, job_file(tmp_path, [{"command": "generate", "prompt": "x"}], "b.jsonl"),
+    code, _, err = run_cli(cli_args(job_file(tmp_path, [{"command": "generate", "prompt": "x"}], "b.jsonl"),
                                     tmp_path / "out2"), capsys)
-    assert code == 1 and err.startswith("error: b.jsonl:1: unknown key 'prompt' for a generate job; known: class,")
+    assert code == 1 and err.startswith("error: b.jsonl:1: unknown option 'prompt' for generate")
 
 
 # --------------------------------------------------------------------------- kill -9 and resume
@@ -335,19 +326,19 @@ KILLER = textwrap.dedent("""
 """)
 
 
-def test_driver_killed_after_two_jobs_restarts_with_the_other_four(tmp_path, capsys, tiny_network_path):
+def test_driver_killed_after_two_jobs_restarts_with_the_other_four(tmp_path, capsys):
     path, outdir = job_file(tmp_path), tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(path), str(outdir), json.dumps(defaults(tiny_network_path)), "2"],
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(path), str(outdir), json.dumps(defaults()), "2"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    jobs = read_jobs(path, defaults(tiny_network_path))
+    jobs = read_jobs(path, defaults())
     complete = [j.id for j in jobs if is_complete(outdir / j.id)]
     assert complete == [jobs[0].id, jobs[1].id]
     before = {i: (outdir / i / "run.json").stat() for i in complete}
     assert [e["id"] for e in manifest(outdir)] == complete  # the append-only log of the killed run
 
-    code, out, err = run_cli(cli_args(tiny_network_path, path, outdir, "--batch-size", "2"), capsys)
+    code, out, err = run_cli(cli_args(path, outdir, "--batch-size", "2"), capsys)
     assert code == 0, err
     assert [Path(p).name for p in out.split()] == [j.id for j in jobs[2:]]  # the other four only
     assert "4 done, 2 already complete, 0 failed" in err
@@ -362,14 +353,14 @@ def test_driver_killed_after_two_jobs_restarts_with_the_other_four(tmp_path, cap
 
 
 @pytest.mark.slow
-def test_kill_at_any_moment_leaves_nothing_half_done(tmp_path, tiny_network_path):
+def test_kill_at_any_moment_leaves_nothing_half_done(tmp_path):
     """kill -9 the CLI at several moments (model loading, optimizing, writing folders), restart each time."""
     import time
 
     path, outdir = job_file(tmp_path, [dict(j, steps=40) for j in SIX]), tmp_path / "out"  # ~1-2 s a job
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "clipstyle", *map(str, cli_args(tiny_network_path, path, outdir, "--batch-size", "1"))]
-    jobs = read_jobs(path, defaults(tiny_network_path))
+    cmd = [sys.executable, "-m", "clipstyle", *map(str, cli_args(path, outdir, "--batch-size", "1"))]
+    jobs = read_jobs(path, defaults())
     first_seen: dict[str, tuple] = {}
     rng = np.random.default_rng(0)
     partial_kills = 0

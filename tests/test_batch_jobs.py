@@ -52,21 +52,21 @@ def test_toml_jobs_with_defaults(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ('{"prompt": "a"}\n{"prompt": "b",}\n', "jobs.jsonl:2: not valid JSON"),
     ('{"prompt": "a"}\n\n["prompt"]\n', "jobs.jsonl:3: a job must be an object"),
-    ('{"prompt": "a", "steps": "ten"}\n', "jobs.jsonl:1: 'steps' must be an integer >= 1, got \"ten\""),
-    ('{"prompt": "a", "steps": 0}\n', "jobs.jsonl:1: 'steps' must be an integer >= 1, got 0"),
-    ('{"prompt": "a", "lr": -1}\n', "jobs.jsonl:1: 'lr' must be a number > 0, got -1"),
-    ('{"prompt": "a", "seed": true}\n', "jobs.jsonl:1: 'seed' must be an integer in 0 … 4294967295, got true"),
-    ('{"prompt": "a", "seed": 4294967296}\n', "'seed' must be an integer in 0 … 4294967295"),
-    ('{"prompt": "a", "lr": NaN}\n', "jobs.jsonl:1: 'lr' must be a number > 0, got NaN"),
-    ('{"prompt": "a", "lr": 1%s}\n' % ("0" * 400), "jobs.jsonl:1: 'lr' must be a number > 0"),
-    ('{"prompt": "a", "promt": "b"}\n', "jobs.jsonl:1: unknown key 'promt' for a text job"),
+    ('{"prompt": "a", "steps": "ten"}\n', "jobs.jsonl:1: --steps must be an integer, got 'ten'"),
+    ('{"prompt": "a", "steps": 0}\n', "jobs.jsonl:1: --steps must be >= 1, got 0"),
+    ('{"prompt": "a", "lr": -1}\n', "jobs.jsonl:1: --lr must be > 0, got -1"),
+    ('{"prompt": "a", "seed": true}\n', "jobs.jsonl:1: --seed must be an integer, got True"),
+    ('{"prompt": "a", "seed": 4294967296}\n', "--seed must be <= 4.29497e+09, got 4294967296"),
+    ('{"prompt": "a", "lr": NaN}\n', "jobs.jsonl:1: --lr must be a finite number, got nan"),
+    ('{"prompt": "a", "lr": 1%s}\n' % ("0" * 400), "jobs.jsonl:1: --lr must be a finite number"),
+    ('{"prompt": "a", "promt": "b"}\n', "jobs.jsonl:1: unknown option 'promt' for text; did you mean 'prompt'?"),
     ('{"prompt": "a", "command": "paint"}\n', "jobs.jsonl:1: unknown command 'paint'"),
     ('{"prompt": "a", "device": "cuda"}\n', "jobs.jsonl:1: 'device' is an option of the whole batch"),
     ('{"prompt": "a", "id": "../x"}\n', "jobs.jsonl:1: 'id' must be a folder name"),
     ('{"prompt": "a", "id": "x"}\n{"prompt": "b", "id": "X"}\n', "jobs.jsonl:2: id 'X' is already used on line 1"),
     ('{"prompt": "a"}\n{"prompt": "a"}\n', "the same options: give one of them an 'id'"),
-    ('{"seed": 3}\n', "jobs.jsonl:1: a text job needs a 'prompt'"),
-    ('{"prompt": "a", "precision": "fp8"}\n', "'precision' must be one of fp32, bf16, fp16"),
+    ('{"seed": 3}\n', "jobs.jsonl:1: the prompt is empty"),
+    ('{"prompt": "a", "precision": "fp8"}\n', "--precision must be one of fp32, bf16, fp16"),
     ('# nothing\n\n', "holds no job"),
     ('{"prompt": "a"}\n' + "[" * 100000 + "\n", "jobs.jsonl:2: JSON nested too deeply"),
 ])
@@ -79,20 +79,24 @@ def test_bad_job_files_name_the_line(tmp_path, text, message):
 
 def test_bad_toml_names_the_line(tmp_path):
     # the line of the job's [[job]] header
-    with pytest.raises(JobFileError, match=r"jobs.toml:4: 'seed' must be an integer in 0"):
+    with pytest.raises(JobFileError, match=r"jobs.toml:4: --seed must be an integer, got 'x'"):
         read_jobs(write(tmp_path, '[[job]]\nprompt = "a"\n\n[[job]]\nprompt = "b"\nseed = "x"\n', "jobs.toml"))
     with pytest.raises(JobFileError, match=r"jobs.toml:2: not valid TOML"):
         read_jobs(write(tmp_path, '[[job]]\nprompt = \n', "jobs.toml"))
 
 
-def test_other_commands_are_checked_against_their_pipeline(tmp_path):
-    names = {"edit": {"photo", "prompt", "steps", "network"}}.get
+def test_other_commands_are_checked_by_their_settings_class(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "me.png")
     path = write(tmp_path, '{"command": "edit", "photo": "me.png", "prompt": "smile"}\n'
                            '{"command": "edit", "photo": "me.png", "promt": "smile"}\n')
-    with pytest.raises(JobFileError, match=r"jobs.jsonl:2: unknown key 'promt' for a edit job"):
-        read_jobs(path, option_names=names)
-    jobs = read_jobs(path, option_names=lambda c: None)  # pipeline not here: accepted, fails when run
-    assert jobs[0].options["photo"] == str((tmp_path / "me.png").resolve())
+    with pytest.raises(JobFileError, match=r"jobs.jsonl:2: unknown option 'promt' for edit; did you mean 'prompt'"):
+        read_jobs(path)
+    jobs = read_jobs(write(tmp_path, '{"command": "edit", "photo": "me.png", "prompt": "smile"}\n', "ok.jsonl"))
+    assert jobs[0].options["photo_or_latents"] == str((tmp_path / "me.png").resolve())
+    with pytest.raises(JobFileError, match=r"jobs.jsonl:1: PHOTO_OR_LATENTS: no such photo: .*absent.png"):
+        read_jobs(write(tmp_path, '{"command": "edit", "photo": "absent.png", "prompt": "smile"}\n'))
 
 
 def test_cli_bad_file_is_one_line_and_nothing_runs(tmp_path, capsys):
@@ -100,7 +104,7 @@ def test_cli_bad_file_is_one_line_and_nothing_runs(tmp_path, capsys):
     out = tmp_path / "out"
     code, stdout, err = run_cli(["batch", path, "--outdir", out, "--device", "cpu"], capsys)
     assert code == 1
-    assert err.strip() == "error: jobs.jsonl:2: 'steps' must be an integer >= 1, got 1.5"
+    assert err.strip() == "error: jobs.jsonl:2: --steps must be an integer, got 1.5"
     assert not out.exists()  # validated before anything ran
     code, _, err = run_cli(["batch", tmp_path / "absent.jsonl", "--outdir", out], capsys)
     assert code == 1 and err.strip() == f"error: no such job file: {tmp_path / 'absent.jsonl'}"

@@ -22,15 +22,14 @@ pytest.importorskip("ray")
 
 
 @pytest.mark.slow
-def test_ray_local_gives_the_same_six(tmp_path, capsys, tiny_network_path):
+def test_ray_local_gives_the_same_six(tmp_path, capsys):
     path = job_file(tmp_path)
-    code, out, err = run_cli(cli_args(tiny_network_path, path, tmp_path / "here", "--batch-size", "3"), capsys)
+    code, out, err = run_cli(cli_args(path, tmp_path / "here", "--batch-size", "3"), capsys)
     assert code == 0, err
-    code, out, err = run_cli(cli_args(tiny_network_path, path, tmp_path / "ray", "--batch-size", "3", "--ray", "local",
-                                      "--workers", "2"),
+    code, out, err = run_cli(cli_args(path, tmp_path / "ray", "--batch-size", "3", "--ray", "local", "--workers", "2"),
                              capsys)
     assert code == 0, err
-    jobs = read_jobs(path, defaults(tiny_network_path))
+    jobs = read_jobs(path, defaults())
     assert [Path(p).name for p in out.split()] == [j.id for j in jobs]
     entries = manifest(tmp_path / "ray")
     assert [e["status"] for e in entries] == ["done"] * 6
@@ -64,10 +63,10 @@ def dying_worker(marker: str) -> type:
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_batch_is_retried(tmp_path, tiny_network_path):
+def test_worker_killed_mid_batch_is_retried(tmp_path):
     path = job_file(tmp_path, [dict(j, steps=30) for j in SIX])  # long enough for the kill to land mid-job
     marker = tmp_path / "killed"
-    jobs = read_jobs(path, defaults(tiny_network_path))
+    jobs = read_jobs(path, defaults())
     config = BatchConfig(outdir=tmp_path / "out", batch_size=2, device="cpu", ray="local", workers=2, quiet=True)
     summary = run_jobs(jobs, config, ray_worker=dying_worker(str(marker)))
     assert marker.is_file()
@@ -86,7 +85,7 @@ def test_worker_killed_mid_batch_is_retried(tmp_path, tiny_network_path):
                                                                           ["batch.jsonl", ".batch.lock"])
 
 
-def test_ray_missing_says_how_to_install(tmp_path, capsys, monkeypatch, tiny_network_path):
+def test_ray_missing_says_how_to_install(tmp_path, capsys, monkeypatch):
     real_import = builtins.__import__
 
     def no_ray(name, *args, **kwargs):
@@ -96,7 +95,7 @@ def test_ray_missing_says_how_to_install(tmp_path, capsys, monkeypatch, tiny_net
 
     monkeypatch.delitem(sys.modules, "ray", raising=False)
     monkeypatch.setattr(builtins, "__import__", no_ray)
-    code, out, err = run_cli(cli_args(tiny_network_path, job_file(tmp_path), tmp_path / "out", "--ray", "local"), capsys)
+    code, out, err = run_cli(cli_args(job_file(tmp_path), tmp_path / "out", "--ray", "local"), capsys)
     assert code == 1
     assert err.strip() == "error: --ray needs Ray, which is not installed: pip install 'clipstyle[ray]'"
     assert not (tmp_path / "out").exists()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from clipstyle.generator import read_generator_file
 from clipstyle.generator.formats.native import save_native
-from clipstyle.latents import save_latents
+from clipstyle.latents import LatentFileError, save_latents
 from clipstyle.pipelines.common import network_for_latents
 from clipstyle.pipelines.creative import interpolate, render, styleblocks
 
@@ -42,8 +43,13 @@ def test_the_tuned_generator_a_latent_file_names_is_used_unless_told_otherwise(t
     assert np.array_equal(run.images, _uint8(tuned, ws))
     assert not np.array_equal(run.images, _uint8(G, ws))  # the tuned weights really differ
     assert np.array_equal(render(str(lat), network=str(net), device="cpu").images, _uint8(G, ws))
-    (tmp_path / "generator.safetensors").unlink()  # gone: the recorded network is used
-    assert network_for_latents(lat, None) == str(net)
+    (tmp_path / "generator.safetensors").unlink()  # gone: one answer everywhere, refused, naming --network
+    with pytest.raises(LatentFileError, match="names the tuned generator generator.safetensors, which is missing; "
+                                              "pass --network"):
+        network_for_latents(lat, None)
+    with pytest.raises(LatentFileError, match="which is missing"):
+        render(str(lat), device="cpu")
+    assert network_for_latents(lat, str(net)) == str(net)
 
 
 def test_styleblocks_and_interpolate_follow_the_file_too(tmp_path):

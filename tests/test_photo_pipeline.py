@@ -54,12 +54,12 @@ def test_project_starts_from_the_e4e_encoding(tmp_path, photo, capsys):
 
     e4e = _tiny.e4e_file()
     enc = encode(photo, encoder=e4e)
-    run = project(photo, encoder=e4e, init="e4e", space="w+", perceptual="none", steps=20, save_every=0)
+    run = project(photo, encoder=e4e, init="e4e", space="w+", perceptual="none", steps=20, save_every=20)
     first = run.history[0]["mse"]
     assert first == pytest.approx(enc.extra_json["metrics"]["mse"], rel=0.05)  # step 0 is the encoding
     assert run.history[-1]["mse"] < first  # and the optimizer improves on it
     assert run.settings["init"] == "e4e"
-    mean = project(photo, encoder=e4e, init="mean", space="w+", perceptual="none", steps=1, save_every=0)
+    mean = project(photo, encoder=e4e, init="mean", space="w+", perceptual="none", steps=1, save_every=1)
     assert mean.history[0]["mse"] != pytest.approx(first, rel=1e-3)
 
 

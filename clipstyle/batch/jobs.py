@@ -3,7 +3,8 @@
 A job's keys are the option names of its command (``prompt``, ``network``, ``seed``, ``steps``,
 ``blocks``, ``mix``, ``recipe``, ``clip_model``…; dashes or underscores), plus:
 
-* ``command``: ``text`` (default), ``edit``, ``project`` or ``generate``;
+* ``command``: a workflow of the registry that batches (``text`` (default), ``edit``, ``project``,
+  ``generate``, ``render``, ``styleblocks``…; :func:`batch_commands`);
 * ``id`` (optional): the name of the job's run folder under ``--outdir``. Without it the id is
   ``<slug of the prompt>-<8 hex digits of a hash of the job's options>``, so it does not change when
   lines are moved, and resuming finds the same folder.
@@ -14,23 +15,22 @@ job inherits. Relative paths in jobs (``image_prompt``, ``photo``, ``latents``, 
 resolved against the job file's folder.
 
 Every problem of the file is reported as a :class:`JobFileError` naming the line
-(``jobs.jsonl:7: 'steps' must be an integer >= 1, got "ten"``) before any job runs.
+(``jobs.jsonl:7: --steps must be an integer, got 'ten'``) before any job runs: the line the command line
+prints for the same mistake, from the same settings class.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-__all__ = ["COMMANDS", "BATCH_ONLY", "Job", "JobFileError", "read_jobs", "parse_job", "group_key"]
+from clipstyle.errors import BadFileError
 
-#: Commands a job may name.
-COMMANDS = ("text", "edit", "project", "generate")
+__all__ = ["BATCH_ONLY", "Job", "JobFileError", "batch_commands", "group_key", "parse_job", "read_jobs"]
 
 #: Options of the whole batch, not of one job (given on the command line).
 BATCH_ONLY = {"device": "--device", "outdir": "--outdir", "quiet": "--quiet", "prompts": "--prompts",
@@ -39,74 +39,15 @@ BATCH_ONLY = {"device": "--device", "outdir": "--outdir", "quiet": "--quiet", "p
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-class JobFileError(ValueError):
-    """A job file that cannot be run: ``str()`` is one line naming the file and line."""
+class JobFileError(BadFileError):
+    """A job file that cannot be run: ``str()`` is one line naming the file and line (exit code 1)."""
 
 
-# ----------------------------------------------------------------------------- option checks
+def batch_commands() -> list[str]:
+    """The workflows a job may name (``command``), from the one registry."""
+    from clipstyle.workflows.registry import WORKFLOWS
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _int(lo: int | None = None, hi: int | None = None) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        if not _is_int(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
-            if hi is not None:
-                return f"an integer in {lo} … {hi}"
-            return "an integer" + (f" >= {lo}" if lo is not None else "")
-        return None
-    return check
-
-
-def _float(lo: float | None = None, positive: bool = False) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        ok = (_is_int(v) and abs(v) < 10**300) or (isinstance(v, float) and math.isfinite(v))
-        if ok and lo is not None and v < lo:
-            ok = False
-        if ok and positive and not v > 0:
-            ok = False
-        if not ok:
-            return "a number" + (" > 0" if positive else f" >= {lo:g}" if lo is not None else "")
-        return None
-    return check
-
-
-def _str(v: Any) -> str | None:
-    return None if isinstance(v, str) else "a string"
-
-
-def _str_or_int(v: Any) -> str | None:
-    return None if isinstance(v, str) or _is_int(v) else "a string or an integer"
-
-
-def _str_list(v: Any) -> str | None:
-    if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)):
-        return None
-    return "a string or a list of strings"
-
-
-def _choice(*names: str) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        return None if v in names else "one of " + ", ".join(names)
-    return check
-
-
-#: Options shared by every command, and those of ``text`` (the main command's options).
-COMMON = {"network": _str, "device": _str, "clip_model": _str, "clip_pretrained": _str}
-TEXT_OPTIONS: dict[str, Callable[[Any], str | None]] = {
-    **COMMON, "prompt": _str, "steps": _int(1), "lr": _float(positive=True), "seed": _int(0, 2**32 - 1),
-    "truncation": _float(), "class": _int(0), "blocks": _str_or_int, "cutouts": _int(0), "l2": _float(0),
-    "image_prompt": _str, "mix": _str_list, "blend": _str, "recipe": _str, "batch": _int(1),
-    "save_every": _int(1), "precision": _choice("fp32", "bf16", "fp16"),
-}
-#: Keys holding paths resolved against the job file's folder.
-PATH_KEYS = ("image_prompt", "photo", "latents", "photo_or_latents")
-
-#: The values a text job gets when neither the job nor the command line sets them (the main command's).
-TEXT_DEFAULTS: dict[str, Any] = {"network": "ffhq", "clip_model": "ViT-B-32", "clip_pretrained": "openai",
-                                 "steps": 300, "lr": 0.1, "truncation": 1.0, "save_every": 10,
-                                 "precision": "fp32", "batch": 1}
+    return sorted(name for name, w in WORKFLOWS.items() if w.batch)
 
 
 @dataclass(frozen=True)
@@ -115,9 +56,9 @@ class Job:
 
     Attributes:
         id: folder name under ``--outdir`` (unique in the file).
-        command: one of :data:`COMMANDS`.
-        options: the job's options with underscores (``clip_model``), defaults filled in for ``text``;
-            relative paths made absolute.
+        command: the workflow's registry name (``text``, ``edit``, ``project``, ``generate``…).
+        options: every setting of the job (its settings class's ``to_dict()``: defaults filled in, relative
+            paths made absolute).
         line: the line (JSON lines) or ``[[job]]`` header line (TOML) it came from, 1-based.
         source: the job file's name, for messages.
     """
@@ -133,6 +74,18 @@ class Job:
         """``jobs.jsonl:7`` for messages."""
         return f"{self.source}:{self.line}"
 
+    @property
+    def workflow(self) -> Any:
+        """The job's :class:`~clipstyle.workflows.registry.Workflow`."""
+        from clipstyle.workflows.registry import get_workflow
+
+        return get_workflow(self.command)
+
+    @property
+    def settings(self) -> Any:
+        """The job's settings object (validated again from :attr:`options`)."""
+        return self.workflow.settings.from_mapping(self.options)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (sent to Ray workers, written to the manifest)."""
         return {"id": self.id, "command": self.command, "options": dict(self.options), "line": self.line,
@@ -145,12 +98,12 @@ class Job:
 
 
 def group_key(job: Job) -> tuple:
-    """Jobs with the same key can share one batch of latents: same command, network (and blend), CLIP
-    model, step count, learning rate, frame interval and precision (one generator, one CLIP, one Adam
-    schedule and one loop for all of them). Jobs of other commands only share loaded models."""
+    """Jobs with the same key can share one batch of latents: text jobs of the same network (and blend), CLIP
+    model, step count, learning rate, frame interval and precision (one generator, one CLIP, one Adam schedule
+    and one loop for all of them). Jobs of other commands each form their own group (they share loaded models)."""
     o = job.options
     if job.command != "text":
-        return (job.command, o.get("network"), o.get("clip_model"), o.get("clip_pretrained"), job.id)
+        return (job.command, job.id)
     return ("text", o["network"], o.get("blend"), o["clip_model"], o["clip_pretrained"], o["steps"], o["lr"],
             o["save_every"], o["precision"])
 
@@ -163,29 +116,10 @@ def _normalize_keys(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(key, str) or not key.strip():
             raise JobFileError(f"{where}: empty key")
         k = key.strip().lstrip("-").replace("-", "_")
-        if k == "class_idx":
-            k = "class"
         if k in out:
             raise JobFileError(f"{where}: key {key!r} is given twice")
         out[k] = value
     return out
-
-
-def _resolve_paths(opts: dict[str, Any], base: Path) -> None:
-    for key in PATH_KEYS:
-        v = opts.get(key)
-        if isinstance(v, str) and v and not Path(v).is_absolute() and "://" not in v:
-            opts[key] = str((base / v).resolve())
-    mix = opts.get("mix")
-    if mix is not None:
-        items = [mix] if isinstance(mix, str) else list(mix)
-        fixed = []
-        for item in items:
-            src, sep, blocks = item.rpartition(":")
-            if sep and (src.endswith(".npz") or ".npz#" in src) and not Path(src).is_absolute():
-                item = f"{(base / src).resolve()}:{blocks}"
-            fixed.append(item)
-        opts["mix"] = fixed
 
 
 def _default_id(command: str, opts: Mapping[str, Any]) -> str:
@@ -197,68 +131,51 @@ def _default_id(command: str, opts: Mapping[str, Any]) -> str:
     return f"{slugify(str(text), max_len=40, fallback=command)}-{digest[:8]}"
 
 
-def parse_job(raw: Any, where: str, *, base: Path, defaults: Mapping[str, Any] | None = None,
-              option_names: Callable[[str], set[str] | None] | None = None) -> tuple[str, str, dict[str, Any], bool]:
+def parse_job(raw: Any, where: str, *, base: Path, defaults: Mapping[str, Any] | None = None
+              ) -> tuple[str, str, dict[str, Any], bool]:
     """Validate one job object → ``(id, command, options, explicit_id)``.
+
+    The job's keys are validated by its workflow's settings class (the same checks and messages as the
+    command line), so a mistake is named before anything runs.
 
     Args:
         raw: the decoded JSON object / TOML table.
         where: ``file:line`` for messages.
         base: folder against which relative paths are resolved.
-        defaults: values for keys the job does not set (the command line's ``--network``, ``--steps``…).
-        option_names: for commands other than ``text``: the option names their pipeline accepts, or
-            ``None`` when it is not available here (then any key is accepted and the job fails when run).
+        defaults: values for keys the job does not set (the command line's ``--network``, ``--steps``…); a
+            default applies only to workflows that have that option.
 
     Raises:
-        JobFileError: not an object, unknown command or key, a value of the wrong type, a bad id.
+        JobFileError: not an object, unknown command or key, a bad value, a bad id.
     """
+    from clipstyle.errors import UsageError
+    from clipstyle.workflows.registry import WORKFLOWS
+
     if not isinstance(raw, dict):
         raise JobFileError(f"{where}: a job must be an object like {{\"prompt\": \"a smiling child\"}}, "
                            f"got {type(raw).__name__}")
     opts = _normalize_keys(raw, where)
     command = opts.pop("command", "text")
-    if command not in COMMANDS:
-        raise JobFileError(f"{where}: unknown command {command!r}; use one of {', '.join(COMMANDS)}")
+    name = command.strip().replace("_", "-").replace(" ", "-") if isinstance(command, str) else command
+    if name not in WORKFLOWS or not WORKFLOWS[name].batch:
+        raise JobFileError(f"{where}: unknown command {command!r}; use one of {', '.join(batch_commands())}")
+    workflow = WORKFLOWS[name]
     job_id = opts.pop("id", None)
     for key, flag in BATCH_ONLY.items():
         if key in opts:
             raise JobFileError(f"{where}: {key!r} is an option of the whole batch, not of a job: use {flag} "
                                f"on the command line")
-    known = option_names(command) if command != "text" and option_names is not None else None
+    cls = workflow.settings
+    opts = {cls.canonical_name(k): v for k, v in opts.items()}
     for key, value in (defaults or {}).items():
-        if value is None or key in opts:
-            continue
-        if command == "text" or (key in known if known is not None else key in COMMON or key == "steps"):
+        key = cls.canonical_name(key)
+        if value is not None and key not in opts and key in cls.specs():
             opts[key] = value
-    if command == "text":
-        for key, value in opts.items():
-            if key not in TEXT_OPTIONS:
-                raise JobFileError(f"{where}: unknown key {key!r} for a text job; known: "
-                                   f"{', '.join(sorted(TEXT_OPTIONS))}")
-            if value is None:
-                continue
-            problem = TEXT_OPTIONS[key](value)
-            if problem:
-                raise JobFileError(f"{where}: {key!r} must be {problem}, got {json.dumps(value, default=str)}")
-        opts = {k: v for k, v in opts.items() if v is not None}
-        for key, value in TEXT_DEFAULTS.items():
-            opts.setdefault(key, value)
-        if isinstance(opts.get("blocks"), int):
-            opts["blocks"] = str(opts["blocks"])
-        if not str(opts.get("prompt", "")).strip() and not opts.get("image_prompt") and not opts.get("recipe"):
-            raise JobFileError(f"{where}: a text job needs a 'prompt' (or an 'image_prompt' or a 'recipe')")
-    else:
-        for key, value in opts.items():
-            if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
-                raise JobFileError(f"{where}: bad key {key!r}")
-            if known is not None and key not in known:
-                raise JobFileError(f"{where}: unknown key {key!r} for a {command} job; known: "
-                                   f"{', '.join(sorted(known))}")
-            if key in COMMON and value is not None and COMMON[key](value):
-                raise JobFileError(f"{where}: {key!r} must be a string, got {json.dumps(value, default=str)}")
-        if "steps" in opts and opts["steps"] is not None and _int(1)(opts["steps"]):
-            raise JobFileError(f"{where}: 'steps' must be an integer >= 1, got {json.dumps(opts['steps'])}")
-    _resolve_paths(opts, base)
+    try:
+        settings = cls.from_mapping(opts, base=base)
+    except UsageError as exc:
+        raise JobFileError(f"{where}: {exc}") from None
+    options = settings.to_dict()
     explicit = job_id is not None
     if explicit:
         if not isinstance(job_id, (str, int)) or isinstance(job_id, bool) or not _ID.match(str(job_id)):
@@ -266,8 +183,8 @@ def parse_job(raw: Any, where: str, *, base: Path, defaults: Mapping[str, Any] |
                                f"(at most 100, not starting with '.' or '-'), got {json.dumps(job_id)}")
         job_id = str(job_id)
     else:
-        job_id = _default_id(command, opts)
-    return job_id, command, opts, explicit
+        job_id = _default_id(name, {k: options[k] for k in opts if k in options})  # the keys given: stable ids
+    return job_id, name, options, explicit
 
 
 def _json_lines(text: str, name: str) -> list[tuple[int, Any]]:
@@ -311,15 +228,13 @@ def _toml_jobs(text: str, name: str) -> tuple[list[tuple[int, Any]], dict[str, A
     return list(zip(lines, jobs)), defaults
 
 
-def read_jobs(path: str | Path, defaults: Mapping[str, Any] | None = None,
-              option_names: Callable[[str], set[str] | None] | None = None) -> list[Job]:
+def read_jobs(path: str | Path, defaults: Mapping[str, Any] | None = None) -> list[Job]:
     """Read and validate a whole job file (``.toml`` is TOML, anything else JSON lines).
 
     Args:
         path: the job file.
         defaults: values of keys a job does not set (from the command line); a TOML file's own
             ``[defaults]`` table comes between these and the job's keys.
-        option_names: see :func:`parse_job`.
 
     Returns:
         The jobs in file order.
@@ -351,7 +266,7 @@ def read_jobs(path: str | Path, defaults: Mapping[str, Any] | None = None,
     seen: dict[str, int] = {}
     for line, raw in items:
         where = f"{name}:{line}"
-        job_id, command, opts, explicit = parse_job(raw, where, base=base, defaults=merged, option_names=option_names)
+        job_id, command, opts, explicit = parse_job(raw, where, base=base, defaults=merged)
         key = job_id.lower()  # case-insensitive file systems
         if key in seen:
             hint = "" if explicit else " (the same options: give one of them an 'id')"

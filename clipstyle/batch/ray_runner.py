@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from clipstyle.batch.execute import Models, Outcome, execute_batch
+from clipstyle.batch.execute import ModelCache, Outcome, execute_batch
 from clipstyle.batch.jobs import Job
 
 __all__ = ["RayMissingError", "RayError", "BatchWorker", "run_on_ray", "import_ray"]
@@ -53,7 +53,7 @@ def import_ray() -> Any:
 
 
 class BatchWorker:
-    """The body of one Ray actor: holds :class:`Models` and runs batches (see :func:`execute_batch`).
+    """The body of one Ray actor: holds :class:`~clipstyle.workflows.models.ModelCache` and runs batches (see :func:`execute_batch`).
 
     Args:
         device: the jobs' device on the actor's machine (``auto``: the GPU Ray gave it, else CPU).
@@ -64,7 +64,7 @@ class BatchWorker:
         import torch
 
         torch.set_num_threads(max(1, int(threads)))
-        self.models = Models(device)
+        self.models = ModelCache(device)
 
     def run_batch(self, jobs: Sequence[dict]) -> list[dict]:
         """Run job dicts (:meth:`Job.to_dict`) → outcome dicts with packed folders (no ``Run`` objects)."""

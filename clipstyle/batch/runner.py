@@ -6,7 +6,7 @@
 2. every job whose folder ``outdir/<id>`` is complete is done already (resume): it is not run again;
 3. the other jobs are grouped by :func:`~clipstyle.batch.jobs.group_key` (file order kept) and cut into
    batches of at most ``batch_size``;
-4. the batches run in this process (:class:`~clipstyle.batch.execute.Models` loads each network and
+4. the batches run in this process (:class:`~clipstyle.workflows.models.ModelCache` loads each network and
    CLIP model once) or on Ray actors (:mod:`clipstyle.batch.ray_runner`);
 5. as each job finishes, this process — the only writer — renames its folder into place and appends
    its manifest line; at the end the manifest is rewritten with one line per job.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from clipstyle.batch.execute import Models, Outcome, execute_batch, user_error
+from clipstyle.batch.execute import ModelCache, Outcome, execute_batch, user_error
 from clipstyle.batch.folders import (
     is_complete,
     job_folder,
@@ -95,7 +95,7 @@ def make_batches(jobs: Sequence[Job], batch_size: int) -> list[list[Job]]:
 
 def run_local(batches: Sequence[Sequence[Job]], config: BatchConfig) -> Iterator[tuple[Job, Outcome, int]]:
     """Run batches in this process; yields ``(job, outcome, attempts)`` as batches finish."""
-    models = Models(config.device, progress=not config.quiet)
+    models = ModelCache(config.device, progress=not config.quiet)
     for batch in batches:
         for job, outcome in zip(batch, execute_batch(models, batch)):
             yield job, outcome, 1

@@ -44,7 +44,6 @@ def batch_command(
     job's status, folder, seconds and error go to OUTDIR/batch.jsonl; a failed job does not stop the
     others, and the exit code is 1 if any failed. Prints the folder of each job done.
     """
-    from clipstyle.batch.execute import pipeline_options
     from clipstyle.batch.jobs import JobFileError, read_jobs
     from clipstyle.batch.manifest import BatchLockedError
     from clipstyle.batch.runner import BatchConfig, run_jobs
@@ -70,7 +69,7 @@ def batch_command(
         raise UsageError("--workers needs --ray")
     defaults = {"network": network, "clip_model": clip_model, "clip_pretrained": clip_pretrained, "steps": steps}
     try:
-        job_list = read_jobs(jobs, defaults, option_names=pipeline_options)
+        job_list = read_jobs(jobs, defaults)
     except JobFileError as exc:
         raise fail(str(exc), 1) from None
     config = BatchConfig(outdir=outdir, batch_size=batch_size, device=device, ray=ray.strip() if ray else None,

@@ -57,16 +57,18 @@ def settings_parameters(cls: type[Settings], exclude: Sequence[str] = ()) -> lis
     hints = cls.hints()
     specs = cls.specs()
     args, opts = [], []
-    for f in dataclasses.fields(cls):
+    own = cls.__dict__.get("__annotations__", {})  # the workflow's own options first in --help, shared ones after
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name not in own):
         if f.name in exclude or f.name not in specs:
             continue
         spec = specs[f.name]
         cli_type, listed = _cli_type(hints[f.name])
         default = None if listed else f.default
+        if f.default is dataclasses.MISSING:
+            default = inspect.Parameter.empty
         if spec.argument:
-            info = typer.Argument(help=spec.help, show_default=bool(default))
-            if f.default is dataclasses.MISSING:
-                default = inspect.Parameter.empty
+            info = typer.Argument(help=spec.help, show_default=default not in (None, "", inspect.Parameter.empty),
+                                  metavar=cls.flag(f.name))
         else:
             decls = [cls.flag(f.name)] + ([spec.short] if spec.short else [])
             if hints[f.name] is bool:
@@ -78,25 +80,24 @@ def settings_parameters(cls: type[Settings], exclude: Sequence[str] = ()) -> lis
     return args + opts
 
 
-def front_parameters(outdir: str | None = "out") -> list[inspect.Parameter]:
-    """``--outdir`` (unless None), ``--device``, ``--quiet``: the options every command that runs a workflow has."""
+def front_parameters(outdir: str | None = "out", device: bool = True) -> list[inspect.Parameter]:
+    """``--outdir`` (unless None), ``--device`` (unless False), ``--quiet``: the options of the command line itself."""
     kw = inspect.Parameter.KEYWORD_ONLY
     params = []
     if outdir is not None:
         params.append(inspect.Parameter("outdir", kw, default=Path(outdir), annotation=Annotated[Path, typer.Option(
             help="Folder under which a new run folder is created.")]))
-    params += [
-        inspect.Parameter("device", kw, default="auto", annotation=Annotated[str, typer.Option(
-            help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda or mps.")]),
-        inspect.Parameter("quiet", kw, default=False, annotation=Annotated[bool, typer.Option(
-            "--quiet", "-q", help="No progress bar.")]),
-    ]
+    if device:
+        params.append(inspect.Parameter("device", kw, default="auto", annotation=Annotated[str, typer.Option(
+            help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda or mps.")]))
+    params.append(inspect.Parameter("quiet", kw, default=False, annotation=Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bar.")]))
     return params
 
 
 def workflow_command(name: str, body: Callable[[Settings, Front], None] | None = None, *,
                      extra: Sequence[inspect.Parameter] = (), exclude: Sequence[str] = (),
-                     outdir: str | None = "out", doc: str | None = None) -> Callable[..., None]:
+                     outdir: str | None = "out", device: bool = True, doc: str | None = None) -> Callable[..., None]:
     """A Typer command function for workflow ``name``.
 
     Args:
@@ -105,12 +106,12 @@ def workflow_command(name: str, body: Callable[[Settings, Front], None] | None =
             validated before it is called.
         extra: more Typer parameters (front-end options), passed to the body in ``front.extra``.
         exclude: settings fields the command does not offer (they keep their defaults).
-        outdir: the default ``--outdir`` (None: the command has none).
+        outdir: the default ``--outdir`` (None: the command has none). device: the command has ``--device``.
         doc: the command's help (default: the body's docstring, else the workflow's summary).
     """
     workflow = get_workflow(name)
     cls = workflow.settings
-    params = settings_parameters(cls, exclude) + front_parameters(outdir) + list(extra)
+    params = settings_parameters(cls, exclude) + front_parameters(outdir, device) + list(extra)
     listed = {p.name for p in params if _cli_type(cls.hints().get(p.name, str))[1] and p.name in cls.specs()}
     settings_names = {p.name for p in settings_parameters(cls, exclude)}
     extra_names = [p.name for p in extra]
@@ -121,7 +122,8 @@ def workflow_command(name: str, body: Callable[[Settings, Front], None] | None =
         for k in listed:
             values[k] = tuple(values[k] or ())
         settings = cls(**values)
-        front = Front(outdir=kwargs.get("outdir") or Path("out"), device=kwargs["device"], quiet=kwargs["quiet"],
+        front = Front(outdir=kwargs.get("outdir") or Path("out"), device=kwargs.get("device", "auto"),
+                      quiet=kwargs["quiet"],
                       log=tuple(kwargs.get("log") or ()), extra={k: kwargs[k] for k in extra_names})
         run_body(settings, front)
 
@@ -133,17 +135,28 @@ def workflow_command(name: str, body: Callable[[Settings, Front], None] | None =
     return command
 
 
-def run_and_save(workflow: Workflow, settings: Settings, front: Front, **runtime: Any) -> Path:
-    """Run ``workflow`` with a progress bar (when it has ``steps``), save its run folder under
-    ``front.outdir``, print the folder, and say so when the run was interrupted. Returns the folder."""
+def run_and_save(workflow: Workflow, settings: Settings, front: Front, *, progress: bool = True,
+                 after: Callable[[Any, Path], None] | None = None, **runtime: Any) -> Path:
+    """Run ``workflow``, save its run folder under ``front.outdir`` and print the folder.
+
+    Args:
+        progress: show one progress bar over ``settings.steps`` (workflows with stages draw their own bars).
+        after: ``after(run, folder)`` prints the command's summary lines (to stderr) before the folder.
+        runtime: more keywords of the pipeline (loaded models, ``notify``…).
+
+    Says so when the run was interrupted (the best result so far was saved). Returns the folder.
+    """
     from clipstyle.optimize.devices import resolve_device
     from clipstyle.optimize.progress import ProgressBar
 
     steps = getattr(settings, "steps", None)
     device = resolve_device(front.device)
-    with ProgressBar("optimizing", int(steps or 1), enabled=not front.quiet and steps is not None) as bar:
-        run = workflow.run(settings, device=device, callback=bar, quiet=front.quiet, **runtime)
+    show = progress and not front.quiet and steps is not None
+    with ProgressBar("optimizing", int(steps or 1), enabled=show) as bar:
+        run = workflow.run(settings, device=device, callback=bar if show else None, quiet=front.quiet, **runtime)
     folder = run.save(front.outdir)
+    if after is not None:
+        after(run, folder)
     typer.echo(str(folder))
     if run.interrupted:
         typer.echo(f"interrupted after {run.result.steps_done} steps; kept the best result so far", err=True)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from clipstyle.cli.common import UsageError, handle_errors
-from clipstyle.cli.text import DeviceOpt, NetworkOpt
 
 
 @handle_errors
@@ -93,35 +92,22 @@ def convert_command(src: Annotated[str, typer.Argument(help="Network to convert 
     typer.echo(str(out))
 
 
-@handle_errors
-def generate_command(
-    network: NetworkOpt = "ffhq",
-    seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0-7,12 (same z as NVIDIA's gen_images.py).")] = "0-3",
-    truncation: Annotated[Optional[float], typer.Option(help="Truncation psi (1 = none). Default 1, or 0.7 for "
-                                                             "StyleGAN1 networks (their documented default).")] = None,
-    truncation_cutoff: Annotated[Optional[int], typer.Option(help="Truncate only rows below this (default: all "
-                                                                  "rows; 8 for StyleGAN1 networks).", min=0)] = None,
-    truncate_to: Annotated[str, typer.Option(help="Centre of truncation: 'global' (the network's w_avg) or 'label' "
-                                                  "(mean w of the --class label, for conditional networks).")] = "global",
-    class_idx: Annotated[Optional[str], typer.Option("--class", help="Class label(s) for conditional networks: K, "
-                                                     "K1,K2,… (sum), …@S (scaled) or a .npy vector.")] = None,
-    label_scale: Annotated[float, typer.Option(help="Multiply the --class label vector by this.")] = 1.0,
-    noise_mode: Annotated[str, typer.Option(help="const, random or none (StyleGAN1/2 noise inputs).")] = "const",
-    rotate: Annotated[Optional[float], typer.Option(help="StyleGAN3: rotate the input by DEG degrees "
-                                                         "(default: the checkpoint's stored transform).")] = None,
-    translate: Annotated[Optional[str], typer.Option(help="StyleGAN3: translate the input by X,Y.")] = None,
-    grid: Annotated[bool, typer.Option(help="Also write grid.png with every image.")] = False,
-    outdir: Annotated[Path, typer.Option(help="Folder under which a new run folder is created.")] = Path("out"),
-    device: DeviceOpt = "auto",
-) -> None:
+def _generate(settings, front) -> None:
     """Render images for seeds (like NVIDIA's gen_images.py): seedNNNN.png + seedNNNN.npz each."""
-    from clipstyle.pipelines.creative import generate
+    from clipstyle.cli.derive import run_and_save
+    from clipstyle.workflows.registry import get_workflow
 
-    run = generate(network=network, seeds=seeds, truncation=truncation, truncation_cutoff=truncation_cutoff,
-                   truncate_to=truncate_to, class_idx=class_idx, label_scale=label_scale, noise_mode=noise_mode,
-                   rotate=rotate, translate=translate, grid=grid, device=device,
-                   note=lambda text: typer.echo(f"note: {text}; pass --truncation 1 for none", err=True))
-    typer.echo(str(run.save(outdir)))
+    run_and_save(get_workflow("generate"), settings, front,
+                 note=lambda text: typer.echo(f"note: {text}; pass --truncation 1 for none", err=True))
+
+
+def _generate_command():
+    from clipstyle.cli.derive import workflow_command
+
+    return workflow_command("generate", _generate)
+
+
+generate_command = _generate_command()
 
 
 def register(app: typer.Typer) -> None:

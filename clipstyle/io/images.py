@@ -87,6 +87,24 @@ def _pil_to_float_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
+def check_image(path: str | os.PathLike[str]) -> None:
+    """Read only the header of ``path``: an image PIL can open (no pixels decoded).
+
+    Raises:
+        ImageError: missing, a folder, not an image, or a damaged header.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ImageError(f"no such file: {path}" if not p.exists() else f"{path} is not a regular file")
+    try:
+        with Image.open(p):
+            pass
+    except UnidentifiedImageError:
+        raise ImageError(f"{path} is not an image file PIL can read") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{path} is a damaged or unsupported image file ({' '.join(str(err).split())})") from None
+
+
 def load_image_array(path: str | os.PathLike[str]) -> np.ndarray:
     """Load an image file as float32 ``[H, W, 3]`` RGB in ``[0, 1]``, at full source precision.
 

@@ -135,9 +135,14 @@ def read_latent_meta(path: Any) -> dict:
 
 
 def network_for_latents(path: Path | None, network: str | None, meta: dict | None = None) -> str:
-    """The network a latent file is rendered with unless told otherwise: ``network`` when given, else the
-    pivotal-tuning generator the file names (``meta['generator']``, relative to the file, when it exists),
-    else the network its meta records, else ``ffhq``."""
+    """The network a latent file is rendered with unless told otherwise — the one rule of every command that
+    reads latents: ``network`` when given; else the pivotal-tuning generator the file names
+    (``meta['generator']``, relative to the file); else the network its meta records; else ``ffhq``.
+
+    Raises:
+        LatentFileError: the file names a tuned generator that is missing (pass ``--network`` to render it
+            with another network).
+    """
     if network:
         return network
     if path is None:
@@ -148,4 +153,8 @@ def network_for_latents(path: Path | None, network: str | None, meta: dict | Non
         tuned_path = Path(tuned) if Path(tuned).is_absolute() else Path(path).parent / tuned
         if tuned_path.is_file():
             return str(tuned_path)
+        from clipstyle.latents import LatentFileError
+
+        raise LatentFileError(f"{path} names the tuned generator {tuned}, which is missing; pass --network to "
+                              f"render it with another network")
     return str(meta.get("network") or "ffhq")

@@ -10,7 +10,7 @@ writes the run folder the CLI writes (``blend`` returns the blended generator). 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ import torch
 from clipstyle.latents.constraints import SpecError
 from clipstyle.pipelines.common import check_noise_mode, labels, load_network, pick_device
 from clipstyle.pipelines.run import Run
+
+if TYPE_CHECKING:
+    from clipstyle.workflows.creative import BlendSettings, GenerateSettings, InterpolateSettings, MixSettings, RenderSettings, StyleblocksSettings
 
 __all__ = ["styleblocks", "mix_grid", "interpolate", "render", "generate", "blend", "render_frames",
            "unique_labels"]
@@ -64,10 +67,9 @@ def _setup(network: str, device: str, G: Any, class_idx: "int | str | None", ble
     return G, dev, labels(G.c_dim, class_idx, 1, dev)
 
 
-def styleblocks(*, seed: int | None = None, latents: str | None = None, blocks: str = "all", scale: str = "0:1",
-                frames: int = 10, around: str = "zero", network: str | None = None, truncation: float = 1.0,
-                class_idx: "int | str | None" = None, noise_mode: str = "const", fps: float = 10.0, device: str = "auto",
-                G: Any = None, callback: Progress | None = None) -> Run:
+def styleblocks(settings: "StyleblocksSettings | None" = None, /, *, G: Any = None, device: str = "auto",
+                callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+                **options: Any) -> Run:
     """Scale one styleblock (row of ws) at a time: a GIF per block and a contact sheet.
 
     Row ``r`` of the start latent becomes ``center + f·(row − center)`` for ``frames`` factors ``f`` of
@@ -82,13 +84,17 @@ def styleblocks(*, seed: int | None = None, latents: str | None = None, blocks: 
         SpecError: not exactly one of ``seed``/``latents``, bad source. ValueError: bad ``scale``/``around``.
         BlockSpecError / LatentFileError: bad blocks / latent file.
     """
+    from clipstyle.workflows.creative import StyleblocksSettings
+
+    s = StyleblocksSettings.of(settings, **options)
+    (seed, latents, blocks, scale, frames, around, network, truncation, class_idx, noise_mode, fps) = (
+        s.seed, s.latents, s.blocks, s.scale, s.frames, s.around, s.network, s.truncation, s.class_idx, s.noise_mode,
+        s.fps)
     from clipstyle.latents import parse_blocks
-    from clipstyle.latents.constraints import SpecError, parse_source
+    from clipstyle.latents.constraints import parse_source
     from clipstyle.latents.styleblocks import factors, parse_range, styleblock_frames
     from clipstyle.render.files import make_grid
 
-    if (seed is None) == (latents is None):
-        raise SpecError("give exactly one of --seed S or --latents FILE")
     lo, hi = parse_range(scale, "--scale")
     values = factors(lo, hi, frames)
     nm = check_noise_mode(noise_mode)
@@ -116,8 +122,9 @@ def styleblocks(*, seed: int | None = None, latents: str | None = None, blocks: 
                meta={"factors": values, "blocks": list(rows), "source": src.label})
 
 
-def mix_grid(*, rows: str, cols: str, blocks: str = "coarse", network: str = "ffhq", truncation: float = 1.0,
-             class_idx: "int | str | None" = None, noise_mode: str = "const", device: str = "auto", G: Any = None) -> Run:
+def mix_grid(settings: "MixSettings | None" = None, /, *, G: Any = None, device: str = "auto",
+             callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+             **options: Any) -> Run:
     """Style-mixing grid (Karras et al. 2019, §3.1): cell (a, b) takes ``blocks`` from column source b and
     every other row of ws from row source a (``mix_styles``; each row a bit-exact copy of one source's).
 
@@ -128,6 +135,11 @@ def mix_grid(*, rows: str, cols: str, blocks: str = "coarse", network: str = "ff
     Raises:
         SpecError / LatentFileError / BlockSpecError: bad sources or blocks.
     """
+    from clipstyle.workflows.creative import MixSettings
+
+    s = MixSettings.of(settings, **options)
+    (rows, cols, blocks, network, truncation, class_idx, noise_mode) = (
+        s.rows, s.cols, s.blocks, s.network, s.truncation, s.class_idx, s.noise_mode)
     from clipstyle.latents import parse_blocks
     from clipstyle.latents.constraints import parse_sources
     from clipstyle.latents.styleblocks import mix_styles, render_ws
@@ -163,11 +175,9 @@ def mix_grid(*, rows: str, cols: str, blocks: str = "coarse", network: str = "ff
                extra_latents=files)
 
 
-def interpolate(sources: Sequence[str], *, frames: int = 30, mode: str = "lerp", space: str = "w",
-                loop: bool = False, network: str | None = None, truncation: float = 1.0,
-                class_idx: "int | str | None" = None,
-                noise_mode: str = "const", fps: float = 15.0, device: str = "auto", G: Any = None,
-                callback: Progress | None = None, stop: Callable[[], bool] | None = None) -> Run:
+def interpolate(sources: "str | InterpolateSettings | None" = None, /, *, G: Any = None, device: str = "auto",
+                callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+                **options: Any) -> Run:
     """Interpolate between keyframe latents: ``frames`` per segment, lerp or slerp (Shoemake 1985; about
     ``w_avg`` in W, about 0 in Z), in W (``space="w"``) or in Z mapped with ``truncation`` (``"z"``).
 
@@ -181,14 +191,15 @@ def interpolate(sources: Sequence[str], *, frames: int = 30, mode: str = "lerp",
         SpecError: fewer than two keyframes, an unknown mode/space, ``space="z"`` with a keyframe lacking z.
         LatentFileError: a bad latent file.
     """
+    from clipstyle.workflows.creative import InterpolateSettings
+
+    s = InterpolateSettings.of(sources, **options)
+    (sources, frames, mode, space, loop, network, truncation, class_idx, noise_mode, fps) = (
+        s.sources, s.frames, s.mode, s.space, s.loop, s.network, s.truncation, s.class_idx, s.noise_mode, s.fps)
     from clipstyle.latents.constraints import SpecError, parse_sources
-    from clipstyle.latents.interpolate import MODES, frame_count, interpolate_path
+    from clipstyle.latents.interpolate import frame_count, interpolate_path
     from clipstyle.render.files import make_grid
 
-    if mode not in MODES:
-        raise SpecError(f"--mode must be lerp or slerp, got {mode!r}")
-    if space not in ("w", "z"):
-        raise SpecError(f"--space must be w or z, got {space!r}")
     nm = check_noise_mode(noise_mode)
     from clipstyle.pipelines.common import latent_file_of, network_for_latents
 
@@ -222,9 +233,9 @@ def interpolate(sources: Sequence[str], *, frames: int = 30, mode: str = "lerp",
                meta={"keyframes": labels_, "mode": mode, "space": space})
 
 
-def render(latents: str, *, network: str | None = None, blend: str | None = None, truncation: float = 1.0,
-           class_idx: "int | str | None" = None, noise_mode: str = "const", file_noise: bool = True,
-           device: str = "auto", G: Any = None) -> Run:
+def render(latents: "str | RenderSettings | None" = None, /, *, G: Any = None, device: str = "auto",
+           callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+           **options: Any) -> Run:
     """Render a latent file (e.g. a projection) or seeds, optionally in a blended network.
 
     Unless told otherwise, a latent file is rendered the way it was made: with the network recorded in
@@ -238,6 +249,11 @@ def render(latents: str, *, network: str | None = None, blend: str | None = None
     Raises:
         SpecError / LatentFileError: bad sources. FileNotFoundError / CheckpointError: the network.
     """
+    from clipstyle.workflows.creative import RenderSettings
+
+    s = RenderSettings.of(latents, **options)
+    (latents, network, blend, truncation, class_idx, noise_mode, file_noise) = (
+        s.latents, s.network, s.blend, s.truncation, s.class_idx, s.noise_mode, s.file_noise)
     from clipstyle.latents.constraints import parse_sources
     from clipstyle.latents.styleblocks import render_ws
     from clipstyle.pipelines.common import latent_file_of, network_for_latents, read_latent_meta
@@ -274,11 +290,9 @@ def parse_translate(spec: "str | tuple[float, float] | None") -> tuple[float, fl
     return tx, ty
 
 
-def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float | None = None,
-             truncation_cutoff: int | None = None, truncate_to: str = "global", class_idx: "int | str | None" = None,
-             label_scale: float = 1.0, noise_mode: str = "const", rotate: float | None = None,
-             translate: "str | tuple[float, float] | None" = None, grid: bool = False, device: str = "auto",
-             G: Any = None, note: "Callable[[str], None] | None" = None) -> Run:
+def generate(settings: "GenerateSettings | None" = None, /, *, G: Any = None, device: str = "auto",
+             callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+             note: "Callable[[str], None] | None" = None, **options: Any) -> Run:
     """Render images for seeds like NVIDIA's ``gen_images.py`` (``z = RandomState(seed).randn(1, z_dim)``).
 
     ``truncation``/``truncation_cutoff`` left unset take the network's documented defaults (StyleGAN1: psi 0.7
@@ -294,6 +308,13 @@ def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float | N
         SpecError: bad seeds, noise mode, truncate_to or translate; rotate/translate on a non-StyleGAN3 network.
         LabelError: a bad ``--class``.
     """
+    from clipstyle.workflows.creative import GenerateSettings
+
+    s = GenerateSettings.of(settings, **options)
+    (network, seeds, truncation, truncation_cutoff, truncate_to, class_idx, label_scale, noise_mode, rotate,
+     translate, grid) = (
+        s.network, s.seeds, s.truncation, s.truncation_cutoff, s.truncate_to, s.class_idx, s.label_scale,
+        s.noise_mode, s.rotate, s.translate, s.grid)
     from clipstyle.generator.stylegan1 import resolve_truncation
     from clipstyle.generator.stylegan3 import input_transform
     from clipstyle.latents import start_ws
@@ -303,8 +324,6 @@ def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float | N
     from clipstyle.render.files import make_grid
 
     nm = check_noise_mode(noise_mode)
-    if truncate_to not in ("global", "label"):
-        raise SpecError(f"--truncate-to must be global or label, got {truncate_to!r}")
     shift = parse_translate(translate)
     seed_list = parse_seeds(seeds)
     dev = pick_device(device, G)
@@ -325,16 +344,16 @@ def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float | N
         center = label_w_avg(G, c)
     pngs, files, all_ws, images, zs = {}, {}, [], [], []
     with torch.no_grad():
-        for s in seed_list:
+        for seed in seed_list:
             if center is None:
-                ws, z = start_ws(G, seed=s, truncation_psi=psi, c=c, truncation_cutoff=cutoff)
+                ws, z = start_ws(G, seed=seed, truncation_psi=psi, c=c, truncation_cutoff=cutoff)
             else:
-                ws, z = start_ws(G, seed=s, truncation_psi=1.0, c=c)
+                ws, z = start_ws(G, seed=seed, truncation_psi=1.0, c=c)
                 ws = truncate_ws(ws, center, psi, cutoff)
             img = to_uint8_frames(G.synthesis(ws, noise_mode=nm))[0]
-            pngs[f"seed{s:04d}.png"] = img
-            files[f"seed{s:04d}.npz"] = {"ws": ws, "z": z, "c": c,
-                                         "meta": {"seed": s, "truncation_psi": psi, "truncation_cutoff": cutoff,
+            pngs[f"seed{seed:04d}.png"] = img
+            files[f"seed{seed:04d}.npz"] = {"ws": ws, "z": z, "c": c,
+                                            "meta": {"seed": seed, "truncation_psi": psi, "truncation_cutoff": cutoff,
                                                   "truncate_to": truncate_to, "network": G.source.source}}
             images.append(img)
             all_ws.append(ws.cpu())
@@ -351,8 +370,9 @@ def generate(*, network: str = "ffhq", seeds: str = "0-3", truncation: float | N
                images_=np.stack(images), result_image=sheet, extra_images=pngs, extra_latents=files)
 
 
-def blend(network_a: str, network_b: str, *, at: int = 32, smooth: float | None = None, device: str = "auto",
-          G_a: Any = None, G_b: Any = None) -> Any:
+def blend(network_a: "str | BlendSettings | None" = None, network_b: str | None = None, /, *, G_a: Any = None,
+          G_b: Any = None, device: str = "auto", callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+          **options: Any) -> Any:
     """Network blending (Pinkney & Adler 2020, "toonify"): synthesis layers at resolutions <= ``at`` (and
     mapping, ``w_avg``) from A, the rest from B, the switch spread over ``smooth`` octaves.
 
@@ -365,6 +385,10 @@ def blend(network_a: str, network_b: str, *, at: int = 32, smooth: float | None 
     Raises:
         CheckpointError: the architectures differ. ValueError: a bad ``at``/``smooth``.
     """
+    from clipstyle.workflows.creative import BlendSettings
+
+    s = BlendSettings.of(network_a, network_b, **options)
+    network_a, network_b, at, smooth = s.network_a, s.network_b, s.at, s.smooth
     from clipstyle.generator.blend import blend_generators, check_cut
 
     dev = pick_device(device, G_a)

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TYPE_CHECKING
 
 import torch
 
-from clipstyle.latents.directions import LearnedDirection, TextDirection
+from clipstyle.latents.directions import TextDirection
 from clipstyle.optimize.loop import StepInfo
 from clipstyle.pipelines.run import Run
+
+if TYPE_CHECKING:
+    from clipstyle.workflows.directions import DirectionApplySettings, DirectionFromTextSettings, DirectionLearnSettings
 
 __all__ = ["direction_apply", "direction_learn", "direction_from_text", "text_direction"]
 
 
-def direction_apply(latents: str, direction: str | Path, *, strength: str = "-5:5", frames: int = 11,
-                    blocks: str | None = None, network: str | None = None, component: int | None = None,
-                    sigma: float | None = None, truncation: float = 1.0, class_idx: "int | str | None" = None, noise_mode: str = "const", file_noise: bool = True,
-                    fps: float = 10.0, device: str = "auto", G: Any = None) -> Run:
+def direction_apply(latents: "str | DirectionApplySettings | None" = None, direction: "str | Path | None" = None, /, *,
+                    G: Any = None, device: str = "auto", callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+                    **options: Any) -> Run:
     """Walk a latent along a direction: ``ws + s·d`` on ``blocks`` for ``frames`` strengths of ``strength``.
 
     A latent file is rendered as it was made unless told otherwise: the network in its meta
@@ -38,6 +40,13 @@ def direction_apply(latents: str, direction: str | Path, *, strength: str = "-5:
         FileNotFoundError / DirectionError: the direction file. SpecError / LatentFileError / BlockSpecError:
         the source or blocks. ValueError: a bad ``strength``.
     """
+    from clipstyle.workflows.directions import DirectionApplySettings
+
+    s = DirectionApplySettings.of(latents, direction, **options)
+    (latents, direction, strength, component, sigma, frames, blocks, file_noise, truncation, class_idx,
+     noise_mode, fps) = (
+        s.latents, s.direction, s.strength, s.component, s.sigma, s.frames, s.blocks, s.file_noise,
+        s.truncation, s.class_idx, s.noise_mode, s.fps)
     from clipstyle.latents import parse_blocks
     from clipstyle.latents.constraints import parse_source
     from clipstyle.latents.directions import apply_direction, load_direction
@@ -57,7 +66,7 @@ def direction_apply(latents: str, direction: str | Path, *, strength: str = "-5:
     nm = check_noise_mode(noise_mode)
     path = latent_file_of(latents)
     meta = read_latent_meta(path) if path is not None else {}
-    source = network or meta.get("network") or "ffhq"
+    source = s.model_keys()["G"][0]  # the one rule: --network, else the tuned generator, else the recorded one
     dev = pick_device(device, G)
     G = load_network(source, dev, G=G)
     d = load_direction(direction, G.num_ws, G.w_dim, component=component, sigma=sigma)
@@ -80,8 +89,10 @@ def direction_apply(latents: str, direction: str | Path, *, strength: str = "-5:
                meta={"strengths": values, "direction": str(direction)})
 
 
-def direction_learn(positive: Sequence[str | Path], negative: Sequence[str | Path], *, space: str = "w",
-                    method: str = "logistic", holdout: float = 0.2, seed: int = 0) -> LearnedDirection:
+def direction_learn(positive: "Sequence[str | Path] | DirectionLearnSettings | None" = None,
+                    negative: "Sequence[str | Path] | None" = None, /, *, G: Any = None, device: str = "auto",
+                    callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+                    **options: Any) -> Any:
     """Learn an attribute direction from two sets of latent files/folders (InterFaceGAN, Shen et al. 2020:
     the unit normal of a linear boundary between latents with and without the attribute).
 
@@ -93,6 +104,10 @@ def direction_learn(positive: Sequence[str | Path], negative: Sequence[str | Pat
         DirectionError: too few latents, shapes differ, bad method/space/holdout. FileNotFoundError /
         LatentFileError: a path.
     """
+    from clipstyle.workflows.directions import DirectionLearnSettings
+
+    s = DirectionLearnSettings.of(positive, negative, **options)
+    positive, negative, space, method, holdout, seed = s.positive, s.negative, s.space, s.method, s.holdout, s.seed
     from clipstyle.latents.directions import DirectionError, collect_latents, learn_direction, normalize_direction
 
     pos, _, shape_p = collect_latents(positive, space=space)
@@ -186,13 +201,10 @@ def text_direction(G: Any, guide: Any, source: str, target: str, start_ws: torch
     return TextDirection(unit, strength, tuple(h["loss"] for h in result.history), latent.rows, result.interrupted)
 
 
-def direction_from_text(source: str, target: str, *, seeds: str = "0-3", steps: int = 100, lr: float = 0.02,
-                        blocks: str | None = None, l2: float = 0.0, ensemble: bool = False, cutouts: int = 8,
-                        network: str = "ffhq", clip_model: str = "ViT-B-32", clip_pretrained: str = "openai",
-                        truncation: float = 0.7, class_idx: int | None = None, device: str = "auto",
-                        callback: Callable[[StepInfo, torch.Tensor], None] | None = None,
-                        stop: Callable[[], bool] | None = None, G: Any = None, guide: Any = None,
-                        quiet: bool = True) -> TextDirection:
+def direction_from_text(source: "str | DirectionFromTextSettings | None" = None, target: str | None = None, /, *,
+                        G: Any = None, guide: Any = None, device: str = "auto", callback: Any = None,
+                        stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+                        **options: Any) -> Any:
     """Find a W+ direction that turns ``source`` into ``target`` across the samples of ``seeds`` (truncated
     with ``truncation``); see :func:`text_direction`. ``ensemble`` averages the texts over the shipped
     prompt templates (Radford et al. 2021, §3.1.4).
@@ -200,6 +212,13 @@ def direction_from_text(source: str, target: str, *, seeds: str = "0-3", steps: 
     Raises:
         SpecError: bad seeds/class. BlockSpecError: bad blocks. DirectionError: see :func:`text_direction`.
     """
+    from clipstyle.workflows.directions import DirectionFromTextSettings
+
+    s = DirectionFromTextSettings.of(source, target, **options)
+    (source, target, seeds, steps, lr, blocks, l2, ensemble, cutouts, network, clip_model, clip_pretrained,
+     truncation, class_idx) = (
+        s.source, s.target, s.seeds, s.steps, s.lr, s.blocks, s.l2, s.ensemble, s.cutouts, s.network, s.clip_model,
+        s.clip_pretrained, s.truncation, s.class_idx)
     import numpy as np
 
     from clipstyle.guidance import CutoutConfig, Cutouts

@@ -12,21 +12,20 @@ The full real-photo path (``edit photo.jpg "smiling" --align --encoder E4E.pt --
    (Patashnik et al. 2021), in the tuned generator.
 
 Without an optional file each stage falls back to what exists without it (no e4e: projection from the mean w;
-no ArcFace: the CLIP keep term only) and says so once through ``log``. Every pipeline takes ``callback``
+no ArcFace: the CLIP keep term only) and says so once through ``notify``. Every pipeline takes ``callback``
 (called with ``(StepInfo, images)`` each step of every stage) and ``stop`` (a callable; True ends the running
 stage keeping its best result).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clipstyle.pipelines.photo_parts import (
     PhotoOptionError,
     PhotoRun,
-    check_blend_spec,
     class_vector,
     identity_similarity,
     load_network,
@@ -44,9 +43,12 @@ from clipstyle.pipelines.photo_parts import (
 )
 from clipstyle.pipelines.run import Run
 
-__all__ = ["PhotoOptionError", "edit", "encode", "invert_z", "project"]
+if TYPE_CHECKING:
+    from clipstyle.workflows.photo import EncodeSettings, ProjectSettings
 
-Log = Callable[[str], None] | None
+__all__ = ["PhotoOptionError", "encode", "project", "tuned_metrics"]
+
+Notify = Callable[[str], None] | None
 
 
 def _encode_photo(encoder: Any, img: Any, crop: bool, dev: str) -> Any:
@@ -99,63 +101,100 @@ def _project_photo(G: Any, img: Any, *, steps: int, lr: float | None, space: str
     return out
 
 
-def project(photo: str | Path, *, network: str | None = None, steps: int = 1000, lr: float | None = 0.1,
-            space: str = "w", perceptual: str = "lpips", lpips_weights: str | None = None, mse: float | None = None,
-            noise_reg: float = 1e5, crop: bool = True, align: bool = False, class_idx: "int | str | None" = None,
-            mix: Sequence[str] | None = None, blend: str | None = None, init: str = "mean",
-            encoder: str | Path | None = None, tune: bool = False, tune_steps: int = 350, tune_lr: float = 3e-4,
-            id_weights: str | Path | None = None, seed: int = 0, save_every: int = 10, device: str = "cpu",
-            quiet: bool = True, callback: Any = None, stop: Callable[[], bool] | None = None,
-            log: Log = None) -> Run:
+def split_models(options: dict[str, Any], encoder: Any, perceptual: Any) -> tuple[Any, Any]:
+    """``encoder=`` and ``perceptual=`` name a loaded model, or (a path, ``"lpips"``/``"none"``) the setting of
+    that name: settings move into ``options``; returns the loaded ``(encoder, perceptual)`` (None if not given)."""
+    import os
+
+    if isinstance(encoder, (str, os.PathLike)):
+        options["encoder"], encoder = os.fspath(encoder), None
+    if isinstance(perceptual, str):
+        options["perceptual"], perceptual = perceptual, None
+    return encoder, perceptual
+
+
+def _models(s: Any, device: str, G: Any, encoder: Any, identity: Any, perceptual: Any, quiet: bool,
+            lpips: bool = True) -> tuple[str, Any, Any, Any, Any]:
+    """``(device, G, encoder, identity, perceptual)``: the models given, the others loaded from the settings
+    (``G`` from ``network``, else the e4e file's decoder, else ffhq; unblended)."""
+    from clipstyle.pipelines.common import pick_device
+
+    dev = pick_device(device, G)
+    enc = encoder if encoder is not None else load_weights("encoder", s.encoder, "--encoder", dev)
+    face_id = identity if identity is not None else load_weights("identity", s.id_weights, "--id-weights", dev)
+    percept = None
+    if lpips:
+        percept = perceptual if perceptual is not None else load_perceptual(s.perceptual, s.lpips_weights, dev, quiet)
+    if G is None:
+        G = load_network(s.network or (str(s.encoder) if enc is not None else None), None, dev, quiet)
+    return dev, G.to(dev), enc, face_id, percept
+
+
+def project(photo: "str | Path | ProjectSettings | None" = None, /, *, G: Any = None, encoder: Any = None,
+            identity: Any = None, perceptual: Any = None, device: str = "auto", callback: Any = None,
+            stop: Callable[[], bool] | None = None, log: Any = None, notify: Notify = None, quiet: bool = True,
+            **options: Any) -> Run:
     """Project a photo into the generator (optionally from an e4e encoding, then pivotal tuning).
+
+    The StyleGAN2 projector (Karras et al. 2020, App. D: LPIPS + MSE, w-noise ramp, noise regularization),
+    in W or W+ (Abdal et al. 2019), optionally started from e4e (Tov et al. 2021) and followed by pivotal
+    tuning (Roich et al. 2022).
+
+    Args:
+        photo: the photo's path, or a whole :class:`~clipstyle.workflows.photo.ProjectSettings`.
+        **options: the other settings by name (the CLI's option names; see ``ProjectSettings``).
+        G: the base generator to use (default: loaded from ``network``, else the e4e file's decoder); a
+            ``blend`` is built on it.
+        encoder, identity, perceptual: a loaded e4e encoder, ArcFace model and LPIPS (default: loaded from
+            the settings ``encoder``, ``id_weights``, ``perceptual``/``lpips_weights``). A path given as
+            ``encoder=`` or ``"lpips"``/``"none"`` as ``perceptual=`` is that setting.
+        device: ``auto`` (G's device when given), ``cpu``, ``cuda``…
+        callback: ``(StepInfo, images)`` after every step of each stage; stop: True ends the running stage
+            keeping its best. log: experiment trackers. notify: ``notify(text)`` for fallback notes (once each).
 
     Returns:
         A :class:`Run` named ``proj-<stem>``: ``ws`` ``[1, num_ws, w_dim]``, images target.png/proj.png
-        (+ tuned.png), ``run.json`` ``metrics`` (mse, psnr, lpips), ``tune_metrics`` (psnr/lpips of pivot and
-        tuned result, locality), ``identity_similarity`` with ``id_weights``; with ``tune`` the folder gets
+        (+ tuned.png), ``run.json`` ``metrics`` (mse, psnr, lpips of the result: the tuned image with ``tune``),
+        ``projection_metrics`` (the pivot's), ``tune_metrics`` (psnr/lpips of pivot and tuned result,
+        locality), ``identity_similarity`` with ``id_weights``; with ``tune`` the folder gets
         ``generator.safetensors`` and ``latents.npz`` names it.
 
     Raises:
-        ImageError, FileNotFoundError (a missing --encoder/--id-weights, named), AlignmentError,
-        PhotoOptionError, CheckpointError, LPIPSWeightsError, DownloadError.
+        SettingsError (before anything loads), ImageError, AlignmentError, PhotoOptionError, CheckpointError,
+        LPIPSWeightsError, DownloadError.
     """
     from clipstyle.io.images import load_image_array
     from clipstyle.latents.constraints import constraint_rows
+    from clipstyle.workflows.photo import ProjectSettings
 
-    emit = say_once(log)
-    photo = Path(photo)
-    load_image_array(photo)  # a missing or broken photo fails before any network is loaded
-    check_blend_spec(blend)
-    if tune and blend:
-        raise PhotoOptionError("--tune and --blend cannot be combined (pivotal tuning tunes one network)")
-    enc = load_weights("encoder", encoder, "--encoder", device)
-    face_id = load_weights("identity", id_weights, "--id-weights", device)
-    perceptual_model = load_perceptual(perceptual, lpips_weights, device, quiet)
-    base = load_network(network or (str(encoder) if enc is not None else None), None, device, quiet)
-    c = class_vector(base.c_dim, class_idx, 1, device)
-    _, mixed = constraint_rows(base, None, list(mix or []), None, device, c)
-    G = with_blend(base, blend, device, quiet)
-    img = photo_image(photo, align, emit)
-    parts = _project_photo(G, img, steps=steps, lr=lr, space=space, perceptual=perceptual_model, mse=mse,
-                           noise_reg=noise_reg, crop=crop, init=init, encoder=enc, tune=tune, tune_steps=tune_steps,
-                           tune_lr=tune_lr, seed=seed, save_every=save_every, dev=device, c=c, mix=mixed,
-                           quiet=quiet, callback=callback, stop=stop, emit=emit)
+    encoder, perceptual = split_models(options, encoder, perceptual)
+    s = ProjectSettings.of(photo, **options)
+    emit = say_once(notify)
+    path = Path(s.photo)
+    load_image_array(path)  # a missing or broken photo fails before any network is loaded
+    dev, base, enc, face_id, perceptual_model = _models(s, device, G, encoder, identity, perceptual, quiet)
+    c = class_vector(base.c_dim, s.class_idx, 1, dev)
+    _, mixed = constraint_rows(base, None, list(s.mix), None, dev, c)
+    G = with_blend(base, s.blend, dev, quiet)
+    img = photo_image(path, s.align, emit)
+    parts = _project_photo(G, img, steps=s.steps, lr=s.lr, space=s.space, perceptual=perceptual_model, mse=s.mse,
+                           noise_reg=s.noise_reg, crop=s.crop, init=s.init, encoder=enc, tune=s.tune,
+                           tune_steps=s.tune_steps, tune_lr=s.tune_lr, seed=s.seed, save_every=s.save_every, dev=dev,
+                           c=c, mix=mixed, quiet=quiet, callback=callback, stop=stop, emit=emit)
     proj, tuned = parts["projection"], parts["tuned"]
     target_u8, proj_u8 = uint8_image(proj.target), uint8_image(proj.image)
-    settings = {"command": "project", "photo": str(photo), "network": network or ("e4e decoder" if enc else "ffhq"),
-                "steps": steps, "lr": proj.config.lr, "space": proj.config.space, "perceptual": perceptual,
-                "lpips_weights": lpips_weights, "mse": proj.config.mse, "noise_reg": noise_reg, "crop": crop,
-                "align": align, "class": class_idx, "seed": seed, "w_avg_samples": proj.config.w_avg_samples,
-                "save_every": save_every, "device": device, "mix": list(mix or []), "mixed_rows": sorted(mixed),
-                "blend": blend, "init": init if parts["start"] is not None else "mean",
-                "encoder": str(encoder) if encoder else None, "tune": tune,
-                "tune_steps": tune_steps if tune else None, "tune_lr": tune_lr if tune else None,
-                "id_weights": str(id_weights) if id_weights else None}
-    extra: dict[str, Any] = {"metrics": proj.metrics, "w_std": proj.w_std, "noise_maps": list(proj.noise)}
+    settings = {"command": "project", **s.to_dict(), "photo": str(path),
+                "network": s.network or ("e4e decoder" if enc else "ffhq"), "lr": proj.config.lr,
+                "mse": proj.config.mse, "class": s.class_idx, "w_avg_samples": proj.config.w_avg_samples,
+                "device": dev, "mixed_rows": sorted(mixed), "init": s.init if parts["start"] is not None else "mean",
+                "tune_steps": s.tune_steps if s.tune else None, "tune_lr": s.tune_lr if s.tune else None}
+    extra: dict[str, Any] = {"metrics": proj.metrics, "projection_metrics": proj.metrics, "w_std": proj.w_std,
+                             "noise_maps": list(proj.noise)}
     images = {"target.png": target_u8, "proj.png": proj_u8}
     result_u8 = proj_u8
     if tuned is not None:
         extra["tune_metrics"] = tuned.metrics
+        extra["metrics"] = tuned_metrics(tuned.metrics, proj.metrics)
         result_u8 = uint8_image(tuned.image)
         images["tuned.png"] = result_u8
         emit(f"pivotal tuning: PSNR {tuned.metrics['psnr_pivot']:.2f} → {tuned.metrics['psnr_tuned']:.2f} dB, "
@@ -165,26 +204,39 @@ def project(photo: str | Path, *, network: str | None = None, steps: int = 1000,
         extra["identity_similarity"] = identity_similarity(face_id, final, proj.target)
         emit(f"identity similarity (ArcFace) to the photo: {extra['identity_similarity']:.4f}")
     arrays, meta = noise_meta(proj.noise)
-    if blend:
-        meta.update({"network": base.describe().get("source"), "blend": blend})
-    return PhotoRun(name=f"proj-{photo.stem}", result=proj.run, settings=settings, network=G.describe(),
+    if s.blend:
+        meta.update({"network": base.describe().get("source"), "blend": s.blend})
+    return PhotoRun(name=f"proj-{path.stem}", result=proj.run, settings=settings, network=G.describe(),
                     c=c if G.c_dim > 0 else None, extra_json=extra, extra_images=images, extra_arrays=arrays,
                     result_image=result_u8, gif_frames=side_by_side_frames(target_u8, proj.run.frames),
                     generator=tuned.G if tuned is not None else None, latent_meta=meta)
 
 
-def encode(photo: str | Path, *, encoder: str | Path, network: str | None = None, crop: bool = True,
-           align: bool = False, id_weights: str | Path | None = None, device: str = "cpu", quiet: bool = True,
-           log: Log = None) -> Run:
-    """Encode a photo with e4e: ``ws = E(photo) + latent_avg`` (one forward pass, no optimization).
+def tuned_metrics(tune: dict[str, Any], pivot: dict[str, Any]) -> dict[str, Any]:
+    """The result's ``metrics`` after pivotal tuning: the tuned image's PSNR/LPIPS (``psnr_tuned``…) in the
+    keys the pivot's metrics use, so ``metrics`` always describes ``result.png``."""
+    out = dict(pivot)
+    for key in ("psnr", "lpips", "mse"):
+        if f"{key}_tuned" in tune:
+            out[key] = tune[f"{key}_tuned"]
+    return out
 
-    The network is the e4e file's own decoder unless ``network`` is given (it must have the same
-    ``num_ws``/``w_dim``). Returns a :class:`Run` named ``enc-<stem>`` (target.png, proj.png, latents.npz,
-    run.json with mse/psnr and, with ``id_weights``, the ArcFace similarity).
+
+def encode(photo: "str | Path | EncodeSettings | None" = None, /, *, G: Any = None, encoder: Any = None,
+           identity: Any = None, device: str = "auto", callback: Any = None, stop: Callable[[], bool] | None = None,
+           log: Any = None, notify: Notify = None, quiet: bool = True, **options: Any) -> Run:
+    """Encode a photo with e4e (Tov et al. 2021): ``ws = E(photo) + latent_avg``, one forward pass.
+
+    The network is the e4e file's own decoder unless ``network`` (or ``G``) is given (it must have the same
+    ``num_ws``/``w_dim``). ``photo`` is the photo's path or an :class:`~clipstyle.workflows.photo.EncodeSettings`;
+    ``options``, ``G``, ``encoder``, ``identity``, ``device``, ``notify`` as in :func:`project`.
+
+    Returns:
+        A :class:`Run` named ``enc-<stem>`` (target.png, proj.png, latents.npz, run.json with mse/psnr and, with
+        ``id_weights``, the ArcFace similarity).
 
     Raises:
-        FileNotFoundError: a missing --encoder / --id-weights (named). WeightsFileError, UnsafePickleError,
-        ImageError, AlignmentError, PhotoOptionError.
+        SettingsError (no --encoder…), WeightsFileError, ImageError, AlignmentError, PhotoOptionError.
     """
     import time
 
@@ -192,19 +244,20 @@ def encode(photo: str | Path, *, encoder: str | Path, network: str | None = None
 
     from clipstyle.inversion.project import psnr
     from clipstyle.io.images import load_image_array
+    from clipstyle.workflows.photo import EncodeSettings
 
-    emit = say_once(log)
-    photo = Path(photo)
-    load_image_array(photo)
-    enc = load_weights("encoder", encoder, "--encoder", device)
-    face_id = load_weights("identity", id_weights, "--id-weights", device)
-    G = load_network(network or str(encoder), None, device, quiet)
+    encoder, _ = split_models(options, encoder, None)
+    s = EncodeSettings.of(photo, **options)
+    emit = say_once(notify)
+    path = Path(s.photo)
+    load_image_array(path)
+    dev, G, enc, face_id, _ = _models(s, device, G, encoder, identity, None, quiet, lpips=False)
     _check_encoder_fits(enc, G)
-    img = photo_image(photo, align, emit)
+    img = photo_image(path, s.align, emit)
     t0 = time.perf_counter()
-    ws = _encode_photo(enc, img, crop, device)
+    ws = _encode_photo(enc, img, s.crop, dev)
     seconds = time.perf_counter() - t0
-    target = target_tensor(img, G.img_resolution, crop, G, device)
+    target = target_tensor(img, G.img_resolution, s.crop, G, dev)
     with torch.no_grad():
         image = G.synthesis(ws, noise_mode="const")
     metrics = {"mse": float((image - target).square().mean()), "psnr": psnr(image, target)}
@@ -213,13 +266,8 @@ def encode(photo: str | Path, *, encoder: str | Path, network: str | None = None
         extra["identity_similarity"] = identity_similarity(face_id, image, target)
         emit(f"identity similarity (ArcFace) to the photo: {extra['identity_similarity']:.4f}")
     target_u8, proj_u8 = uint8_image(target), uint8_image(image)
-    settings = {"command": "encode", "photo": str(photo), "encoder": str(encoder), "network": network,
-                "crop": crop, "align": align, "id_weights": str(id_weights) if id_weights else None,
-                "device": device}
-    return PhotoRun(name=f"enc-{photo.stem}", result=None, settings=settings, network=G.describe(),
+    settings = {"command": "encode", **s.to_dict(), "photo": str(path), "device": dev}
+    return PhotoRun(name=f"enc-{path.stem}", result=None, settings=settings, network=G.describe(),
                     ws_=ws.detach().cpu(), images_=proj_u8[None], extra_json=extra,
                     extra_images={"target.png": target_u8, "proj.png": proj_u8}, result_image=proj_u8,
                     gif_frames=(proj_u8,))
-
-
-from clipstyle.pipelines.photo_edit import edit, invert_z

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clipstyle.pipelines.photo_parts import (
-    PhotoOptionError,
     PhotoRun,
-    check_blend_spec,
     class_vector,
-    generator_for_latents,
     identity_similarity,
-    load_network,
-    load_perceptual,
     load_weights,
     noise_meta,
     photo_image,
@@ -28,103 +23,108 @@ from clipstyle.pipelines.photo_parts import (
 )
 from clipstyle.pipelines.run import Run
 
+if TYPE_CHECKING:
+    from clipstyle.workflows.photo import EditSettings, InvertZSettings
+
+Notify = Callable[[str], None] | None
+
 __all__ = ["edit", "invert_z"]
 
 
-def edit(photo_or_latents: str | Path, prompt: str, *, source: str | None = None, recipe: str | None = None,
-         network: str | None = None, clip_model: str = "ViT-B-32", clip_pretrained: str = "openai",
-         steps: int = 100, lr: float = 0.1, blocks: str | None = None, strength: float | None = None,
-         l2: float | None = None, keep: float = 0.3, mix: Sequence[str] | None = None, blend: str | None = None,
-         cutouts: int | None = None, project_steps: int = 1000, project_lr: float = 0.1, project_space: str = "w",
-         perceptual: str = "lpips", lpips_weights: str | None = None, mse: float | None = None,
-         noise_reg: float = 1e5, crop: bool = True, align: bool = False, class_idx: "int | str | None" = None,
-         encoder: str | Path | None = None, tune: bool = False, tune_steps: int = 350, tune_lr: float = 3e-4,
-         id_weights: str | Path | None = None, id_lambda: float = 0.1, seed: int = 0, save_every: int = 10,
-         device: str = "cpu", quiet: bool = True, callback: Any = None, stop: Callable[[], bool] | None = None,
-         log: Callable[[str], None] | None = None) -> Run:
+def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: str | None = None, /, *, G: Any = None,
+         guide: Any = None, encoder: Any = None, identity: Any = None, perceptual: Any = None, device: str = "auto",
+         callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, notify: Notify = None,
+         quiet: bool = True, **options: Any) -> Run:
     """Edit a photo (aligned, encoded, projected, tuned first, as asked) or a latent file with a text prompt.
 
-    A ``.npz`` input is a latent file: it is edited in the generator it names (a pivotal-tuning
-    ``generator.safetensors`` beside it, else its network) unless ``network`` is given. With ``id_weights`` the
-    ArcFace identity loss ``id_lambda · (1 − similarity(x, x_photo))`` joins the objective and the final
-    similarity is reported (``run.json`` ``identity_similarity``).
+    The objective is StyleCLIP's (Patashnik et al. 2021, Sec. 4) with the directional CLIP loss of
+    StyleGAN-NADA (Gal et al. 2022, Eq. 3–4) from ``source`` to ``prompt``, ``λ_L2 ‖w − w_start‖²``, a CLIP
+    keep term and, with ``id_weights``, the ArcFace identity loss ``id_lambda · (1 − similarity(x, x_photo))``.
+    A latent file is edited in the generator the one rule names (:func:`clipstyle.workflows.options.latent_network`:
+    ``network``, else its tuned generator, else its recorded network).
+
+    Args:
+        photo_or_latents, prompt: the start and the edit text, or a whole
+            :class:`~clipstyle.workflows.photo.EditSettings` as the first argument.
+        **options: the other settings by name (see ``EditSettings``).
+        G: the base generator (a photo is projected into it; ``blend`` is built on it). guide: CLIP.
+        encoder, identity, perceptual, device, callback, stop, log, notify, quiet: as in
+            :func:`clipstyle.pipelines.photo.project`.
 
     Returns:
         A :class:`Run` named after the prompt (result.png = after, before_after.png, target.png for a photo,
         latents.npz, run.json with ``projection_metrics``, ``tune_metrics``, ``identity_similarity``).
 
     Raises:
-        GuidanceError, ImageError, LatentFileError, FileNotFoundError (missing weights, named),
-        AlignmentError, PhotoOptionError, CheckpointError, LPIPSWeightsError, DownloadError.
+        SettingsError (before anything loads), GuidanceError, ImageError, LatentFileError, AlignmentError,
+        PhotoOptionError, CheckpointError, LPIPSWeightsError, DownloadError.
     """
     import torch
 
-    from clipstyle.guidance import CLIPGuide, CutoutConfig, Cutouts
+    from clipstyle.guidance import CutoutConfig, Cutouts
     from clipstyle.inversion.edit import EditConfig
     from clipstyle.inversion.edit import edit as run_edit
     from clipstyle.latents.constraints import constraint_rows, latent_l2_weight
-    from clipstyle.pipelines.photo import _project_photo
+    from clipstyle.pipelines.common import load_guide, pick_device
+    from clipstyle.pipelines.photo import _models, _project_photo, split_models
     from clipstyle.render.files import side_by_side
+    from clipstyle.workflows.photo import EditSettings
 
-    emit = say_once(log)
+    encoder, perceptual = split_models(options, encoder, perceptual)
+    s = EditSettings.of(photo_or_latents, prompt, **options)
+    emit = say_once(notify)
     rec = None
-    if recipe is not None:
+    if s.recipe is not None:
         from clipstyle.guidance.recipes import get_recipe
 
-        rec = get_recipe(recipe)
-    start_path = Path(photo_or_latents)
-    source_text = source if source is not None else (rec.source if rec is not None else "a face")
-    check_blend_spec(blend)
-    is_latent = start_path.suffix.lower() in (".npz", ".npy", ".pt", ".pth")
-    face_id = load_weights("identity", id_weights, "--id-weights", device)
+        rec = get_recipe(s.recipe)
+    text = s.prompt_text()
+    start_path = Path(s.start)
+    source_text = s.source if s.source is not None else (rec.source if rec is not None else "a face")
+    is_latent = EditSettings.is_latent_input(s.start)
+    dev = pick_device(device, G)
+    face_id = identity if identity is not None else load_weights("identity", s.id_weights, "--id-weights", dev)
     # The fallback notes are for the real-photo path (--align/--tune/--encoder/--id-weights asked for).
-    full_path = not is_latent and (align or tune or encoder is not None or id_weights is not None)
+    full_path = not is_latent and (s.align or s.tune or s.encoder is not None or s.id_weights is not None)
     if face_id is None and full_path:
         emit("no --id-weights given: identity is kept by the CLIP keep term only (pass --id-weights "
              "model_ir_se50.pth for the ArcFace identity loss)")
     parts: dict[str, Any] | None = None
     if is_latent:
-        base = generator_for_latents(start_path, network, device, quiet)
-        ws0, noise, c_file, _ = start_from_latents(start_path, base, device)
-        c = c_file if c_file is not None and class_idx is None else class_vector(base.c_dim, class_idx,
-                                                                                 ws0.shape[0], device)
+        base = G.to(dev) if G is not None else load_model_for_latents(s, dev, quiet)
+        ws0, noise, c_file, _ = start_from_latents(start_path, base, dev)
+        c = c_file if c_file is not None and s.class_idx is None else class_vector(base.c_dim, s.class_idx,
+                                                                                   ws0.shape[0], dev)
         reference = None
     else:
         from clipstyle.io.images import load_image_array
 
         load_image_array(start_path)
-        enc = load_weights("encoder", encoder, "--encoder", device)
+        dev, base, enc, _, perceptual_model = _models(s, dev, G, encoder, face_id or identity, perceptual, quiet)
         if enc is None and full_path:
             emit("no --encoder given: the photo is projected from the mean w (pass --encoder "
                  "e4e_ffhq_encode.pt to start from an e4e encoding)")
-        perceptual_model = load_perceptual(perceptual, lpips_weights, device, quiet)
-        base = load_network(network or (str(encoder) if enc is not None else None), None, device, quiet)
-        c = class_vector(base.c_dim, class_idx, 1, device)
-    free, mixed = constraint_rows(base, blocks, list(mix or []), rec, device, c[:1])
-    G = with_blend(base, blend, device, quiet)
+        c = class_vector(base.c_dim, s.class_idx, 1, dev)
+    free, mixed = constraint_rows(base, s.blocks, list(s.mix), rec, dev, c[:1])
+    G = with_blend(base, s.blend, dev, quiet)
     if not is_latent:
-        img = photo_image(start_path, align, emit)
-        parts = _project_photo(base, img, steps=project_steps, lr=project_lr, space=project_space,
-                               perceptual=perceptual_model, mse=mse, noise_reg=noise_reg, crop=crop,
-                               init="e4e" if enc is not None else "mean", encoder=enc, tune=tune,
-                               tune_steps=tune_steps, tune_lr=tune_lr, seed=seed, save_every=save_every, dev=device,
-                               c=c, mix=None, quiet=quiet, callback=callback, stop=stop, emit=emit)
-        ws0, noise = parts["projection"].ws.to(device), parts["projection"].noise
+        img = photo_image(start_path, s.align, emit)
+        parts = _project_photo(base, img, steps=s.project_steps, lr=s.project_lr, space=s.project_space,
+                               perceptual=perceptual_model, mse=s.mse, noise_reg=s.noise_reg, crop=s.crop,
+                               init="e4e" if enc is not None else "mean", encoder=enc, tune=s.tune,
+                               tune_steps=s.tune_steps, tune_lr=s.tune_lr, seed=s.seed, save_every=s.save_every,
+                               dev=dev, c=c, mix=None, quiet=quiet, callback=callback, stop=stop, emit=emit)
+        ws0, noise = parts["projection"].ws.to(dev), parts["projection"].noise
         reference = parts["target"]
         if parts["tuned"] is not None:
-            if blend:
-                raise PhotoOptionError("--tune and --blend cannot be combined (the tuned weights are A's)")
             G = base = parts["tuned"].G
-    elif tune:
-        raise PhotoOptionError("--tune applies to a photo; a latent file is edited in the generator it names")
-    directional = strength if strength is not None else (rec.strength if rec is not None else 1.0)
-    l2_weight = latent_l2_weight(l2, rec, G.num_ws, G.w_dim, default=0.008)
-    num = cutouts if cutouts is not None else (32 if device.startswith("cuda") else 8)
-    guide = CLIPGuide(clip_model, None if clip_pretrained.strip().lower() == "none" else clip_pretrained,
-                      device=device)
+    directional = s.strength if s.strength is not None else (rec.strength if rec is not None else 1.0)
+    l2_weight = latent_l2_weight(s.l2, rec, G.num_ws, G.w_dim, default=0.008)
+    num = s.cutouts if s.cutouts is not None else (32 if dev.startswith("cuda") else 8)
+    guide = load_guide(s.clip_model, s.clip_pretrained, dev, guide)
     cut = Cutouts(CutoutConfig(num_cutouts=num), guide.input_size)
-    cfg = EditConfig(source_text=source_text, steps=steps, lr=lr, directional=directional, l2=l2_weight, keep=keep,
-                     free_rows=free, save_every=save_every, seed=seed)
+    cfg = EditConfig(source_text=source_text, steps=s.steps, lr=s.lr, directional=directional, l2=l2_weight,
+                     keep=s.keep, free_rows=free, save_every=s.save_every, seed=s.seed)
     extra_terms = []
     if face_id is not None:
         from clipstyle.encoders.arcface import IdentityLoss
@@ -133,28 +133,23 @@ def edit(photo_or_latents: str | Path, prompt: str, *, source: str | None = None
         if reference is None:
             with torch.no_grad():
                 reference = SynthesisWithNoise(G, noise).synthesis(ws0[:1], noise_mode="const")
-        extra_terms.append((IdentityLoss(face_id, reference), id_lambda))
-    with stage("editing", steps, quiet, callback) as cbs:
-        result = run_edit(G, ws0, prompt, guide, cut, cfg, noise=noise, mix=mixed, extra_terms=extra_terms,
+        extra_terms.append((IdentityLoss(face_id, reference), s.id_lambda))
+    with stage("editing", s.steps, quiet, callback) as cbs:
+        result = run_edit(G, ws0, text, guide, cut, cfg, noise=noise, mix=mixed, extra_terms=extra_terms,
                           callbacks=cbs, stop=stop)
     before_u8, after_u8 = uint8_image(result.before), uint8_image(result.after)
-    settings = {"command": "edit", "input": str(start_path), "input_kind": "latents" if is_latent else "photo",
-                "prompt": prompt, "source": source_text, "recipe": rec.name if rec is not None else None,
-                "network": network, "clip_model": clip_model, "clip_pretrained": clip_pretrained, "steps": steps,
-                "lr": lr, "blocks": list(result.free_rows), "strength": directional, "l2": l2_weight, "keep": keep,
-                "mix": list(mix or []), "mixed_rows": sorted(mixed), "blend": blend, "cutouts": num,
-                "class": class_idx, "seed": seed, "save_every": save_every, "device": device,
-                "id_weights": str(id_weights) if id_weights else None,
-                "id_lambda": id_lambda if face_id is not None else None}
+    settings = {"command": "edit", **s.to_dict(), "input": str(start_path),
+                "input_kind": "latents" if is_latent else "photo", "prompt": text, "source": source_text,
+                "recipe": rec.name if rec is not None else None, "blocks": list(result.free_rows),
+                "strength": directional, "l2": l2_weight, "mixed_rows": sorted(mixed), "cutouts": num,
+                "class": s.class_idx, "device": dev, "id_lambda": s.id_lambda if face_id is not None else None}
     extra: dict[str, Any] = {}
     images = {"before_after.png": side_by_side(before_u8, after_u8)}
     tuned_G = None
     if parts is not None:
         proj = parts["projection"]
-        settings.update({"project_steps": project_steps, "project_lr": project_lr, "project_space": project_space,
-                         "perceptual": perceptual, "mse": proj.config.mse, "noise_reg": noise_reg, "crop": crop,
-                         "align": align, "encoder": str(encoder) if encoder else None, "tune": tune,
-                         "tune_steps": tune_steps if tune else None, "projected_into": base.describe().get("source")})
+        settings.update({"mse": proj.config.mse, "tune_steps": s.tune_steps if s.tune else None,
+                         "projected_into": base.describe().get("source")})
         extra["projection_metrics"] = proj.metrics
         images["target.png"] = uint8_image(proj.target)
         if parts["tuned"] is not None:
@@ -164,49 +159,64 @@ def edit(photo_or_latents: str | Path, prompt: str, *, source: str | None = None
         extra["identity_similarity"] = identity_similarity(face_id, result.after, reference)
         emit(f"identity similarity (ArcFace) of the edit to the photo: {extra['identity_similarity']:.4f}")
     arrays, meta = noise_meta(dict(noise))
-    if blend:
-        meta.update({"network": base.describe().get("source"), "blend": blend})
+    if s.blend:
+        meta.update({"network": base.describe().get("source"), "blend": s.blend})
     if is_latent:
         named = read_meta(start_path).get("generator")
-        if named and not network:  # keep rendering the edit with the same tuned generator
+        if named and not s.network:  # keep rendering the edit with the same tuned generator
             meta["generator"] = str((start_path.parent / named).resolve())
-    name = prompt if rec is None or prompt != rec.target else rec.name
+    name = text if rec is None or text != rec.target else rec.name
     return PhotoRun(name=name, result=result.run, settings=settings, network=G.describe(),
                     c=c if G.c_dim > 0 else None, extra_json=extra, extra_images=images, extra_arrays=arrays,
                     result_image=after_u8, gif_frames=side_by_side_frames(before_u8, result.run.frames),
                     generator=tuned_G, latent_meta=meta)
 
 
-def invert_z(latents: str | Path, *, network: str | None = None, truncation: float | None = None,
-             truncation_cutoff: int | None = None, class_idx: "int | str | None" = None, refine_steps: int = 30,
-             starts: int = 16, device: str = "cpu", quiet: bool = True) -> Run:
+def load_model_for_latents(s: Any, device: str, quiet: bool) -> Any:
+    """The generator of a latent-file workflow, loaded by the key its settings name (the one rule)."""
+    from clipstyle.workflows.models import load_model
+
+    return load_model("G", s.model_keys()["G"], device, progress=not quiet)
+
+
+def invert_z(latents: "str | Path | InvertZSettings | None" = None, /, *, G: Any = None, device: str = "auto",
+             callback: Any = None, stop: Callable[[], bool] | None = None, log: Any = None, quiet: bool = True,
+             **options: Any) -> Run:
     """Find the z whose mapping gives each latent's w (:func:`clipstyle.inversion.invert_mapping`).
 
-    ``truncation``/``truncation_cutoff`` left unset are the ones recorded in the file (else psi 1, all rows):
-    the truncation is undone before the inversion.
+    ``latents`` is the latent file or an :class:`~clipstyle.workflows.photo.InvertZSettings`; ``options`` the
+    other settings by name. ``truncation``/``truncation_cutoff`` left unset are the ones recorded in the file
+    (else psi 1, all rows): the truncation is undone before the inversion. ``G``: the generator (default: the
+    one rule for latent files).
 
     Returns:
         A :class:`Run` without an optimization: ``ws`` (the input), ``z`` ``[N, z_dim]``, ``extra_json``
         with ``residual`` (relative, per latent), ``notes``; ``extra_arrays`` ``row_z``/``row_residual`` for a
         W+ input.
+
+    Raises:
+        SettingsError, LatentFileError, CheckpointError.
     """
     import numpy as np
 
     from clipstyle.inversion.mapping_inverse import invert_mapping
-
     from clipstyle.latents.context import read_context
+    from clipstyle.pipelines.common import pick_device
+    from clipstyle.workflows.photo import InvertZSettings
 
-    latents = Path(latents)
-    ctx = read_context(latents)  # the file's truncation unless told otherwise
-    truncation, truncation_cutoff = ctx.truncation_or(truncation), ctx.cutoff_or(truncation_cutoff)
-    G = generator_for_latents(latents, network, device, quiet)
-    ws, _, c_file, meta = start_from_latents(latents, G, device)
-    c = c_file if c_file is not None and class_idx is None else class_vector(G.c_dim, class_idx, ws.shape[0], device)
+    s = InvertZSettings.of(latents, **options)
+    path = Path(s.latents)
+    ctx = read_context(path)  # the file's truncation unless told otherwise
+    truncation, truncation_cutoff = ctx.truncation_or(s.truncation), ctx.cutoff_or(s.truncation_cutoff)
+    dev = pick_device(device, G)
+    G = G.to(dev) if G is not None else load_model_for_latents(s, dev, quiet)
+    ws, _, c_file, meta = start_from_latents(path, G, dev)
+    c = c_file if c_file is not None and s.class_idx is None else class_vector(G.c_dim, s.class_idx, ws.shape[0], dev)
     rows_differ = bool((ws != ws[:, :1]).any())
     inv = invert_mapping(G, ws if rows_differ else ws[:, 0], c if G.c_dim > 0 else None,
-                         truncation_psi=truncation, truncation_cutoff=truncation_cutoff, refine_steps=refine_steps,
-                         starts=starts, hops=20 if starts > 0 else 0)
-    info = {"network": meta.get("network") or network, "source_latents": str(latents), "truncation_psi": truncation,
+                         truncation_psi=truncation, truncation_cutoff=truncation_cutoff, refine_steps=s.refine_steps,
+                         starts=s.starts, hops=20 if s.starts > 0 else 0)
+    info = {"network": meta.get("network") or s.network, "source_latents": str(path), "truncation_psi": truncation,
             "truncation_cutoff": truncation_cutoff, "residual": inv.residual.tolist(),
             "least_squares_layers": list(inv.least_squares_layers), "notes": list(inv.notes),
             "rows_differ": rows_differ,
@@ -214,6 +224,6 @@ def invert_z(latents: str | Path, *, network: str | None = None, truncation: flo
     arrays = {}
     if inv.row_z is not None:
         arrays = {"row_z": inv.row_z.numpy(), "row_residual": inv.row_residual.numpy().astype(np.float64)}
-    return PhotoRun(name=f"{latents.stem}_z", result=None, settings={"command": "invert-z", **info},
+    return PhotoRun(name=f"{path.stem}_z", result=None, settings={"command": "invert-z", **info},
                     network=G.describe(), ws_=ws.cpu(), z=inv.z, c=c if G.c_dim > 0 else None, extra_json=info,
                     extra_arrays=arrays, images_=np.zeros([1, 1, 1, 3], np.uint8), latent_meta=info)

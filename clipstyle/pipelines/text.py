@@ -28,7 +28,7 @@ from clipstyle.pipelines.run import Run
 if TYPE_CHECKING:
     from clipstyle.workflows.text import TextSettings
 
-__all__ = ["TextJob", "text_job", "text_to_image", "default_cutouts"]
+__all__ = ["TextJob", "default_cutouts", "text_job", "text_run", "text_to_image"]
 
 
 def default_cutouts(device: str) -> int:
@@ -199,9 +199,17 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
     job = text_job(G, guide, s)
     result = run(G, job.latent(dev), job.loss, job.schedule, save_every=s.save_every,
                  callbacks=[callback] if callback is not None else [], precision=s.precision, stop=stop)
-    settings = {"command": "text", **s.to_dict(), **job.settings, "device": dev, "noise_mode": "const"}
+    return text_run(s, job, result, G, dev)
+
+
+def text_run(settings: "TextSettings", job: TextJob, result: Any, G: Any, device: str,
+             extra_settings: Mapping[str, Any] | None = None) -> Run:
+    """The :class:`Run` of one text job's optimization ``result`` (alone or stacked in a batch): every setting
+    as ``run.json`` records it, a grid and ``itemN.png`` for a batch of starts."""
+    recorded = {"command": "text", **settings.to_dict(), **job.settings, "device": device, "noise_mode": "const",
+                **(extra_settings or {})}
     extra = {}
-    if s.batch > 1:
+    if job.n > 1:
         extra = {f"item{i}.png": img for i, img in enumerate(result.frames[-1])}
-    return Run(name=job.name, result=result, settings=settings, network=G.describe(), z=job.z, c=job.c,
+    return Run(name=job.name, result=result, settings=recorded, network=G.describe(), z=job.z, c=job.c,
                extra_images=extra)

@@ -13,7 +13,6 @@ queue. Named API endpoints (for ``gradio_client``): ``/text_to_image`` (prompt, 
 from __future__ import annotations
 
 import importlib.util
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +199,9 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
         if not image_path:
             raise gr.Error("upload a photo first")
         flag = stops.new(_session(request))
-        fn = getattr(_photo_module(), action)
+        from clipstyle.workflows.registry import get_workflow
+
+        fn = get_workflow(action).function()
         every = max(1, int(config.preview_every))
 
         def job(report):
@@ -208,13 +209,12 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                 if info.step % every == 0 or info.step + 1 == info.steps:
                     report(info, preview(images))
 
-            offered = {"network": lambda: config.network, "steps": lambda: int(steps), "space": lambda: space,
-                       "G": lambda: models.G, "guide": lambda: models.guide, "callback": lambda: callback,
-                       "stop": lambda: flag.is_set, "clip_model": lambda: config.clip_model,
-                       "clip_pretrained": lambda: config.clip_pretrained}
-            accepted = inspect.signature(fn).parameters  # pass what this pipeline takes (CLIP loads only if asked)
-            kwargs = {k: make() for k, make in offered.items() if k in accepted}
-            return fn(image_path, prompt, **kwargs) if action == "edit" else fn(image_path, **kwargs)
+            kwargs: dict[str, Any] = {"G": models.G, "device": models.device, "callback": callback,
+                                      "stop": flag.is_set, "steps": int(steps)}
+            if action == "project":
+                return fn(image_path, space=space, **kwargs)
+            return fn(image_path, prompt, guide=models.guide, clip_model=config.clip_model,
+                      clip_pretrained=config.clip_pretrained, project_space=space, **kwargs)
 
         try:
             for kind, payload in stream(job, models.lock, flag):

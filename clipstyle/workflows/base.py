@@ -52,6 +52,7 @@ class OptionSpec:
         check: a further check ``check(value, flag)`` raising :class:`SettingsError` (syntax of a spec…).
         resolve: ``resolve(value, base)`` makes the file names inside a job file's value absolute
             (default for ``path``/``input_file`` options: the value itself is a path).
+        numbers: a string option that also takes an integer (``"class": 2`` in a job file), kept as text.
         batch: a batch job may set it.
         ui: the web UI may offer it (options naming server files are never typed in the UI).
     """
@@ -69,6 +70,7 @@ class OptionSpec:
     path: bool = False
     check: Callable[[Any, str], None] | None = None
     resolve: Callable[[Any, Path], Any] | None = None
+    numbers: bool = False
     batch: bool = True
     ui: bool = True
 
@@ -128,12 +130,14 @@ class Settings:
     """Base of the workflows' settings (see the module doc). Subclasses are frozen dataclasses.
 
     Class attributes:
-        POSITIONAL: the field given positionally by the public function (``text_to_image("a cat")``).
+        POSITIONAL: the field(s) given positionally by the public function (``text_to_image("a cat")``).
         COMMAND: the workflow's name, for messages.
+        ALIASES: other names a job file may use for an option (``photo`` for ``photo_or_latents``).
     """
 
-    POSITIONAL: ClassVar[str | None] = None
+    POSITIONAL: ClassVar[str | tuple[str, ...] | None] = None
     COMMAND: ClassVar[str] = ""
+    ALIASES: ClassVar[dict[str, str]] = {}
 
     # ------------------------------------------------------------------ construction and validation
     def __post_init__(self) -> None:
@@ -205,6 +209,8 @@ class Settings:
         elif base is str:
             if isinstance(value, os.PathLike):
                 value = os.fspath(value)
+            if spec is not None and spec.numbers and isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
             if not isinstance(value, str):
                 raise self._fail(f.name, "a string", value)
             if "\x00" in value:
@@ -261,19 +267,27 @@ class Settings:
 
     # ------------------------------------------------------------------ other constructors
     @classmethod
-    def of(cls, first: Any = None, /, **options: Any):
-        """The settings of a public call: ``first`` is a settings object (options then replace fields) or
-        the value of :attr:`POSITIONAL`; ``options`` are the other fields by name.
+    def of(cls, *args: Any, **options: Any):
+        """The settings of a public call: a settings object as the only positional argument (``options``
+        then replace fields), or the values of :attr:`POSITIONAL` in order (None = not given); ``options``
+        are the other fields by name.
 
         Raises:
-            SettingsError: an unknown option name (with the nearest known one), or any invalid value.
+            SettingsError: an unknown option name (with the nearest known one), too many positional
+                arguments, or any invalid value.
         """
-        if isinstance(first, cls):
-            return first.replace(**options) if options else first
-        if first is not None:
-            if cls.POSITIONAL is None:
-                raise SettingsError(f"{cls.COMMAND or cls.__name__} takes no positional argument")
-            options = {cls.POSITIONAL: first, **options}
+        if args and isinstance(args[0], cls):
+            if any(a is not None for a in args[1:]):
+                raise SettingsError(f"{cls.COMMAND or cls.__name__}: give the settings object alone")
+            return args[0].replace(**options) if options else args[0]
+        names = (cls.POSITIONAL,) if isinstance(cls.POSITIONAL, str) else tuple(cls.POSITIONAL or ())
+        given = [(i, a) for i, a in enumerate(args) if a is not None]
+        if given and given[-1][0] >= len(names):
+            raise SettingsError(f"{cls.COMMAND or cls.__name__} takes {len(names) or 'no'} positional argument(s)")
+        for i, value in given:
+            if names[i] in options:
+                raise SettingsError(f"{names[i]!r} is given twice")
+            options = {names[i]: value, **options}
         cls._check_names(options, "")
         return cls(**options)
 
@@ -299,13 +313,11 @@ class Settings:
         Raises:
             SettingsError: unknown keys, a key given twice, any invalid value.
         """
-        flags = {cls.flag(n).lstrip("-").replace("-", "_"): n for n in cls.specs()}
         out: dict[str, Any] = {}
         for key, value in data.items():
             if not isinstance(key, str) or not key.strip():
                 raise SettingsError("empty option name")
-            k = key.strip().lstrip("-").replace("-", "_")
-            k = flags.get(k, k)
+            k = cls.canonical_name(key)
             if k in out:
                 raise SettingsError(f"option {key!r} is given twice")
             out[k] = value
@@ -342,6 +354,15 @@ class Settings:
         if getattr(self, "perceptual", None):
             keys["perceptual"] = (self.perceptual, getattr(self, "lpips_weights", None))
         return keys
+
+    @classmethod
+    def canonical_name(cls, key: str) -> str:
+        """The field name of a job file's key: dashes or underscores, a leading ``--``, the CLI flag's name
+        (``class`` for ``class_idx``) or an alias (:attr:`ALIASES`). Unknown keys come back normalized."""
+        flags = {cls.flag(n).lstrip("-").replace("-", "_"): n for n in cls.specs()}
+        flags.update(cls.ALIASES)
+        k = key.strip().lstrip("-").replace("-", "_")
+        return flags.get(k, k)
 
     def to_dict(self) -> dict[str, Any]:
         """Every option as a JSON-able dict (tuples become lists), for ``run.json`` and job manifests."""

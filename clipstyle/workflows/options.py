@@ -8,7 +8,6 @@ block index beyond ``num_ws``, a class beyond ``c_dim``) is checked by the pipel
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,8 @@ from clipstyle.workflows.base import SettingsError, check_input_file, option, re
 __all__ = [
     "MAX_LR", "PRECISIONS", "blend_option", "blocks_option", "class_option", "clip_model_option",
     "clip_pretrained_option", "lr_option", "mix_option", "network_option", "precision_option",
-    "save_every_option", "seed_option", "steps_option", "truncation_option", "check_prompt",
+    "save_every_option", "seed_option", "steps_option", "truncation_option", "check_prompt", "latent_network",
+    "resolve_sources",
 ]
 
 #: Largest learning rate accepted: Adam moves each coordinate by about lr per step, so anything near
@@ -75,13 +75,13 @@ def truncation_option(default: float = 1.0, help: str | None = None) -> Any:  # 
 
 def class_option() -> Any:
     """``--class``: labels of conditional networks."""
-    return option(None, flag="--class", check=_check_class, resolve=_resolve_if_file, help=(
+    return option(None, flag="--class", numbers=True, check=_check_class, resolve=_resolve_if_file, help=(
         "Class label(s) for conditional networks: K, K1,K2,… (sum), …@S (scaled) or a .npy vector."))
 
 
 def blocks_option(help: str | None = None) -> Any:  # noqa: A002
     """``--blocks``: styleblocks (rows of ``ws``) as indices, ranges and groups."""
-    return option(None, check=_check_blocks, help=help or (
+    return option(None, numbers=True, check=_check_blocks, help=help or (
         "Styleblocks (rows of ws) to optimize, e.g. 0-3,8 or coarse,middle; the other rows stay exactly at the "
         "start."))
 
@@ -200,3 +200,43 @@ def _resolve_mix(value: Any, base: Path) -> Any:
                 item = f"{resolve_path(source, base)}:{blocks}"
         out.append(item)
     return out
+
+
+def resolve_sources(value: Any, base: Path) -> Any:
+    """A job file's latent sources (``42``, ``0-3``, ``face.npz``, ``face.npz#1``, comma lists, or a list of
+    them) with relative ``.npz`` files made absolute against the job file's folder."""
+    if isinstance(value, (list, tuple)):
+        return [resolve_sources(v, base) for v in value]
+    if not isinstance(value, str):
+        return value
+    items = []
+    for item in value.split(","):
+        file_part, hash_, index = item.strip().partition("#")
+        if file_part.lower().endswith((".npz", ".npy", ".pt", ".pth")) and not Path(file_part).is_absolute():
+            item = str(resolve_path(file_part, base)) + hash_ + index
+        items.append(item)
+    return ",".join(items)
+
+
+def latent_network(source: str | None, network: str | None) -> str:
+    """The network that renders latent source ``source`` (a seed spec or a latent file, ``FILE#i``) — the one
+    rule every command that reads latents uses: ``network`` when given; else the tuned generator the file
+    names; else the network the file records; else ``ffhq`` (:func:`clipstyle.pipelines.common.network_for_latents`).
+    """
+    from clipstyle.pipelines.common import latent_file_of, network_for_latents
+
+    path = latent_file_of(source) if source else None
+    return network_for_latents(path, network)
+
+
+def check_photo(value: str, flag: str) -> None:
+    """A photo option: an existing regular file whose header is an image PIL can read (pixels are decoded
+    later, budgeted, by :mod:`clipstyle.io.images`), so a wrong file is named before any model loads.
+
+    Raises:
+        SettingsError: not a readable file. ImageError: not an image (exit 1, as when the pixels are read).
+    """
+    check_input_file(value, flag, "photo")
+    from clipstyle.io.images import check_image
+
+    check_image(value)
