@@ -107,7 +107,7 @@ def test_cli_bad_file_is_one_line_and_nothing_runs(tmp_path, capsys):
     assert err.strip() == "error: jobs.jsonl:2: --steps must be an integer, got 1.5"
     assert not out.exists()  # validated before anything ran
     code, _, err = run_cli(["batch", tmp_path / "absent.jsonl", "--outdir", out], capsys)
-    assert code == 1 and err.strip() == f"error: no such job file: {tmp_path / 'absent.jsonl'}"
+    assert code == 2 and err.strip() == f"error: no such job file: {tmp_path / 'absent.jsonl'} (JOBS)"
 
 
 def test_batches_group_compatible_jobs_in_file_order(tmp_path):

@@ -413,7 +413,7 @@ def test_a_nan_latent_file_is_named_as_the_cause_before_any_work(files, tmp_path
     code, out, err = run_cli(["edit", "a smile", "--latents", bad, "--network", files["NET"], "--clip-model",
                               TINY_CLIP, "--clip-pretrained", "none", "--device", "cpu", "--steps", "3",
                               "--cutouts", "0", "--quiet", "--outdir", tmp_path / "o"], capsys)
-    one_line_error(code, err, 2, "the latent contains NaN or infinite values")  # the latent reader refuses it
+    one_line_error(code, err, 1, "the latent contains NaN or infinite values")  # a bad input file (BadFileError)
     assert "smaller --lr" not in err and not (tmp_path / "o").exists()  # before any work
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clipstyle.io.files import InputPathError
 from clipstyle.latents import LatentFileError, save_latents
 from clipstyle.latents.context import read_context
 
@@ -47,9 +48,9 @@ def test_a_file_without_meta_has_an_empty_context(tmp_path):
 
 
 def test_read_context_errors(tmp_path):
-    with pytest.raises(LatentFileError, match="is a folder"):
+    with pytest.raises(InputPathError, match="is a folder"):  # the one input-path check (a usage error)
         read_context(tmp_path)
-    with pytest.raises(LatentFileError, match="no such latent file"):
+    with pytest.raises(InputPathError, match="no such latent file"):
         read_context(tmp_path / "missing.npz")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(LatentFileError, match="not a readable"):

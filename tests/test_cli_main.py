@@ -123,7 +123,7 @@ def test_image_prompt_loss_falls(tmp_path, capsys):
     (["x", "--blocks", "3-1"], 2, "start is after end"),
     (["x", "--blocks", "0-99"], 2, "out of range"),
     (["x", "--clip-model", "NoSuchModel-99"], 2, "unknown CLIP model"),
-    (["x", "--network", "/nonexistent/net.pkl"], 2, "no such file"),
+    (["x", "--network", "/nonexistent/net.pkl"], 2, "no such network checkpoint"),
     (["x", "--image-prompt", "/nonexistent.png"], 2, "no such image"),
 ])
 def test_user_mistakes_get_one_line_and_exit_code(tmp_path, capsys, args, code, needle):

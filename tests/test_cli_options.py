@@ -44,8 +44,8 @@ DIVERGENT = {
     ("ui", "outdir"): "default out/ui: the folders the UI offers for download",
     ("generate", "truncation"): "default: the network family's documented value (StyleGAN1 0.7, else none)",
     ("blend", "out"): "default file blended.safetensors",
-    ("direction learn", "out"): "default file direction.npy",
-    ("direction from-text", "out"): "default file direction.npy",
+    ("direction learn", "out"): "default file learned-direction.npy",
+    ("direction from-text", "out"): "default file text-direction.npy",
 }
 
 

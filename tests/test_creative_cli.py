@@ -167,7 +167,7 @@ def test_every_creative_command_runs(kind, tmp_path, capsys):
     (["direction", "apply", "1", "/nonexistent/d.npy"], "no such direction file"),
     (["direction", "apply", "1", "D", "--blocks", "coarse,99"], "out of range"),
     (["direction", "learn", "--positive", "/nonexistent/p", "--negative", "/nonexistent/n"], "no such file"),
-    (["blend", "A", "/nonexistent/b.pkl", "--out", "OUT"], "no such file"),
+    (["blend", "A", "/nonexistent/b.pkl", "--out", "OUT"], "no such network checkpoint"),
     (["x", "--mix", "1:0-99"], "out of range"),
     (["x", "--mix", "1"], "SOURCE:BLOCKS"),
     (["x", "--mix", "/nonexistent/x.npz:0"], "no such latent file"),

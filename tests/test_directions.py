@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from clipstyle.io.files import InputPathError
 from clipstyle.latents import save_latents
 from clipstyle.pipelines.directions import text_direction as direction_from_text
 from clipstyle.latents.directions import (
@@ -94,7 +95,7 @@ def test_load_direction_shapes(tmp_path):
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
     with pytest.raises(DirectionError, match="not a readable"):
         load_direction(tmp_path / "junk.npy", 10, 8)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputPathError, match="no such direction file"):
         load_direction(tmp_path / "none.npy", 10, 8)
     d, rms = normalize_direction(torch.tensor([[3.0, 4.0], [0.0, 0.0], [0.0, 5.0]]))
     assert rms == pytest.approx(5.0) and torch.allclose(d.norm(dim=-1), torch.tensor([1.0, 0.0, 1.0]))

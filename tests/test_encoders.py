@@ -135,7 +135,9 @@ def test_wrong_file_kinds_say_what_they_are(tmp_path):
         load_face_identity(_tiny.e4e_file())
     with pytest.raises(WeightsFileError, match="pass it as --id-weights"):
         load_encoder(_tiny.arcface_file())
-    with pytest.raises(FileNotFoundError, match="no such e4e checkpoint"):
+    from clipstyle.io.files import InputPathError
+
+    with pytest.raises(InputPathError, match="no such e4e checkpoint"):
         load_encoder(tmp_path / "missing.pt")
     trunc = tmp_path / "cut.pt"
     trunc.write_bytes(_tiny.e4e_file().read_bytes()[:5000])

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clipstyle.io.files import InputPathError
 from clipstyle.io.images import (
     ImageError,
     image_to_tensor,
@@ -150,12 +151,12 @@ def test_errors_are_one_line_image_errors(tmp_path):
         load_image(text)
     assert str(info.value) == f"{text} is not an image file PIL can read"
     missing = tmp_path / "missing.jpg"
-    with pytest.raises(ImageError) as info:
+    with pytest.raises(InputPathError) as info:  # a path that is no file: the one input-path check (usage)
         load_image(missing)
-    assert str(info.value) == f"no such file: {missing}"
-    with pytest.raises(ImageError, match="folder"):
+    assert str(info.value) == f"no such image file: {missing}"
+    with pytest.raises(InputPathError, match="folder"):
         load_image(tmp_path)
-    with pytest.raises(ImageError):
+    with pytest.raises(InputPathError):
         load_image_tensor(missing, 32)
     assert issubclass(ImageError, ValueError)
 

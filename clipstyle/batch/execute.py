@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from clipstyle.batch.jobs import Job
-from clipstyle.errors import NonFiniteLossWarning
+from clipstyle.errors import NonFiniteLossWarning, describe, error_line
 from clipstyle.workflows.models import ModelCache
 
 __all__ = ["ModelCache", "Outcome", "execute_batch", "user_error"]
@@ -52,18 +52,11 @@ class Outcome:
 
 
 def user_error(exc: BaseException) -> str:
-    """One line for a failed job: the message of a user's mistake (an error of the one hierarchy, by type),
-    or ``internal error …`` for a bug (whose traceback also goes to stderr, so it is never disguised as the
-    user's fault)."""
-    from clipstyle.errors import exit_code_for
-
-    line = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, MemoryError):
-        return "out of memory; try a smaller --batch-size or --cutouts"
-    if exit_code_for(exc) is not None:
-        return line
-    print("".join(traceback.format_exception(exc)), file=sys.stderr, end="")
-    return f"internal error (a bug in clipstyle; please report it): {type(exc).__name__}: {line}"
+    """One line for a failed job: :func:`clipstyle.errors.error_line`, the line the CLI and the UI show for the
+    same exception; a bug's traceback also goes to stderr, so it is never disguised as the user's fault."""
+    if describe(exc) is None:
+        print("".join(traceback.format_exception(exc)), file=sys.stderr, end="")
+    return error_line(exc)
 
 
 def _text_batch(models: ModelCache, jobs: Sequence[Job]) -> list[Outcome]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clipstyle.pipelines.run import RUN_RECORD, is_complete
+from clipstyle.errors import UserRuntimeError
 
 __all__ = ["job_folder", "is_complete", "save_run_as", "write_files_as", "pack_run", "remove_stale_staging",
            "FolderTakenError"]
@@ -23,7 +24,7 @@ __all__ = ["job_folder", "is_complete", "save_run_as", "write_files_as", "pack_r
 STAGING_PREFIX = ".staging-batch-"
 
 
-class FolderTakenError(RuntimeError):
+class FolderTakenError(UserRuntimeError):
     """``outdir/<id>`` exists, is not a complete run folder, and is not empty: we never overwrite it."""
 
 

@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from clipstyle.errors import UserRuntimeError
+
 __all__ = ["MANIFEST", "STATUSES", "Manifest", "outdir_lock", "BatchLockedError"]
 
 MANIFEST = "batch.jsonl"
@@ -28,7 +30,7 @@ STATUSES = ("done", "failed")
 LOCK = ".batch.lock"
 
 
-class BatchLockedError(RuntimeError):
+class BatchLockedError(UserRuntimeError):
     """Another ``clipstyle batch`` is writing into the same ``--outdir``."""
 
 

@@ -25,17 +25,18 @@ from typing import Any, Iterator, Sequence
 
 from clipstyle.batch.execute import ModelCache, Outcome, execute_batch
 from clipstyle.batch.jobs import Job
+from clipstyle.errors import UserRuntimeError
 
 __all__ = ["RayMissingError", "RayError", "BatchWorker", "run_on_ray", "import_ray"]
 
 INSTALL_HINT = "pip install 'clipstyle[ray]'"
 
 
-class RayMissingError(RuntimeError):
+class RayMissingError(UserRuntimeError):
     """``--ray`` without Ray installed."""
 
 
-class RayError(RuntimeError):
+class RayError(UserRuntimeError):
     """A Ray cluster that cannot be started or reached."""
 
 

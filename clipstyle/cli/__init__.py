@@ -129,11 +129,45 @@ def _main(args: list[str]) -> int:
         print(f"error: unknown command {args[0]!r}; did you mean {guess!r}? (to draw the word as a prompt: "
               f"clipstyle {DEFAULT_COMMAND} {args[0]!r})", file=sys.stderr)
         return EXIT_USAGE
+    click = _click_of(group)
     try:
-        group.main(args=_route(args, commands), prog_name="clipstyle")
+        code = group.main(args=_route(args, commands), prog_name="clipstyle", standalone_mode=False)
+    except click.exceptions.ClickException as exc:  # --steps ten, --save-every 0, a missing argument…
+        return _usage_line(exc, click)
+    except click.exceptions.Abort:
+        print("error: aborted", file=sys.stderr)
+        return 1
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return 0
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
+def _click_of(group):
+    """The click that ``group`` was built with: Typer >= 0.20 vendors its own (``typer._click``), older Typer
+    uses ``click``. Its exception classes are the ones the parser raises."""
+    core = sys.modules[type(group).__module__]
+    vendored = getattr(core, "_click", None)
+    if vendored is not None and hasattr(vendored, "exceptions"):
+        return vendored
+    import click
+
+    return click
+
+
+def _usage_line(exc, click) -> int:
+    """One ``error:`` line on stderr for a click/Typer usage error (never Typer's boxes), with the command whose
+    ``--help`` explains it; its exit code (2 for usage errors). A group called without its subcommand shows
+    its help instead."""
+    from clipstyle.errors import one_line
+
+    no_args = getattr(click.exceptions, "NoArgsIsHelpError", None)
+    if no_args is not None and isinstance(exc, no_args):
+        print(exc.format_message(), file=sys.stderr)
+        return exc.exit_code
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+    print(f"error: {one_line(exc.format_message())}{hint}", file=sys.stderr)
+    return exc.exit_code
 
 
 def main(argv: list[str] | None = None) -> None:

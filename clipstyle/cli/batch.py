@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clipstyle.cli.common import UsageError, fail, handle_errors
+from clipstyle.cli.common import UsageError, handle_errors
 
 
 @handle_errors
@@ -44,12 +44,11 @@ def batch_command(
     job's status, folder, seconds and error go to OUTDIR/batch.jsonl; a failed job does not stop the
     others, and the exit code is 1 if any failed. Prints the folder of each job done.
     """
-    from clipstyle.batch.jobs import JobFileError, read_jobs
-    from clipstyle.batch.manifest import BatchLockedError
+    from clipstyle.batch.jobs import read_jobs
     from clipstyle.batch.runner import BatchConfig, run_jobs
 
     if ray is not None:
-        from clipstyle.batch.ray_runner import RayMissingError, import_ray
+        from clipstyle.batch.ray_runner import import_ray
 
         if not ray.strip():
             raise UsageError("--ray needs 'local', 'auto' or a cluster address such as 10.0.0.1:6379")
@@ -57,10 +56,7 @@ def batch_command(
 
         if device.strip().lower() not in DEVICES and not device.strip().lower().startswith("cuda:"):
             raise UsageError(f"--device must be one of {', '.join(DEVICES)} (or cuda:N), got {device!r}")
-        try:
-            import_ray()
-        except RayMissingError as exc:
-            raise fail(str(exc), 1) from None
+        import_ray()  # RayMissingError: one line, exit 1
     else:
         from clipstyle.optimize.devices import resolve_device
 
@@ -68,25 +64,15 @@ def batch_command(
     if workers is not None and ray is None:
         raise UsageError("--workers needs --ray")
     defaults = {"network": network, "clip_model": clip_model, "clip_pretrained": clip_pretrained, "steps": steps}
-    try:
-        job_list = read_jobs(jobs, defaults)
-    except JobFileError as exc:
-        raise fail(str(exc), 1) from None
+    job_list = read_jobs(jobs, defaults)
     config = BatchConfig(outdir=outdir, batch_size=batch_size, device=device, ray=ray.strip() if ray else None,
                          cpus_per_worker=cpus_per_worker, workers=workers, quiet=quiet)
-    try:
-        summary = run_jobs(job_list, config)
-    except BatchLockedError as exc:
-        raise fail(str(exc), 1) from None
-    except RuntimeError as exc:
-        from clipstyle.batch.ray_runner import RayError
 
-        if isinstance(exc, RayError):
-            raise fail(str(exc), 1) from None
-        raise
-    for entry in summary.entries:
-        if entry["status"] == "done" and entry["id"] in summary.done:
+    def print_folder(job, entry: dict) -> None:  # each folder as its job completes, not all at the end
+        if entry["status"] == "done":
             typer.echo(entry["folder"])
+
+    summary = run_jobs(job_list, config, on_job=print_folder)
     failed = [e for e in summary.entries if e["status"] == "failed"]
     typer.echo(f"{len(summary.done)} done, {len(summary.resumed)} already complete, {len(failed)} failed "
                f"in {summary.seconds:.1f} s; manifest: {Path(outdir) / 'batch.jsonl'}", err=True)

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from clipstyle.cli.messages import warn
 from clipstyle.errors import UsageError
 
 __all__ = ["CHECKS", "check_arguments", "check_input_file", "check_outdir", "check_output_file",
@@ -83,13 +84,15 @@ def check_output_file(path: Path, option: str = "--out", overwrite: bool | None 
 
 
 def check_input_file(path: str | os.PathLike[str], option: str, noun: str = "file") -> Path:
-    """``path`` exists and is a file (a folder given as a file says so). Returns it as a Path."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise UsageError(f"{option} {p} is a folder, not a {noun}")
-    if not p.exists():
-        raise UsageError(f"no such {noun}: {p} ({option})")
-    return p
+    """``path`` is a readable regular file: :func:`clipstyle.io.files.check_input_path`, the one check of every
+    input file option (a folder, a FIFO, a device or an unreadable path is named as such; nothing is opened).
+
+    Raises:
+        InputPathError (a UsageError, exit 2).
+    """
+    from clipstyle.io.files import check_input_path
+
+    return check_input_path(path, noun, option)
 
 
 def _looks_like_path(value: str) -> bool:
@@ -104,10 +107,7 @@ def check_network(value: str | None, option: str = "--network") -> None:
     if p.suffix.lower() in LATENT_SUFFIXES:
         raise UsageError(f"{p} is a latent file (.npz), not a network; give it as the LATENTS argument or "
                          f"--latents, and a network checkpoint (.pkl, .pt, .safetensors) or alias as {option}")
-    if p.is_dir():
-        raise UsageError(f"{option} {p} is a folder, not a network checkpoint")
-    if not p.exists():
-        raise UsageError(f"no such file: {p} ({option})")
+    check_input_file(p, option, "network checkpoint")
 
 
 def _latent_items(value: str | os.PathLike[str] | Iterable[str] | None) -> list[str]:
@@ -173,8 +173,6 @@ def _token_count(text: str) -> int:
 
 
 def warn_long_prompt(text: str, where: str = "the prompt") -> None:
-    from clipstyle.cli.common import warn
-
     for segment in str(text).split("|"):
         body = segment.rsplit(":", 1)[0] if ":" in segment else segment
         if body.strip().startswith("@"):
@@ -198,10 +196,10 @@ def _out(kw: dict[str, Any]) -> None:
         check_output_file(kw["out"], "--out", kw.get("overwrite") if "overwrite" in kw else None)
 
 
-def _file(name: str, noun: str) -> Callable[[dict[str, Any]], None]:
+def _file(name: str, noun: str, label: str | None = None) -> Callable[[dict[str, Any]], None]:
     def check(kw: dict[str, Any]) -> None:
         if kw.get(name) is not None:
-            check_input_file(kw[name], _flag(name), noun)
+            check_input_file(kw[name], label or _flag(name), noun)
     return check
 
 
@@ -215,14 +213,14 @@ def _photo_or_latents(kw: dict[str, Any]) -> None:
         return  # with --latents the argument is the prompt
     suffix = Path(str(value)).suffix.lower()
     p = Path(str(value)).expanduser()
-    if p.is_dir():
-        raise UsageError(f"{p} is a folder, not a photo or latent file")
     if suffix in LATENT_FILE_SUFFIXES:
         check_input_file(value, "PHOTO_OR_LATENTS", "latent file")
     elif suffix in IMAGE_SUFFIXES:
         check_input_file(value, "PHOTO_OR_LATENTS", "image")
     elif suffix in NETWORK_SUFFIXES:
         raise UsageError(f"{p} is a network checkpoint, not a photo or latent file; give it with --network")
+    else:
+        check_input_file(value, "PHOTO_OR_LATENTS", "photo or latent file")
 
 
 def _network(name: str) -> Callable[[dict[str, Any]], None]:
@@ -242,6 +240,12 @@ def _blend(kw: dict[str, Any]) -> None:
     if res.isdigit() and (int(res) < 4 or int(res) & (int(res) - 1)):
         raise UsageError(f"--blend {spec}: the resolution {res} is not a power of two >= 4 (e.g. 32)")
     check_network(net, "--blend")
+
+
+def _clip_pretrained(kw: dict[str, Any]) -> None:
+    value = kw.get("clip_pretrained")
+    if value and _looks_like_path(str(value)):
+        check_input_file(value, "--clip-pretrained", "CLIP checkpoint")
 
 
 def _prompts(kw: dict[str, Any]) -> None:
@@ -275,8 +279,6 @@ def _finite(name: str, positive: bool = False, most: float | None = None) -> Cal
 
 
 def _truncation(kw: dict[str, Any]) -> None:
-    from clipstyle.cli.common import warn
-
     _finite("truncation")(kw)
     psi = kw.get("truncation")
     if "seed" in kw and kw.get("seed") is None and psi is not None and psi != 1.0 and kw.get("batch", 1) == 1:
@@ -301,9 +303,7 @@ def _direction(kw: dict[str, Any]) -> None:
         if not np.isfinite(d).all():
             raise UsageError(f"the direction {p} holds NaN or infinite values")
         if not np.any(d):
-            from clipstyle.cli.common import warn
-
-            warn(f"the direction {p} is all zeros: every frame will be the same image")
+                    warn(f"the direction {p} is all zeros: every frame will be the same image")
 
 
 def _positive_negative(kw: dict[str, Any]) -> None:
@@ -340,6 +340,8 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "image_prompt": _file("image_prompt", "image"),
     "encoder": _file("encoder", "e4e checkpoint"),
     "id_weights": _file("id_weights", "ArcFace weights file"),
+    "clip_pretrained": _clip_pretrained,
+    "jobs": _file("jobs", "job file", "JOBS"),
     "photo_or_latents": _photo_or_latents,
     "latents": _latents,
     "sources": lambda kw: check_latent_sources(kw.get("sources"), "SOURCES"),
@@ -358,8 +360,20 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
 }
 
 
+def check_finite_numbers(kwargs: dict[str, Any]) -> None:
+    """Every float option (or each float of a repeated one) is finite: ``nan``/``inf`` parse as floats but
+    mean nothing to any option. Raises UsageError naming the option."""
+    for name, value in kwargs.items():
+        values = value if isinstance(value, (list, tuple)) else (value,)
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise UsageError(f"{_flag(name)} must be a finite number, got {v}")
+
+
 def check_arguments(func: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-    """Run every check of :data:`CHECKS` whose parameter the command has. Raises UsageError on the first mistake."""
+    """Run every check of :data:`CHECKS` whose parameter the command has, after :func:`check_finite_numbers`.
+    Raises UsageError on the first mistake."""
+    check_finite_numbers(kwargs)
     for name, check in CHECKS.items():
         if name in kwargs:
             check(kwargs)

@@ -6,9 +6,10 @@ command that forgot), so a new command gets every class of behaviour below witho
 
 * **checks before work** — :func:`clipstyle.cli.checks.check_arguments` validates the arguments by their
   *parameter names* (``outdir``, ``out``, input files, ``--prompts``, ``--mp4`` …) before the body runs;
-* **errors by type** — :class:`clipstyle.errors.UsageError` (and the classes mapped to it) is the only
-  exit-2 path; other user-facing errors exit 1 with one line; anything else is an internal error: one
-  ``internal error`` line, the traceback, exit 1;
+* **errors by type** — :func:`clipstyle.errors.describe` gives the exit code and the one line (the same
+  line the UI and a batch job show): :class:`~clipstyle.errors.UsageError` is the only exit-2 path; other
+  user-facing errors exit 1; anything else is an internal error: one ``internal error`` line, the
+  traceback, exit 1;
 * **interrupts** — Ctrl-C stops the command as a whole (later phases see
   :func:`clipstyle.errors.interrupt_requested`), the command keeps the best result, exit 130;
 * **non-finite losses** — the loop's :class:`~clipstyle.errors.NonFiniteLossWarning` becomes an exit-1
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import signal
 import sys
 import traceback
@@ -28,6 +28,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 
+from clipstyle.cli.messages import fail, warn
 from clipstyle.errors import (
     EXIT_INTERRUPTED,
     EXIT_RUNTIME,
@@ -36,56 +37,21 @@ from clipstyle.errors import (
     NonFiniteLossWarning,
     UsageError,
     UserRuntimeError,
-    exit_code_for,
+    bug_line,
+    describe,
+    one_line,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_RUNTIME", "EXIT_USAGE", "BadFileError", "InterruptWatch", "UsageError",
-           "UserRuntimeError", "class_vector", "debug_enabled", "fail", "handle_errors", "resolve_device", "warn"]
-
-# Our temporary files (io.files: ".NAME.<8 random chars>.tmp[.suffix]") are never shown to a user.
-_TEMP_NAME = re.compile(r"\.([^/\s'\"]+?)\.[A-Za-z0-9_]{8}\.tmp(?:\.[A-Za-z0-9]+)?")
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def one_line(message: object) -> str:
-    """``message`` as one clean line: whitespace collapsed, ANSI codes and our temp-file names removed."""
-    text = _ANSI.sub("", str(message))
-    text = _TEMP_NAME.sub(lambda m: m.group(1), text)
-    return " ".join(text.split())
-
-
-def _printable(text: str) -> str:
-    """``text`` with every non-printable character escaped (no terminal escape sequence gets through)."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
-def fail(message: str, code: int = EXIT_RUNTIME) -> typer.Exit:
-    """Print ``error: message`` (one line, control characters escaped) to stderr; return the ``typer.Exit``."""
-    print(f"error: {_printable(one_line(message))}", file=sys.stderr)
-    return typer.Exit(code)
-
-
-def warn(message: str) -> None:
-    """Print ``warning: message`` (one line) to stderr: something the user should know but that is not fatal."""
-    print(f"warning: {one_line(message)}", file=sys.stderr)
+           "UserRuntimeError", "class_vector", "debug_enabled", "fail", "handle_errors", "one_line", "resolve_device",
+           "warn"]
 
 
 def debug_enabled() -> bool:
     """``clipstyle --debug …`` (or ``CLIPSTYLE_DEBUG=1``): show the traceback of every error."""
     return os.environ.get("CLIPSTYLE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, (UsageError, BadFileError)):
-        name = exc.filename if exc.filename is not None else ""
-        if isinstance(exc, FileNotFoundError):
-            return f"no such file or folder: {name}" if name else exc.strerror
-        return f"{exc.strerror}: {name}" if name else exc.strerror
-    if isinstance(exc, MemoryError):
-        return "out of memory; try a smaller --cutouts or --batch, or a GPU"
-    return str(exc) or type(exc).__name__
 
 
 class InterruptWatch:
@@ -195,15 +161,14 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as exc:  # noqa: BLE001 - classified by type below, never by a guess
             folders.clean()
-            code = exit_code_for(exc)
-            if code is None:
-                print(f"internal error (a bug in clipstyle, please report it): {type(exc).__name__}: "
-                      f"{one_line(exc)}", file=sys.stderr)
+            described = describe(exc)
+            if described is None:  # a bug: its line, then its traceback, exit 1 (never 2)
+                print(bug_line(exc), file=sys.stderr)
                 traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
                 raise typer.Exit(EXIT_RUNTIME) from None
             if debug_enabled():
                 traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-            raise fail(_message(exc), code) from None
+            raise fail(described[1], described[0]) from None
         if nonfinite:
             raise fail(nonfinite[0], EXIT_RUNTIME)
         if watch.interrupted:

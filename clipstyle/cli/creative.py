@@ -77,19 +77,20 @@ def _blend(settings, front: Front) -> None:
 
 
 def _render(settings, front: Front) -> None:
-    """Render a latent file (e.g. a projection) to PNG, optionally in a blended network (photo → painting)."""
+    """Render a latent file (e.g. a projection) to an image, optionally in a blended network (photo → painting)."""
     from clipstyle.io.files import refuse_overwrite
     from clipstyle.optimize.devices import resolve_device
-    from clipstyle.render.files import save_png
+    from clipstyle.render.files import image_format, save_image
 
     out = front.extra["out"]
     if out is None:
         p = Path(settings.latents.split("#")[0])
         base = p.parent / p.stem if p.suffix == ".npz" else Path(f"seeds-{settings.latents}")
         out = Path(f"{base}-{'blend' if settings.blend else 'render'}.png")
+    image_format(out)  # the extension names the format written; an unknown one is refused before any work
     refuse_overwrite(out, front.extra["overwrite"])
     run = get_workflow("render").run(settings, device=resolve_device(front.device), quiet=front.quiet)
-    save_png(out, run.result_image if run.result_image is not None else _grid(run.images))
+    save_image(out, run.result_image if run.result_image is not None else _grid(run.images))
     typer.echo(str(out))
 
 
@@ -149,16 +150,18 @@ mix_command = workflow_command("mix", _mix)
 blend_command = workflow_command("blend", _blend, outdir=None, device=False, extra=_out_params(
     Path("blended.safetensors"), "Output network: .safetensors (clipstyle) or .pt (rosinality, StyleGAN2)."))
 render_command = workflow_command("render", _render, outdir=None, extra=_out_params(
-    None, "Output PNG (default: LATENTS-render.png beside the file; a grid when there are several latents)."))
+    None, "Output image, .png/.jpg/.webp… by extension (default: LATENTS-render.png beside the file; a grid "
+          "when there are several latents)."))
 interpolate_command = workflow_command("interpolate", _interpolate, extra=[_MP4])
 
 direction_app = typer.Typer(help="Latent directions: apply one, learn one from labelled latents, or find one from text.",
                             no_args_is_help=True)
 direction_app.command("apply")(workflow_command("direction-apply", _direction_apply))
 direction_app.command("learn")(workflow_command("direction-learn", _direction_learn, outdir=None, device=False,
-                                                extra=_out_params(Path("direction.npy"), "Output .npy direction.")))
+                                                extra=_out_params(Path("learned-direction.npy"),
+                                                                  "Output .npy direction.")))
 direction_app.command("from-text")(workflow_command("direction-from-text", _direction_from_text, outdir=None,
-                                                    extra=_out_params(Path("direction.npy"),
+                                                    extra=_out_params(Path("text-direction.npy"),
                                                                       "Output .npy [num_ws, w_dim].")))
 
 

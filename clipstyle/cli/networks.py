@@ -50,19 +50,28 @@ def info_command(network: Annotated[str, typer.Argument(help="Alias, checkpoint 
 
 
 @handle_errors
-def networks_command() -> None:
-    """List the pretrained aliases and the URLs they download from (once, into the cache)."""
+def networks_command(
+    urls: Annotated[bool, typer.Option("--urls", help="Print 'ALIAS URL' lines instead of the table (whole URLs, "
+                                       "one per line, for scripts and wget).")] = False,
+) -> None:
+    """List the pretrained aliases; each downloads once, into the cache, from the URL that --urls prints."""
     from rich.console import Console
     from rich.table import Table
 
     from clipstyle.generator.registry import PRETRAINED
 
+    if urls:
+        for p in PRETRAINED.values():
+            typer.echo(f"{p.alias} {p.url}")
+        return
     table = Table("alias", "family", "resolution", "description")
     for i, col in enumerate(table.columns):  # fit 80 columns: aliases whole, long words folded, never "…"
         col.no_wrap, col.overflow = i == 0, "fold"
     for p in PRETRAINED.values():
         table.add_row(p.alias, p.family, str(p.resolution), p.description)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print("download URLs: clipstyle networks --urls")
 
 
 @handle_errors

@@ -80,7 +80,7 @@ def load_face_identity(source: str | Path, device: str | torch.device = "cpu") -
     ``state_dict`` key, or with a ``module.``/``facenet.`` prefix, is accepted too.
 
     Raises:
-        FileNotFoundError: no such file.
+        InputPathError: missing, a folder, a FIFO, a device or unreadable (a usage error).
         UnsafePickleError: the file's pickle asks for code (nothing ran).
         WeightsFileError: not ArcFace IR-SE weights (e.g. an e4e checkpoint), or corrupt.
     """

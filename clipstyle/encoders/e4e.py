@@ -187,7 +187,7 @@ def load_encoder(source: str | Path, device: str | torch.device = "cpu") -> Enco
     ``clipstyle.load_generator(source)``.
 
     Raises:
-        FileNotFoundError: no such file.
+        InputPathError: missing, a folder, a FIFO, a device or unreadable (a usage error).
         UnsafePickleError: the file's pickle asks for code (nothing ran).
         WeightsFileError: not an e4e checkpoint (e.g. ArcFace weights), or corrupt.
     """

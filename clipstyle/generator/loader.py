@@ -135,11 +135,11 @@ def read_generator_file(path: str | Path) -> Generator:
             (:class:`~clipstyle.generator.formats.budget.BudgetError`), or holds non-finite weights.
         UnsafePickleError: the pickle names a global or a construction outside the allow-list (nothing ran).
         CorruptPickleError: the pickle stream itself is truncated or invalid.
-        FileNotFoundError: no such file.
+        InputPathError: missing, a folder, a FIFO, a device or unreadable (a usage error).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {safe_text(str(path), 200)}")
+    from clipstyle.io.files import check_input_path
+
+    path = check_input_path(path, "network checkpoint")  # missing, a folder, a FIFO, a device: one line
     name = safe_text(path.name)
     # Building a network draws its initial weights from torch's global RNG before the checkpoint's
     # replace them; loading must not move the caller's random state.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import pickle
 import urllib.parse
 import zipfile
 from copy import deepcopy
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clipstyle.errors import UserRuntimeError
+from clipstyle.errors import UsageError
 from clipstyle.io.offline import OfflineError
 
 __all__ = ["CLIPGuide", "GuidanceError"]
@@ -29,7 +30,7 @@ _NO_WEIGHTS = {"", "none", "random"}
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz", ".npy")
 
 
-class GuidanceError(ValueError):
+class GuidanceError(UsageError):
     """A user-facing guidance error; its message is one line and says what to do."""
 
 
@@ -54,8 +55,21 @@ def _is_config_path(model: str, known: Sequence[str]) -> bool:
 
 
 def _check_checkpoint_file(path: str, shown: str) -> None:
-    """Refuse TorchScript archives (OpenAI's original ``ViT-B-32.pt`` etc.): reading them means
+    """Refuse what is no CLIP checkpoint by its content, in one line, before open_clip reads it: a file that is
+    neither a torch archive nor a safetensors file (``--clip-pretrained photo.png`` is "a PNG image, not a CLIP
+    checkpoint"), and TorchScript archives (OpenAI's original ``ViT-B-32.pt`` etc.): reading them means
     ``torch.jit.load``, which compiles code from the file; only plain weights are loaded here."""
+    from clipstyle.generator.loader import sniff_format
+
+    with open(path, "rb") as f:
+        head = f.read(16)
+    kind = sniff_format(head)
+    legacy_torch = head[:1] == b"\x80" and head[2:3] == b"\x8a"  # torch.save's pickled magic number first
+    if kind == "unknown" or (kind == "pickle" and not legacy_torch):
+        what = ("a PNG image" if head.startswith(b"\x89PNG") else "a JPEG image" if head.startswith(b"\xff\xd8")
+                else "a Python pickle (not a torch archive)" if kind == "pickle" else
+                "neither a torch archive nor a safetensors file")
+        raise GuidanceError(f"--clip-pretrained {shown} is {what}, not a CLIP checkpoint")
     if not zipfile.is_zipfile(path):
         return
     try:
@@ -208,6 +222,9 @@ class CLIPGuide:
             _check_checkpoint_file(ckpt, pretrained)
             try:
                 open_clip.load_checkpoint(clip, ckpt, strict=True, weights_only=True)
+            except pickle.UnpicklingError:  # torch's weights-only refusal: never its advice to load unsafely
+                raise GuidanceError(f"--clip-pretrained {pretrained} is not a CLIP checkpoint of plain tensors (it "
+                                    "holds other objects, which are not loaded, for safety)") from None
             except Exception as e:
                 raise GuidanceError(
                     f"could not load CLIP checkpoint '{pretrained}' into '{path}': {_first_line(e)}"
@@ -273,6 +290,9 @@ class CLIPGuide:
             }
         try:
             clip = open_clip.create_model(name, pretrained=checkpoint, device="cpu", **kwargs)
+        except pickle.UnpicklingError:  # torch's weights-only refusal: never its advice to load unsafely
+            raise GuidanceError(f"--clip-pretrained {pretrained} is not a CLIP checkpoint of plain tensors (it "
+                                "holds other objects, which are not loaded, for safety)") from None
         except Exception as e:
             raise GuidanceError(
                 f"could not load CLIP weights '{pretrained}' into model '{model}': {_first_line(e)}"
@@ -400,7 +420,7 @@ def _fetch_tag(open_clip, tag_cfg: dict, model: str, tag: str, cache_dir: str | 
     return path
 
 
-class CLIPWeightsOffline(GuidanceError, UserRuntimeError, OfflineError):
+class CLIPWeightsOffline(OfflineError, GuidanceError):
     """CLIP weights must be downloaded while offline: a GuidanceError for callers, exit code 1 for the CLI."""
 
 

@@ -28,6 +28,8 @@ from typing import Any, Sequence
 
 import tomllib
 
+from clipstyle.errors import UsageError
+
 __all__ = ["Recipe", "RecipeError", "list_recipes", "get_recipe", "parse_recipe_file", "recipe_rows",
            "depth_groups", "keep_weight", "load_templates", "normalize_name"]
 
@@ -37,7 +39,7 @@ _REQUIRED = ("target", "source", "blocks")
 _GROUPS = ("coarse", "middle", "fine")
 
 
-class RecipeError(ValueError):
+class RecipeError(UsageError):
     """An unknown recipe name or a malformed recipe file (one-line message)."""
 
 
@@ -65,6 +67,14 @@ class Recipe:
     strength: float = 1.0
     strengths: tuple[float, float] = (-3.0, 3.0)
     keep: float = 0.0
+
+    def rows(self, num_ws: int, groups: Sequence[str] | None = None) -> tuple[int, ...]:
+        """The latent rows this recipe edits (:func:`recipe_rows`)."""
+        return recipe_rows(self, num_ws, groups)
+
+    def keep_weight(self, num_ws: int, w_dim: int) -> float:
+        """The latent-L2 weight of :attr:`keep` (:func:`keep_weight`)."""
+        return keep_weight(self, num_ws, w_dim)
 
 
 def normalize_name(name: str) -> str:

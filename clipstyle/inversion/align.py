@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from clipstyle.errors import UsageError
+
 __all__ = [
     "AlignedFace",
     "AlignmentError",
@@ -42,7 +44,7 @@ __all__ = [
 INSTALL_HINT = "pip install clipstyle[align] (dlib-bin and face-recognition-models)"
 
 
-class AlignmentError(ValueError):
+class AlignmentError(UsageError):
     """Face alignment is unavailable or found no face. ``str()`` is one line."""
 
 

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from clipstyle.errors import BadFileError
+
 __all__ = ["LPIPS", "LPIPSWeightsError", "LPIPS_HINT", "LPIPS_VGG_URL", "VGG16_URL", "build_vgg16_features",
            "load_lpips", "resolve_lpips_weights"]
 
@@ -51,7 +53,7 @@ _SHIFT = (-0.030, -0.088, -0.188)
 _SCALE = (0.458, 0.448, 0.450)
 
 
-class LPIPSWeightsError(ValueError):
+class LPIPSWeightsError(BadFileError):
     """LPIPS weight files that are missing, unreadable or not what we expect. ``str()`` is one line."""
 
 

@@ -34,6 +34,7 @@ from typing import IO, Any
 
 from clipstyle.io.files import atomic_write_text, atomic_writer
 from clipstyle.io.offline import offline_reason, reachable
+from clipstyle.errors import UserRuntimeError
 
 __all__ = [
     "DEFAULT_HINT",
@@ -74,7 +75,7 @@ def _env_number(name: str, default: float) -> float:
         return default
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserRuntimeError):
     """A source could not be fetched. ``str()`` is a single line; ``.url`` and ``.hint`` are kept."""
 
     def __init__(self, url: str, reason: str, hint: str | None = DEFAULT_HINT):

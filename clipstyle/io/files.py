@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
@@ -31,7 +32,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from clipstyle.errors import UsageError
+
 __all__ = [
+    "InputPathError",
     "OutputExistsError",
     "atomic_save_npz",
     "atomic_temp_path",
@@ -39,6 +43,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "atomic_writer",
+    "check_input_path",
     "exclusive_outputs",
     "make_run_dir",
     "refuse_overwrite",
@@ -52,7 +57,7 @@ MAX_SLUG_LEN = 60
 MAX_RUN_DIRS = 100_000
 
 
-class OutputExistsError(ValueError, FileExistsError):
+class OutputExistsError(UsageError, FileExistsError):
     """An output path already exists and overwriting was not requested.
 
     A :class:`ValueError` (bad user input) and a :class:`FileExistsError`. ``str()`` is one line:
@@ -181,6 +186,14 @@ def _publish(tmp: Path, dest: Path, replace: bool) -> None:
     _remove_quietly(tmp)
 
 
+def _naming(exc: OSError, tmp: Path, dest: Path) -> OSError:
+    """``exc`` naming ``dest`` when it names no file or our temporary file (a full disk says which file it was
+    writing, never ``[Errno 28] No space left on device`` alone)."""
+    if exc.errno is None or not exc.strerror or (exc.filename is not None and Path(exc.filename) != tmp):
+        return exc
+    return OSError(exc.errno, exc.strerror, str(dest))  # the errno's own subclass (PermissionError…)
+
+
 @contextlib.contextmanager
 def atomic_temp_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success move it over ``path`` atomically.
@@ -211,6 +224,12 @@ def atomic_temp_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         _publish(tmp, dest, replace)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        named = _naming(exc, tmp, dest)
+        if named is exc:
+            raise
+        raise named from exc
     except BaseException:
         _remove_quietly(tmp)
         raise
@@ -253,6 +272,12 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str 
             os.fsync(f.fileno())
         os.chmod(tmp, _final_mode(dest))
         _publish(tmp, dest, replace)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        named = _naming(exc, tmp, dest)
+        if named is exc:
+            raise
+        raise named from exc
     except BaseException:
         _remove_quietly(tmp)
         raise
@@ -393,3 +418,51 @@ def make_run_dir(outdir: str | os.PathLike[str], name: str) -> Path:
             continue
         return candidate
     raise RuntimeError(f"too many runs named {slug!r} in {parent}; choose another --outdir")
+
+
+# --------------------------------------------------------------------------- input paths
+
+
+class InputPathError(UsageError):
+    """A path given as an input file that is missing, a folder, a FIFO, a device, a socket or unreadable
+    (a usage error, exit 2). ``str()`` is one line saying what the path is."""
+
+
+def check_input_path(path: str | os.PathLike[str], what: str = "file", option: str | None = None) -> Path:
+    """The one check of every input file option: ``path`` must be a readable regular file.
+
+    Looks at the path with :func:`os.stat` only — never opens it, so a FIFO cannot block and a device is
+    never read. Symbolic links are followed.
+
+    Args:
+        path: the path as the user gave it (``~`` is expanded).
+        what: what the file should be, for the message (``"image"``, ``"latent file"`` …).
+        option: the option or argument that named it (``"--encoder"``), or ``None``.
+
+    Returns:
+        The expanded :class:`~pathlib.Path`.
+
+    Raises:
+        InputPathError: missing ("no such latent file: x.npz (--latents)"), or a folder, a named pipe, a device,
+            a socket, or a file that cannot be read — each said in one line.
+    """
+    p = Path(path).expanduser()
+    where = f" ({option})" if option else ""
+    try:
+        st = os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputPathError(f"no such {what}: {p}{where}") from None
+    except PermissionError:
+        raise InputPathError(f"{p} cannot be read (permission denied on a folder above it){where}") from None
+    except OSError as exc:
+        raise InputPathError(f"{p} cannot be read ({exc.strerror or type(exc).__name__}){where}") from None
+    mode = st.st_mode
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else None if stat.S_ISREG(mode) else "not a regular file")
+    if kind is not None:
+        label = f"{option} {p}" if option and option.startswith("-") else str(p)
+        raise InputPathError(f"{label} is {kind}, not a {what}")
+    if not os.access(p, os.R_OK):
+        raise InputPathError(f"{p} cannot be read (permission denied){where}")
+    return p

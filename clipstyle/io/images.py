@@ -17,11 +17,13 @@ float array ``[H, W, 3]`` in ``[0, 1]`` (:func:`load_image_array`), which
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from clipstyle.errors import BadFileError
+from clipstyle.io.files import check_input_path
 
 if TYPE_CHECKING:
     import torch
@@ -33,17 +35,13 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
-class ImageError(ValueError):
+class ImageError(BadFileError):
     """An image file is missing, unreadable or unusable. ``str()`` is one line naming the file."""
 
 
 def _open(path: str | os.PathLike[str]) -> Image.Image:
     """Open and fully decode ``path`` with EXIF orientation applied; errors become :class:`ImageError`."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ImageError(f"no such file: {path}")
-    if p.is_dir():
-        raise ImageError(f"{path} is a folder, not an image file")
+    p = check_input_path(path, "image file")  # missing, a folder, a FIFO, a device: said in one line
     try:
         with Image.open(p) as opened:
             opened.load()
@@ -91,11 +89,9 @@ def check_image(path: str | os.PathLike[str]) -> None:
     """Read only the header of ``path``: an image PIL can open (no pixels decoded).
 
     Raises:
-        ImageError: missing, a folder, not an image, or a damaged header.
+        InputPathError: missing, a folder, a FIFO, a device. ImageError: not an image, or a damaged header.
     """
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ImageError(f"no such file: {path}" if not p.exists() else f"{path} is not a regular file")
+    p = check_input_path(path, "image file")  # missing, a folder, a FIFO, a device: said in one line
     try:
         with Image.open(p):
             pass

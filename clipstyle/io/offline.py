@@ -23,6 +23,8 @@ import socket
 import threading
 import urllib.parse
 
+from clipstyle.errors import UserRuntimeError
+
 __all__ = ["PROBE_TIMEOUT", "OfflineError", "forget", "offline_forced", "offline_reason", "reachable"]
 
 #: Seconds the probe waits for name resolution plus the TCP connection.
@@ -32,7 +34,7 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
-class OfflineError(ConnectionError):
+class OfflineError(UserRuntimeError, ConnectionError):
     """Weights must be downloaded but the network is not reachable. ``str()`` is one line saying what to do."""
 
 

@@ -27,6 +27,8 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
+from clipstyle.errors import UserRuntimeError
+
 __all__ = ["KernelBuildError", "build", "cache_dir", "cuda_toolkit_problem", "source_dir"]
 
 KERNELS_DIR = Path(__file__).resolve().parent
@@ -38,7 +40,7 @@ CXX_FLAGS = ("-O3",)
 DEFAULT_ARCH_WITHOUT_DEVICE = "9.0"
 
 
-class KernelBuildError(RuntimeError):
+class KernelBuildError(UserRuntimeError):
     """A custom op could not be built or loaded; the message says why in one or a few lines."""
 
 

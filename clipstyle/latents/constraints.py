@@ -54,7 +54,7 @@ _FILE_INDEX = re.compile(r"^(.*)#(\d+)$")
 _BLEND = re.compile(r"^(?P<net>.+)@(?P<at>\d+)(?::(?P<smooth>[-+]?\d*\.?\d+))?$")
 
 
-class SpecError(ValueError):
+class SpecError(UsageError):
     """A ``--mix`` / ``--blend`` / source spec that does not parse (one-line message)."""
 
 
@@ -223,7 +223,7 @@ def constraint_rows(G: Any, blocks: str | None, mix: list[str] | tuple[str, ...]
         G: the generator (``num_ws``, ``block_groups()``, ``mapping`` for seed sources).
         blocks: ``--blocks`` (``None`` = the recipe's blocks, else every row).
         mix: the ``--mix SOURCE:BLOCKS`` specs (later ones win on shared rows).
-        recipe: a :class:`~clipstyle.guidance.recipes.Recipe` or ``None``.
+        recipe: a :class:`~clipstyle.guidance.recipes.Recipe` (anything with ``rows(num_ws, groups)``) or ``None``.
         device: device of the mixed rows.
         c: label ``[1, c_dim]`` for conditional networks (seed sources).
 
@@ -236,9 +236,7 @@ def constraint_rows(G: Any, blocks: str | None, mix: list[str] | tuple[str, ...]
         BlockSpecError / LatentFileError: see :func:`parse_mix`.
     """
     if blocks is None and recipe is not None:
-        from clipstyle.guidance.recipes import recipe_rows
-
-        free = recipe_rows(recipe, G.num_ws, G.block_groups())
+        free = recipe.rows(G.num_ws, G.block_groups())  # latents never import guidance: the recipe knows its rows
     else:
         free = parse_blocks(blocks, G.num_ws, G.block_groups())
     mixed = merge_mixes([parse_mix(spec, G, device, None if c is None else c[:1]) for spec in mix])
@@ -253,9 +251,7 @@ def latent_l2_weight(l2: float | None, recipe: Any, num_ws: int, w_dim: int, def
     if l2 is not None:
         return float(l2)
     if recipe is not None:
-        from clipstyle.guidance.recipes import keep_weight
-
-        return keep_weight(recipe, num_ws, w_dim)
+        return recipe.keep_weight(num_ws, w_dim)
     return float(default)
 
 

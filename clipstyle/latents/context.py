@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from clipstyle.latents.latent import LatentFileError
+from clipstyle.io.files import check_input_path
 
 __all__ = ["LatentContext", "NOISE_KEY", "read_context"]
 
@@ -136,14 +136,12 @@ def read_context(source: str | Path) -> LatentContext:
         :class:`LatentContext` (all fields None/empty for a file without meta, e.g. NVIDIA's ``projected_w.npz``).
 
     Raises:
-        LatentFileError: the file does not exist, is a folder, or is not a readable latent file.
+        InputPathError: the file does not exist, is a folder, a FIFO or a device.
+        LatentFileError: not a readable latent file.
     """
     text = str(source)
     path = Path(text.split("#", 1)[0] if "#" in text and not Path(text).exists() else text).expanduser()
-    if path.is_dir():
-        raise LatentFileError(f"{path} is a folder, not a latent file")
-    if not path.is_file():
-        raise LatentFileError(f"no such latent file: {path}")
+    check_input_path(path, "latent file")  # missing, a folder, a FIFO, a device: said in one line
     from clipstyle.latents.latent import read_latent_meta
 
     meta = read_latent_meta(path)  # any layout (.npz, .npy, torch); {} when it records nothing

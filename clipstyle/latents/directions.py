@@ -28,11 +28,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from clipstyle.errors import UsageError
+from clipstyle.io.files import check_input_path
+
 __all__ = ["DirectionError", "load_direction", "normalize_direction", "apply_direction", "collect_latents",
            "LearnedDirection", "learn_direction", "text_delta", "DirectionLatent", "TextDirection"]
 
 
-class DirectionError(ValueError):
+class DirectionError(UsageError):
     """A direction file or a training set that cannot be used (one-line message)."""
 
 
@@ -71,9 +74,7 @@ def load_direction(path: str | Path, num_ws: int, w_dim: int, component: int | N
     """
     from clipstyle.latents.latent import LatentFileError, describe_content, read_array_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such direction file: {path}")
+    path = check_input_path(path, "direction file")  # missing, a folder, a FIFO, a device: one line
     try:
         kind, obj = read_array_file(path, "direction")
     except LatentFileError as exc:

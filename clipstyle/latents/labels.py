@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from clipstyle.errors import UsageError
+
 __all__ = [
     "CLASS_HELP",
     "LABEL_AVG_SAMPLES",
@@ -43,7 +45,7 @@ CLASS_HELP = ("Label of a conditional network: K, several at once K1,K2,… (sum
               "an optional @S to scale the vector, or a .npy label vector.")
 
 
-class LabelError(ValueError):
+class LabelError(UsageError):
     """A ``--class`` value that does not fit the network (one-line message; a usage error)."""
 
 

@@ -16,16 +16,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from clipstyle.errors import UsageError
+from clipstyle.errors import BadFileError, UsageError
+from clipstyle.io.files import check_input_path
 
 GROUP_NAMES = ("coarse", "middle", "fine")
 
 
-class BlockSpecError(ValueError):
+class BlockSpecError(UsageError):
     """A block set such as ``0-3,8`` or ``coarse`` that does not parse or is out of range."""
 
 
-class LatentFileError(ValueError):
+class LatentFileError(BadFileError):
     """A latent file that is missing, unreadable or has the wrong shape."""
 
 
@@ -137,9 +138,7 @@ def read_array_file(path: str | Path, what: str = "latent") -> tuple[str, Any]:
         LatentFileError: missing, unreadable, truncated, or a torch pickle naming a global outside
             torch's weights-only allow-list (nothing from it ran). The message names what the file is.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise LatentFileError(f"no such {what} file: {path}")
+    path = check_input_path(path, f"{what} file")  # missing, a folder, a FIFO, a device: said in one line
     with open(path, "rb") as f:
         head = f.read(8)
     if head[:6] == b"\x93NUMPY":
@@ -287,10 +286,15 @@ def load_latents(path: str | Path, num_ws: int | None = None, w_dim: int | None 
 def read_latent_meta(path: str | Path) -> dict[str, Any]:
     """The JSON ``meta`` of a latent file of any layout (``{}`` when it has none: .npy, torch, NVIDIA's).
 
+    The file is checked as a latent on the way (a known layout of finite floats), so the commands that read
+    the meta to choose a network name a bad file before any network loads.
+
     Raises:
-        LatentFileError: missing or unreadable file.
+        InputPathError: missing, a folder, a FIFO, a device.
+        LatentFileError: unreadable, or no latent (the message says what it holds), or NaN/inf values.
     """
-    _, obj = read_array_file(path, "latent")
+    kind, obj = read_array_file(path, "latent")
+    _latent_array(kind, obj, Path(path))  # validated before the meta is trusted
     raw = obj.get("meta") if isinstance(obj, dict) else None
     try:
         meta = json.loads(str(raw)) if isinstance(raw, np.ndarray) else {}

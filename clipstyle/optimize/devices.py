@@ -6,13 +6,15 @@ MPS (Apple GPUs) runs the PyTorch reference kernels (the CUDA extensions are CUD
 
 from __future__ import annotations
 
+from clipstyle.errors import UsageError
+
 __all__ = ["DeviceError", "DEVICES", "resolve_device", "mps_available"]
 
 #: The values ``--device`` takes (``cuda:N`` is accepted too).
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-class DeviceError(ValueError):
+class DeviceError(UsageError):
     """A device that was asked for but is not there, or an unknown device name (one-line message)."""
 
 

@@ -124,30 +124,32 @@ def latent_file_of(spec: str) -> Path | None:
 
 
 def read_latent_meta(path: Any) -> dict:
-    """The JSON ``meta`` of a latent file of any layout (``{}`` when it has none or cannot be read: the latent
-    loader reports a bad file with its own message)."""
+    """The JSON ``meta`` of a latent file of any layout (``{}`` when it has none). Read before the network it
+    names is loaded, so a bad file is named here (never reported as the failed download of a default network).
+
+    Raises:
+        InputPathError / LatentFileError: see :func:`clipstyle.latents.latent.read_latent_meta`.
+    """
     from clipstyle.latents.latent import read_latent_meta as read_meta
 
-    try:
-        return read_meta(path)
-    except Exception:  # noqa: BLE001 - parse_sources raises the user-facing LatentFileError
-        return {}
+    return read_meta(path)
 
 
 def network_for_latents(path: Path | None, network: str | None, meta: dict | None = None) -> str:
     """The network a latent file is rendered with unless told otherwise — the one rule of every command that
     reads latents: ``network`` when given; else the pivotal-tuning generator the file names
-    (``meta['generator']``, relative to the file); else the network its meta records; else ``ffhq``.
+    (``meta['generator']``, relative to the file); else the network its meta records; else ``ffhq``. The file
+    is read (and checked as a latent) first, so a bad file is named before any network loads.
 
     Raises:
-        LatentFileError: the file names a tuned generator that is missing (pass ``--network`` to render it
-            with another network).
+        InputPathError / LatentFileError: a missing or bad latent file; a file that names a tuned generator
+            that is missing (pass ``--network`` to render it with another network).
     """
+    if path is None:
+        return network or "ffhq"
+    meta = read_latent_meta(path) if meta is None else meta  # a bad file is named before any network loads
     if network:
         return network
-    if path is None:
-        return "ffhq"
-    meta = read_latent_meta(path) if meta is None else meta
     tuned = meta.get("generator")
     if tuned:
         tuned_path = Path(tuned) if Path(tuned).is_absolute() else Path(path).parent / tuned

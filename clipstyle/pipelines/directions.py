@@ -62,7 +62,7 @@ def direction_apply(latents: "str | DirectionApplySettings | None" = None, direc
     from clipstyle.render.files import make_grid
 
     lo, hi = parse_range(strength, "--strength")
-    values = factors(lo, hi, frames)
+    values = factors(lo, hi, frames if lo != hi else 1)  # one strength ("5" or "5:5") is one frame
     nm = check_noise_mode(noise_mode)
     path = latent_file_of(latents)
     meta = read_latent_meta(path) if path is not None else {}

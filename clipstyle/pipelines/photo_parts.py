@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from clipstyle.errors import UsageError
 from clipstyle.pipelines.run import Run
 
 #: File name of a pivotal-tuning generator inside a run folder (named by ``latents.npz``'s meta).
 TUNED_GENERATOR = "generator.safetensors"
 
 
-class PhotoOptionError(ValueError):
+class PhotoOptionError(UsageError):
     """A bad option of a photo workflow (a usage error: one line)."""
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from clipstyle.errors import UsageError, UserRuntimeError
 from clipstyle.io.files import atomic_temp_path, atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -33,6 +34,9 @@ __all__ = [
     "make_grid",
     "save_gif",
     "save_mp4",
+    "IMAGE_FORMATS",
+    "image_format",
+    "save_image",
     "save_png",
     "side_by_side",
     "to_uint8",
@@ -42,7 +46,7 @@ ImageInput = Union[np.ndarray, "torch.Tensor"]
 VIDEO_INSTALL_HINT = "pip install imageio-ffmpeg (or pip install clipstyle[video])"
 
 
-class RenderError(RuntimeError):
+class RenderError(UserRuntimeError):
     """An image or video could not be produced; ``str()`` is one line saying what to do."""
 
 
@@ -145,6 +149,46 @@ def save_png(path: str | os.PathLike[str], img: ImageInput, *, metadata: Mapping
             info.add_itxt(str(key), str(value))
     buf = io.BytesIO()
     pil.save(buf, format="PNG", pnginfo=info)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+#: Still-image formats by file extension (PIL's format names): what ``render --out`` and the like write.
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
+                 ".tiff": "TIFF"}
+
+
+def image_format(path: str | os.PathLike[str]) -> str:
+    """The PIL format that ``path``'s extension names (``x.jpg`` → ``JPEG``).
+
+    Raises:
+        UsageError: an extension that is no still-image format we write (checked before any work).
+    """
+    suffix = Path(path).suffix.lower()
+    fmt = IMAGE_FORMATS.get(suffix)
+    if fmt is None:
+        raise UsageError(f"cannot write an image as {suffix or 'a file without extension'} ({path}); use one of "
+                         f"{', '.join(sorted(IMAGE_FORMATS))}")
+    return fmt
+
+
+def save_image(path: str | os.PathLike[str], img: ImageInput) -> Path:
+    """Write one image in the format its extension names (:data:`IMAGE_FORMATS`; JPEG at quality 95), atomically.
+
+    Args:
+        path: destination file (parent folder must exist); replaced if it exists.
+        img: see :func:`as_uint8_image`.
+
+    Raises:
+        UsageError: an unknown extension. RenderError: unusable image.
+    """
+    fmt = image_format(path)
+    if fmt == "PNG":
+        return save_png(path, img)
+    pil = _to_pil(as_uint8_image(img))
+    if fmt == "JPEG" and pil.mode == "RGBA":
+        pil = pil.convert("RGB")  # JPEG has no alpha
+    buf = io.BytesIO()
+    pil.save(buf, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
     return atomic_write_bytes(path, buf.getvalue())
 
 

@@ -13,6 +13,8 @@ queue. Named API endpoints (for ``gradio_client``): ``/text_to_image`` (prompt, 
 from __future__ import annotations
 
 import importlib.util
+import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +22,23 @@ import gradio as gr
 
 from clipstyle.ui.runner import Models, StopFlags, UIConfig, preview, status_html, stream
 
-__all__ = ["build_app", "launch", "user_errors"]
+__all__ = ["build_app", "launch", "ui_error"]
 
 CSS = (".cs-status progress { width: 60%; height: 1.1em; vertical-align: middle; }\n"
        # small networks (the 64² test fixture) are shown scaled up, pixels kept sharp
        ".cs-big img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }")
 
 
-def user_errors() -> tuple[type, ...]:
-    """Exceptions that are the user's mistake (shown as one line in the UI); anything else is a bug."""
-    from clipstyle.generator.formats.common import CheckpointError
+def ui_error(exc: BaseException) -> Exception:
+    """The ``gr.Error`` shown for ``exc``: :func:`clipstyle.errors.error_line`, the line the CLI and a batch job
+    show for the same exception (a bug says it is one, and its traceback goes to the server's stderr)."""
+    if isinstance(exc, gr.Error):
+        return exc
+    from clipstyle.errors import describe, error_line
 
-    return (ValueError, FileNotFoundError, CheckpointError)
+    if describe(exc) is None:
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    return gr.Error(error_line(exc))
 
 
 def _session(request: Any) -> str:
@@ -59,13 +66,9 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
     groups = list(G.block_groups())
     row_labels = [f"{i} {groups[i]}" if i < len(groups) else str(i) for i in range(G.num_ws)]
     row_choices = [(label, i) for i, label in enumerate(row_labels)]  # shown: "3 middle", sent: 3
-    errors = user_errors()
     from clipstyle.guidance.recipes import list_recipes
 
     recipes = list_recipes()
-
-    def fail(exc: BaseException) -> Exception:
-        return gr.Error(" ".join(str(exc).split()) or type(exc).__name__)
 
     # ------------------------------------------------------------------------------------------ Text
     def text_generate(prompt: str, steps: float, seed: float, blocks: list, mix_seed: float, mix_rows: list,
@@ -104,8 +107,8 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                             f"{r.best_step + 1})" if run.interrupted else
                             f"done: {r.steps_done} steps, best loss {r.best_loss:.4f} → {run_dir.name}")
                     yield run.image, status_html(r.steps_done, n, text), run.image, _files(run_dir)
-        except errors as exc:
-            raise fail(exc) from None
+        except Exception as exc:  # noqa: BLE001 - classified by type in ui_error
+            raise ui_error(exc) from None
 
     def stop(request: gr.Request) -> None:
         stops.stop(_session(request))  # the running job ends after its current step, keeping the best
@@ -118,8 +121,8 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                 return text_to_image(prompt, network=config.network, clip_model=config.clip_model,
                                      clip_pretrained=config.clip_pretrained, steps=int(steps),
                                      G=models.G, guide=models.guide).image
-        except errors as exc:
-            raise fail(exc) from None
+        except Exception as exc:  # noqa: BLE001 - classified by type in ui_error
+            raise ui_error(exc) from None
 
     # ----------------------------------------------------------------------------------- Styleblocks
     def styleblocks_render(seed: float, around: str, *factors: float):
@@ -128,10 +131,13 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
         from clipstyle.latents import start_ws
         from clipstyle.latents.styleblocks import render_ws, scale_rows
 
-        with models.lock:
-            ws, _ = start_ws(models.G, seed=_int_or_none(seed))
-            center = models.G.w_avg.detach().to(torch.float32) if around == "avg" else None
-            return render_ws(models.G, scale_rows(ws, [float(f) for f in factors], center))[0]
+        try:
+            with models.lock:
+                ws, _ = start_ws(models.G, seed=_int_or_none(seed))
+                center = models.G.w_avg.detach().to(torch.float32) if around == "avg" else None
+                return render_ws(models.G, scale_rows(ws, [float(f) for f in factors], center))[0]
+        except Exception as exc:  # noqa: BLE001 - classified by type in ui_error
+            raise ui_error(exc) from None
 
     # ------------------------------------------------------------------------------------------- Mix
     def mix_render(seed_a: float, seed_b: float, rows: list):
@@ -144,8 +150,8 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                     return generate(seeds=str(a), G=models.G).image
                 return mix_grid(rows=str(a), cols=str(b), blocks=",".join(str(int(r)) for r in rows),
                                 G=models.G).image
-        except errors as exc:
-            raise fail(exc) from None
+        except Exception as exc:  # noqa: BLE001 - classified by type in ui_error
+            raise ui_error(exc) from None
 
     # ----------------------------------------------------------------------------------------- Blend
     def blend_render(network_b: str, at: str, smooth: float, seed: float):
@@ -161,8 +167,8 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                 blended = blend(config.network, network_b, at=int(at), smooth=float(smooth) or None,
                                 device=models.device, G_a=models.G, G_b=G_b)
                 return side_by_side(generate(seeds=s, G=models.G).images[0], generate(seeds=s, G=blended).images[0])
-        except errors as exc:
-            raise fail(exc) from None
+        except Exception as exc:  # noqa: BLE001 - classified by type in ui_error
+            raise ui_error(exc) from None
 
     # ----------------------------------------------------------------------------------- Interpolate
     def interpolate_run(sources: str, frames: float, mode: str, loop: bool, request: gr.Request):
@@ -186,8 +192,8 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                     done_text = f"{total} frames → {run_dir.name}"
                     yield (str(run_dir / "interpolation.gif"), status_html(total, total, done_text, "interpolate"),
                            [str(run_dir / "interpolation.gif"), str(run_dir / "latents.npz")])
-        except errors as exc:
-            raise fail(exc) from None
+        except Exception as exc:  # noqa: BLE001 - classified by type in ui_error
+            raise ui_error(exc) from None
 
     # ----------------------------------------------------------------------------------------- Photo
     try:
@@ -227,8 +233,8 @@ def build_app(config: UIConfig, models: Models | None = None) -> Any:
                     yield payload.image, status_html(1, 1, f"{action}: done → {run_dir.name}", "photo"), _files(run_dir)
                 else:  # align returns the aligned image itself
                     yield payload, status_html(1, 1, f"{action}: done", "photo"), gr.skip()
-        except errors as exc:
-            raise fail(exc) from None
+        except Exception as exc:  # noqa: BLE001 - classified by type in ui_error
+            raise ui_error(exc) from None
 
     # ---------------------------------------------------------------------------------------- layout
     heavy = {"concurrency_limit": 1, "concurrency_id": "model"}

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 import torch
 
+from clipstyle.errors import BadFileError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(BadFileError):
     """A checkpoint that is readable but not a network we support (one-line message)."""
 
 
@@ -54,3 +58,14 @@ def safe_text(value: object, limit: int = 80) -> str:
             out.append(ch.encode("unicode_escape").decode("ascii"))
     s = "".join(out)
     return s if len(text) <= limit else s[:limit] + "…"
+
+
+def public_source(text: Any) -> str:
+    """A source string fit for metadata: URLs and aliases unchanged, a file path reduced to its name."""
+    s = str(text or "")
+    if "://" in s and not s.startswith("file://"):
+        return s
+    s = s.removeprefix("file://")
+    if "/" in s or "\\" in s or s.startswith("~"):
+        return Path(s.replace("\\", "/")).name
+    return s

@@ -34,9 +34,9 @@ from clipstyle.generator.formats.budget import (
 from clipstyle.generator.formats.common import (
     CheckpointError,
     load_state_exact,
+    public_source,
     safe_text,
 )
-from clipstyle.generator.formats.writers import public_source
 
 FORMAT_VERSION = "1"
 _RESERVED = ("clipstyle_format", "kind", "config", "source", "source_format")

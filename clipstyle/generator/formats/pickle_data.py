@@ -24,13 +24,14 @@ import torch
 from clipstyle.generator.formats.budget import BudgetError, limits
 from clipstyle.generator.formats.common import safe_text
 from clipstyle.generator.formats.pickle_vm import Global, Pending, run_pickle
+from clipstyle.errors import BadFileError
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(BadFileError, pickle.UnpicklingError):
     """The pickle names a global or a construction that is not allowed (nothing from it ran)."""
 
 
-class CorruptPickleError(pickle.UnpicklingError):
+class CorruptPickleError(BadFileError, pickle.UnpicklingError):
     """The file is truncated, is not a valid pickle, or its objects have invalid state."""
 
 

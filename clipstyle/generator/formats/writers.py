@@ -16,12 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clipstyle.generator.formats.common import CheckpointError
+from clipstyle.errors import UsageError
+from clipstyle.generator.formats.common import CheckpointError, public_source
 
 WRITABLE = {".safetensors": "clipstyle", ".pt": "rosinality", ".pth": "rosinality"}
 
 
-class UnwritableFormatError(ValueError):
+class UnwritableFormatError(UsageError):
     """An output extension we cannot write (a usage error)."""
 
 
@@ -38,17 +39,6 @@ def output_format(path: str | Path) -> str:
         raise UnwritableFormatError(f"cannot write a network as {suffix or 'a file without extension'}{why}; "
                                     f"use .safetensors (clipstyle) or .pt (rosinality, StyleGAN2 only)")
     return fmt
-
-
-def public_source(text: Any) -> str:
-    """A source string fit for metadata: URLs and aliases unchanged, a file path reduced to its name."""
-    s = str(text or "")
-    if "://" in s and not s.startswith("file://"):
-        return s
-    s = s.removeprefix("file://")
-    if "/" in s or "\\" in s or s.startswith("~"):
-        return Path(s.replace("\\", "/")).name
-    return s
 
 
 def save_network(G: Any, path: str | Path, meta: dict[str, Any] | None = None) -> list[str]:
