@@ -68,7 +68,7 @@ def tiny_sg3(seed: int = 0, radial: bool = False):
     """A random StyleGAN3 (config T, or R with ``radial``), 64², z = w = 64, 6 layers (``num_ws`` = 8)."""
     from clipstyle.generator.stylegan3 import StyleGAN3Config, StyleGAN3Generator
 
-    kw = dict(conv_kernel=1, use_radial_filters=True) if radial else {}
+    kw = {"conv_kernel": 1, "use_radial_filters": True} if radial else {}
     cfg = StyleGAN3Config.design(RESOLUTION, z_dim=W_DIM, w_dim=W_DIM, channel_base=1024, channel_max=32,
                                  num_layers=6, num_critical=2, margin_size=4, **kw)
     with torch.random.fork_rng(devices=[]):
@@ -119,7 +119,7 @@ def _irse_backbone(widths: tuple[int, int, int, int], embedding: int | None):
     return IRSEBackbone(IRSEConfig(widths[0], tuple(units), stages, embedding, flat))
 
 
-def arcface_state(seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
+def arcface_state(seed: int = 0) -> OrderedDict[str, torch.Tensor]:
     """ArcFace IR-SE50 weights in the ``model_ir_se50.pth`` layout (``input_layer.*``, ``body.0-23.*``,
     ``output_layer.*``, BatchNorm counters included), stage widths 4/8/12/16, a 16-d embedding."""
     g = torch.Generator().manual_seed(seed + 100)
@@ -157,7 +157,7 @@ def e4e_checkpoint(G, seed: int = 0) -> dict:
     for k, v in enc.state_dict().items():
         if k == "latent_avg":
             continue
-        state["encoder." + (k[len("body."):] if k.startswith("body.") else k)] = v.clone()
+        state["encoder." + k.removeprefix("body.")] = v.clone()
     decoder, w_avg, _ = rosinality_state(G)
     for k, v in decoder.items():
         state["decoder." + k] = v
