@@ -108,7 +108,7 @@ def test_clipstyle_ui_starts_with_one_command(tmp_path):
             except OSError:
                 time.sleep(0.5)
         assert page is not None, proc.stdout.read() if proc.poll() is not None else "no answer in 90 s"
-        assert "sg2_skip_64" in page and "text_to_image" in page  # the app's config: its network, its endpoints
+        assert "tiny_sg2" in page and "text_to_image" in page  # the app's config: its network, its endpoints
     finally:
         proc.terminate()
         proc.wait(timeout=30)
