@@ -18,7 +18,7 @@ from PIL import Image
 from clipstyle.cli import click_app, walk_commands
 
 from ._cli import TINY_CLIP, run_cli
-from ._fixtures import fixture_path
+from . import _tiny
 
 COMMANDS = {" ".join(path): cmd for path, cmd in walk_commands(click_app())}
 
@@ -33,7 +33,7 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("inputs")
     from clipstyle.latents import save_latents
 
-    net = fixture_path("sg2_skip_64.pkl")
+    net = _tiny.network_file("sg2")
     photo = root / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(photo)
     lat = root / "lat.npz"
@@ -48,7 +48,7 @@ def files(tmp_path_factory):
     jobs = root / "jobs.jsonl"
     jobs.write_text('{"prompt": "x", "steps": 1}\n')
     return {"NET": str(net), "PHOTO": str(photo), "LAT": str(lat), "DIR": str(direction), "POS": str(pos),
-            "NEG": str(neg), "JOBS": str(jobs), "E4E": str(fixture_path("e4e_tiny_64.pt")), "root": root}
+            "NEG": str(neg), "JOBS": str(jobs), "E4E": str(_tiny.e4e_file()), "root": root}
 
 
 #: The least each command needs to get past argument parsing (placeholders filled from ``files``).

@@ -13,7 +13,7 @@ from clipstyle.latents import LatentFileError, save_latents
 from clipstyle.latents.context import read_context
 
 from ._cli import run_cli
-from ._fixtures import fixture_path
+from . import _tiny
 
 
 def test_read_context_returns_what_the_file_records(tmp_path):
@@ -60,7 +60,7 @@ def test_read_context_errors(tmp_path):
 
 
 def test_invert_z_uses_the_recorded_truncation(tmp_path, capsys):
-    net = fixture_path("sg2_skip_64.pkl")
+    net = _tiny.network_file("sg2")
     code, out, err = run_cli(["generate", "--network", net, "--seeds", "3", "--truncation", "0.5", "--device", "cpu",
                               "--outdir", tmp_path], capsys)
     assert code == 0, err

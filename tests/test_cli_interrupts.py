@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from ._cli import TINY_CLIP
-from ._fixtures import fixture_path
+from . import _tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
@@ -58,7 +58,7 @@ class Child:
 
 
 def text_args(outdir: Path, *extra) -> list:
-    return ["x", "--network", fixture_path("sg2_skip_64.pkl"), "--clip-model", TINY_CLIP, "--clip-pretrained", "none",
+    return ["x", "--network", _tiny.network_file("sg2"), "--clip-model", TINY_CLIP, "--clip-pretrained", "none",
             "--steps", "100000", "--device", "cpu", "--cutouts", "0", "--outdir", outdir, *extra]
 
 
@@ -95,7 +95,7 @@ def test_ctrl_c_in_the_loop_keeps_the_best(tmp_path):
 def test_ctrl_c_in_the_projection_of_edit_stops_the_whole_command(tmp_path):
     photo = tmp_path / "p.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(photo)
-    child = Child(["edit", photo, "a smile", "--network", fixture_path("sg2_skip_64.pkl"), "--clip-model", TINY_CLIP,
+    child = Child(["edit", photo, "a smile", "--network", _tiny.network_file("sg2"), "--clip-model", TINY_CLIP,
                    "--clip-pretrained", "none", "--perceptual", "none", "--mse", "1", "--project-steps", "100000",
                    "--steps", "100000", "--device", "cpu", "--cutouts", "0", "--outdir", tmp_path / "out"])
     child.wait_for("projecting")
@@ -116,7 +116,7 @@ def test_a_ctrl_c_in_one_phase_stops_the_next(tmp_path):
     from clipstyle.latents import Latent
     from clipstyle.optimize.loop import Schedule, run
 
-    G = read_generator_file(fixture_path("sg2_skip_64.pkl"))
+    G = read_generator_file(_tiny.network_file("sg2"))
     steps = []
 
     def loss(images, ws):

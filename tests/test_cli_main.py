@@ -13,7 +13,7 @@ from PIL import Image
 from clipstyle.cli import main
 
 from ._cli import TINY_CLIP, run_cli
-from ._fixtures import fixture_path
+from . import _tiny
 
 PROMPT = "blond kid with green eyes"
 
@@ -33,7 +33,7 @@ def clip_distance(guide, G, ws: torch.Tensor, prompt: str) -> float:
 @pytest.fixture(scope="module")
 def main_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("main")
-    net = fixture_path("sg2_skip_64.pkl")
+    net = _tiny.network_file("sg2")
     capture = pytest.CaptureFixture  # noqa: F841  (documentation: we capture manually below)
     import contextlib
     import io
@@ -83,7 +83,7 @@ def test_clip_loss_falls_by_a_margin(main_run):
 
 
 def test_blocks_leave_other_rows_bit_identical(tmp_path, capsys):
-    net = fixture_path("sg2_skip_64.pkl")
+    net = _tiny.network_file("sg2")
     code, out, err = run_cli([PROMPT, *base_args(tmp_path, net, steps=10), "--blocks", "8-9", "--seed", "3",
                               "--truncation", "0.7"], capsys)
     assert code == 0, err
@@ -106,7 +106,7 @@ def test_seed_matches_nvidia_z():
 
 
 def test_image_prompt_loss_falls(tmp_path, capsys):
-    net = fixture_path("sg2_skip_64.pkl")
+    net = _tiny.network_file("sg2")
     target = tmp_path / "target.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(target)
@@ -115,7 +115,7 @@ def test_image_prompt_loss_falls(tmp_path, capsys):
     hist = json.loads((Path(out.strip()) / "run.json").read_text())["loss_history"]
     first = np.mean([h["image"] for h in hist[:3]])
     last = np.mean([h["image"] for h in hist[-3:]])
-    assert last < first - 0.02, (first, last)
+    assert last < 0.8 * first, (first, last)  # the image loss falls (by a fifth at least)
 
 
 @pytest.mark.parametrize("args,code,needle", [
@@ -127,7 +127,7 @@ def test_image_prompt_loss_falls(tmp_path, capsys):
     (["x", "--image-prompt", "/nonexistent.png"], 2, "no such image"),
 ])
 def test_user_mistakes_get_one_line_and_exit_code(tmp_path, capsys, args, code, needle):
-    net = fixture_path("sg2_skip_64.pkl")
+    net = _tiny.network_file("sg2")
     full = [*args]
     if "--network" not in full:
         full += ["--network", net]

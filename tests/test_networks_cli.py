@@ -13,6 +13,7 @@ from PIL import Image
 from clipstyle.generator import read_generator_file
 
 from ._cli import TINY_CLIP, run_cli
+from . import _tiny
 from ._fixtures import fixture_path
 
 # fixture file → (num_ws, resolution, kind, per-row resolutions)
@@ -39,7 +40,7 @@ def test_info_reports_rows_and_resolutions(name, capsys):
 
 
 def test_info_table_is_readable(capsys):
-    code, out, err = run_cli(["info", fixture_path("sg2_skip_64.pkl")], capsys)
+    code, out, err = run_cli(["info", _tiny.network_file("sg2")], capsys)
     assert code == 0, err
     assert "num_ws=10" in out and "coarse" in out and "fine" in out and "architecture: skip" in out
 
@@ -68,7 +69,7 @@ def test_generate_seeds(name, tmp_path, capsys):
 
 
 def test_generate_bad_seeds(tmp_path, capsys):
-    code, out, err = run_cli(["generate", "--network", fixture_path("sg2_skip_64.pkl"), "--seeds", "3-x",
+    code, out, err = run_cli(["generate", "--network", _tiny.network_file("sg2"), "--seeds", "3-x",
                               "--outdir", tmp_path], capsys)
     assert code == 2 and "bad seed" in err and "Traceback" not in err
 
