@@ -66,7 +66,7 @@ def test_toml_jobs_with_defaults(tmp_path):
     ('{"prompt": "a", "id": "x"}\n{"prompt": "b", "id": "X"}\n', "jobs.jsonl:2: id 'X' is already used on line 1"),
     ('{"prompt": "a"}\n{"prompt": "a"}\n', "the same options: give one of them an 'id'"),
     ('{"seed": 3}\n', "jobs.jsonl:1: the prompt is empty"),
-    ('{"prompt": "a", "precision": "fp8"}\n', "--precision must be one of fp32, bf16, fp16"),
+    ('{"prompt": "a", "precision": "fp8"}\n', "--precision must be one of auto, fp32, tf32, bf16, fp16, got 'fp8'"),
     ('# nothing\n\n', "holds no job"),
     ('{"prompt": "a"}\n' + "[" * 100000 + "\n", "jobs.jsonl:2: JSON nested too deeply"),
 ])

@@ -14,6 +14,8 @@ import os
 import sys
 
 DEFAULT_COMMAND = "text"
+#: Exit codes of a stopped command → its stderr line (SIGINT = Ctrl-C, SIGTERM, SIGHUP; 128 + the signal).
+INTERRUPTED = {130: "interrupted", 143: "interrupted (SIGTERM)", 129: "interrupted (SIGHUP)"}
 #: How close a first word must be to a command name to be taken for a typo of it (difflib ratio).
 NEAR_MISS_CUTOFF = 0.85
 
@@ -185,7 +187,6 @@ def main(argv: list[str] | None = None) -> None:
             os.environ["CLIPSTYLE_DEBUG"] = "1"
         code = _main(args)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
         code = 130
     finally:
         if debug:
@@ -193,7 +194,9 @@ def main(argv: list[str] | None = None) -> None:
                 os.environ.pop("CLIPSTYLE_DEBUG", None)
             else:
                 os.environ["CLIPSTYLE_DEBUG"] = previous
-    if code in (130, 143, 129) and real_process:  # Ctrl-C, SIGTERM, SIGHUP (cli.common.InterruptWatch)
+    if code in INTERRUPTED:  # one line, whichever layer saw the signal (the command's guard, Typer, an import)
+        print(INTERRUPTED[code], file=sys.stderr)
+    if code in INTERRUPTED and real_process:  # Ctrl-C, SIGTERM, SIGHUP (cli.common.InterruptWatch)
         # An interrupt may have left an import (torch's) half done: leave without running finalizers.
         try:
             sys.stdout.flush()

@@ -180,9 +180,8 @@ def handle_errors(func: F) -> F:
             if exc.exit_code:
                 folders.clean()
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # the line "interrupted" is printed once, by clipstyle.cli.main, from the code
             folders.clean()
-            print(watch.message, file=sys.stderr)
             raise typer.Exit(watch.exit_code) from None
         except Exception as exc:  # noqa: BLE001 - classified by type below, never by a guess
             folders.clean()
@@ -197,7 +196,6 @@ def handle_errors(func: F) -> F:
         if nonfinite:
             raise fail(nonfinite[0], EXIT_RUNTIME)
         if watch.interrupted:
-            print(watch.message, file=sys.stderr)
             raise typer.Exit(watch.exit_code)
         return result
 
