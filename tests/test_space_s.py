@@ -1,0 +1,94 @@
+"""``--space s``: the text optimization in StyleSpace S (StyleCLIP's --work_in_stylespace) on the tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ._cli import TINY_CLIP, run_cli
+from . import _tiny
+
+PROMPT = "a red face"
+
+
+def _api(net, **kw):
+    from clipstyle import text_to_image
+
+    opts = dict(network=str(net), clip_model=TINY_CLIP, clip_pretrained="none", steps=6, seed=5, cutouts=4,
+                device="cpu", space="s", lr=0.3)
+    opts.update(kw)
+    return text_to_image(PROMPT, **opts)
+
+
+def test_loss_falls_and_ws_stays_the_start(tiny_network_path):
+    from clipstyle.generator import load_generator
+    from clipstyle.latents import start_ws
+
+    run = _api(tiny_network_path, steps=8)
+    losses = [h["loss"] for h in run.result.history]
+    assert min(losses[1:]) < losses[0]
+    ws0, _ = start_ws(load_generator(str(tiny_network_path), device="cpu"), seed=5)
+    assert torch.equal(run.ws, ws0)  # the styles carry the edit
+    styles = run.extra_arrays["styles"]
+    assert styles.dtype == np.float32 and styles.ndim == 2 and run.meta == {"space": "s"}
+
+
+def test_channels_outside_the_blocks_stay_bit_identical(tiny_network_path):
+    from clipstyle.generator import load_generator
+    from clipstyle.generator.stylespace import flatten_styles, style_layers
+    from clipstyle.latents import start_ws
+
+    G = load_generator(str(tiny_network_path), device="cpu")
+    run = _api(tiny_network_path, G=G, blocks="2-5")
+    layers = style_layers(G)
+    ws0, _ = start_ws(G, seed=5)
+    with torch.no_grad():
+        s0 = flatten_styles(G.styles(ws0), layers).numpy()
+    styles = run.extra_arrays["styles"]
+    inside = np.zeros(s0.shape[1], bool)
+    for l in layers:
+        if l.ws_index in (2, 3, 4, 5):
+            inside[l.offset:l.offset + l.width] = True
+    assert inside.any() and not inside.all()
+    assert np.array_equal(styles[:, ~inside], s0[:, ~inside])
+    assert not np.array_equal(styles[:, inside], s0[:, inside])
+
+
+def test_cli_and_api_give_the_same_styles_and_render_reproduces_result(tiny_network_path, tmp_path, capsys):
+    from clipstyle.pipelines.creative import render
+
+    code, out, err = run_cli([PROMPT, "--network", tiny_network_path, "--clip-model", TINY_CLIP, "--clip-pretrained",
+                              "none", "--steps", "6", "--seed", "5", "--cutouts", "4", "--lr", "0.3", "--space", "s",
+                              "--outdir", tmp_path, "--device", "cpu", "--quiet"], capsys)
+    assert code == 0, err
+    folder = Path(out.strip())
+    with np.load(folder / "latents.npz", allow_pickle=False) as data:
+        cli_styles = data["styles"]
+    api = _api(tiny_network_path)
+    assert np.array_equal(cli_styles, api.extra_arrays["styles"])
+    again = render(str(folder / "latents.npz"), network=str(tiny_network_path), device="cpu")
+    import imageio.v3 as iio
+
+    assert np.array_equal(again.images[0], iio.imread(folder / "result.png"))
+    assert np.array_equal(again.images, api.images)
+
+
+def test_a_bad_combination_is_refused_before_any_model_loads(tiny_network_path, tmp_path, capsys, monkeypatch):
+    from clipstyle.workflows.base import SettingsError
+    from clipstyle.workflows.text import TextSettings
+
+    with pytest.raises(SettingsError, match="--space s"):
+        TextSettings(prompt="a face", space="s", l2=0.01)
+    import clipstyle.pipelines.common as common
+
+    def no_load(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(common, "load_network", no_load)
+    monkeypatch.setattr(common, "load_guide", no_load)
+    code, out, err = run_cli([PROMPT, "--network", tiny_network_path, "--clip-model", TINY_CLIP, "--space", "s",
+                              "--l2", "0.01", "--outdir", tmp_path, "--device", "cpu"], capsys)
+    assert code == 2 and "--space s" in err and len(err.strip().splitlines()) == 1
