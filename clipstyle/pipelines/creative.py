@@ -278,13 +278,16 @@ def render(latents: "str | RenderSettings | None" = None, /, *, G: Any = None, d
         noise = read_noise(path, G, meta.get("noise"))
         if noise:
             synth, noise_used = SynthesisWithNoise(G, noise), True
-    styles = _file_styles(path, G, ws, blend, noise_used)
+    styles = _file_styles(path, G, ws)
     if styles is not None:  # a --space s result: its image is the stored styles' (ws is only their start)
         from clipstyle.latents.stylespace import render_flat
         from clipstyle.optimize.loop import to_uint8_frames
 
-        with torch.no_grad():
-            imgs = to_uint8_frames(render_flat(G, ws, styles, check_noise_mode(noise_mode)))
+        from clipstyle.pipelines.photo_edit import StyleSynthesisWithNoise
+
+        with torch.no_grad():  # with the file's noise maps when they are used (an edited projection)
+            imgs = to_uint8_frames(render_flat(StyleSynthesisWithNoise(G, synth.noise) if noise_used else G, ws,
+                                               styles, check_noise_mode(noise_mode)))
     else:
         imgs = render_ws(synth, ws, check_noise_mode(noise_mode))
     settings = {"command": "render", "latents": latents, "network": source,
@@ -293,13 +296,13 @@ def render(latents: "str | RenderSettings | None" = None, /, *, G: Any = None, d
                ws_=ws.cpu(), images_=imgs)
 
 
-def _file_styles(path: Any, G: Any, ws: torch.Tensor, blend: str | None, noise_used: bool) -> torch.Tensor | None:
+def _file_styles(path: Any, G: Any, ws: torch.Tensor) -> torch.Tensor | None:
     """The StyleSpace codes ``styles`` float32 ``[N, C]`` a ``--space s`` run stored in ``path`` (None when it has
     none).
 
     Raises:
-        LatentFileError: styles that do not fit ``G``'s S layout or the file's ws count, non-finite values, or
-            combined with ``--blend`` or the file's noise maps (one line each).
+        LatentFileError: styles that do not fit ``G``'s S layout or the file's ws count, non-finite values (one
+            line each).
     """
     import numpy as np
 
@@ -321,9 +324,6 @@ def _file_styles(path: Any, G: Any, ws: torch.Tensor, blend: str | None, noise_u
                               f"[{ws.shape[0]}, {need}]")
     if not np.isfinite(arr).all():
         raise LatentFileError(f"{path}: its StyleSpace codes contain NaN or infinite values")
-    if blend or noise_used:
-        raise LatentFileError(f"{path} holds StyleSpace codes (--space s): render it without --blend and with "
-                              "--no-file-noise")
     return torch.from_numpy(arr.copy())
 
 
