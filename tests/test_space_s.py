@@ -156,3 +156,12 @@ def test_edit_refuses_l2_in_s_before_loading(projected):
 
     with pytest.raises(SettingsError, match="--space s"):
         EditSettings(latents=str(projected), prompt="a smile", space="s", l2=0.01)
+
+
+def test_a_stacked_batch_refuses_an_s_job(tiny_G, tiny_guide):
+    from clipstyle.errors import UsageError
+    from clipstyle.pipelines.text import text_job
+
+    job = text_job(tiny_G, tiny_guide, "a red face", space="s", steps=2, cutouts=2)
+    with pytest.raises(UsageError, match="--space s"):
+        job.latent()

@@ -51,6 +51,8 @@ class TextJob:
         schedule: learning rate and steps.
         z: start ``z`` ``[n, z_dim]`` (None when starting at ``w_avg``); c: labels ``[n, c_dim]``.
         settings: the job's resolved settings (for ``run.json``).
+        space: ``"w+"`` (:meth:`latent`) or ``"s"`` (StyleSpace: :func:`run_in_s` on ``apply_mix(ws0, mix)`` and
+            :func:`s_channels` of ``free_rows``).
     """
 
     name: str
@@ -72,8 +74,19 @@ class TextJob:
         return int(self.ws0.shape[0])
 
     def latent(self, device: Any = None):
-        """A fresh :class:`~clipstyle.latents.Latent` for this job (on ``device``, default ws0's)."""
+        """A fresh :class:`~clipstyle.latents.Latent` for this job (on ``device``, default ws0's).
+
+        Raises:
+            UsageError: a ``--space s`` job (its StyleSpace code is built by :func:`run_in_s`, which needs G;
+            stacked batches stack W+ latents only).
+        """
         from clipstyle.latents import Latent
+
+        if self.space == "s":
+            from clipstyle.errors import UsageError
+
+            raise UsageError("--space s optimizes StyleSpace codes one prompt at a time: run it with clipstyle "
+                             "\"PROMPT\" --space s (stacked batch jobs optimize W+ only)")
 
         lat = Latent(self.ws0, free_rows=self.free_rows, mix=dict(self.mix))
         return lat.to(self.ws0.device if device is None else device)
@@ -180,7 +193,9 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
     Returns:
         :class:`~clipstyle.pipelines.run.Run`: ``ws`` float32 ``[batch, num_ws, w_dim]`` CPU, ``images``
         uint8 ``[batch, H, W, 3]``, ``history``, ``frames``; ``run.save(outdir)`` writes the run folder. The
-        same settings and seed give bit-identical ``ws``.
+        same settings and seed give bit-identical ``ws``. With ``space="s"`` (StyleSpace, Wu et al. 2021;
+        StyleCLIP's ``--work_in_stylespace``) ``ws`` is the start and ``run.extra_arrays["styles"]`` float32
+        ``[batch, C]`` the optimized styles (``meta`` ``{"space": "s"}``; latents.npz stores both).
 
     Raises:
         SettingsError: any invalid setting, before anything loads. DeviceError: an absent device.
