@@ -278,11 +278,53 @@ def render(latents: "str | RenderSettings | None" = None, /, *, G: Any = None, d
         noise = read_noise(path, G, meta.get("noise"))
         if noise:
             synth, noise_used = SynthesisWithNoise(G, noise), True
-    imgs = render_ws(synth, ws, check_noise_mode(noise_mode))
+    styles = _file_styles(path, G, ws)
+    if styles is not None:  # a --space s result: its image is the stored styles' (ws is only their start)
+        from clipstyle.latents.stylespace import render_flat
+        from clipstyle.optimize.loop import to_uint8_frames
+
+        from clipstyle.pipelines.photo_edit import StyleSynthesisWithNoise
+
+        with torch.no_grad():  # with the file's noise maps when they are used (an edited projection)
+            imgs = to_uint8_frames(render_flat(StyleSynthesisWithNoise(G, synth.noise) if noise_used else G, ws,
+                                               styles, check_noise_mode(noise_mode)))
+    else:
+        imgs = render_ws(synth, ws, check_noise_mode(noise_mode))
     settings = {"command": "render", "latents": latents, "network": source,
                 "blend": blend, "truncation": truncation, "noise_mode": noise_mode, "file_noise": noise_used}
     return Run(name=f"render-{srcs[0].label}", result=None, settings=settings, network=G.describe(),
                ws_=ws.cpu(), images_=imgs)
+
+
+def _file_styles(path: Any, G: Any, ws: torch.Tensor) -> torch.Tensor | None:
+    """The StyleSpace codes ``styles`` float32 ``[N, C]`` a ``--space s`` run stored in ``path`` (None when it has
+    none).
+
+    Raises:
+        LatentFileError: styles that do not fit ``G``'s S layout or the file's ws count, non-finite values (one
+            line each).
+    """
+    import numpy as np
+
+    from clipstyle.generator.stylespace import num_channels
+    from clipstyle.latents import LatentFileError
+
+    if path is None:
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "styles" not in data.files:
+                return None
+            arr = np.asarray(data["styles"], dtype=np.float32)
+    except (OSError, ValueError):
+        return None  # not an npz: the latent parser has already said what the file is
+    need = num_channels(G)
+    if arr.shape != (ws.shape[0], need):
+        raise LatentFileError(f"{path}: its StyleSpace codes are {list(arr.shape)}, this network needs "
+                              f"[{ws.shape[0]}, {need}]")
+    if not np.isfinite(arr).all():
+        raise LatentFileError(f"{path}: its StyleSpace codes contain NaN or infinite values")
+    return torch.from_numpy(arr.copy())
 
 
 def parse_translate(spec: "str | tuple[float, float] | None") -> tuple[float, float] | None:

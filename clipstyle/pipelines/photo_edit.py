@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 Notify = Callable[[str], None] | None
 
-__all__ = ["edit", "invert_z"]
+__all__ = ["StyleSynthesisWithNoise", "edit", "edit_in_s", "invert_z"]
 
 
 def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: str | None = None, /, *, G: Any = None,
@@ -124,6 +124,8 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
                 G = base = parts["tuned"].G
         directional = s.strength if s.strength is not None else (rec.strength if rec is not None else 1.0)
         l2_weight = latent_l2_weight(s.l2, rec, G.num_ws, G.w_dim, default=0.008)
+        if s.space == "s":  # ws stays fixed in S: an L2 term on ws would be a constant 0
+            l2_weight = 0.0
         num = s.cutouts if s.cutouts is not None else default_cutouts(dev)
         guide = load_guide(s.clip_model, s.clip_pretrained, dev, guide)
         cut = Cutouts(CutoutConfig(num_cutouts=num), guide.input_size)
@@ -132,15 +134,19 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
         extra_terms = []
         if face_id is not None:
             from clipstyle.encoders.arcface import IdentityLoss
-            from clipstyle.inversion.noise import SynthesisWithNoise
-
+            
             if reference is None:
                 with torch.no_grad():
                     reference = SynthesisWithNoise(G, noise).synthesis(ws0[:1], noise_mode="const")
             extra_terms.append((IdentityLoss(face_id, reference), s.id_lambda))
         with stage("editing", s.steps, quiet, with_phase(callback, trk)) as cbs:
-            result = run_edit(G, ws0, text, guide, cut, cfg, noise=noise, mix=mixed, extra_terms=extra_terms,
-                              callbacks=cbs, stop=stop)
+            styles = None
+            if s.space == "s":
+                result, styles = edit_in_s(G, ws0, text, guide, cut, cfg, noise=noise, mix=mixed,
+                                           extra_terms=extra_terms, callbacks=cbs, stop=stop)
+            else:
+                result = run_edit(G, ws0, text, guide, cut, cfg, noise=noise, mix=mixed, extra_terms=extra_terms,
+                                  callbacks=cbs, stop=stop)
         before_u8, after_u8 = uint8_image(result.before), uint8_image(result.after)
         settings = {"command": "edit", **s.to_dict(), "input": str(start_path),
                     "input_kind": "latents" if is_latent else "photo", "prompt": text, "source": source_text,
@@ -163,6 +169,11 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
             extra["identity_similarity"] = identity_similarity(face_id, result.after, reference)
             emit(f"identity similarity (ArcFace) of the edit to the photo: {extra['identity_similarity']:.4f}")
         arrays, meta = noise_meta(dict(noise))
+        from clipstyle.pipelines.text import s_outputs
+
+        s_arrays, s_meta = s_outputs(styles)  # --space s: the edited styles, ws = the start
+        arrays.update(s_arrays)
+        meta.update(s_meta)
         if s.blend:
             meta.update({"network": base.describe().get("source"), "blend": s.blend})
         if is_latent:
@@ -176,6 +187,76 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
                        generator=tuned_G, latent_meta=meta)
         trk.finish(run)  # a no-op when the caller lent its trackers (it finishes after saving)
     return run
+
+
+class StyleSynthesisWithNoise:
+    """:class:`~clipstyle.inversion.noise.SynthesisWithNoise` (``G.synthesis`` with substituted StyleGAN2 noise
+    maps ``{name: [res, res]}``) that also renders StyleSpace codes with those maps:
+    ``synthesis_styles(ws [N, num_ws, w_dim], {layer: [N, width]}, noise_mode)`` → ``[N, C, H, W]`` in ~[-1, 1].
+    Other attributes are ``G``'s."""
+
+    def __init__(self, G: Any, noise: Any = None) -> None:
+        from clipstyle.inversion.noise import SynthesisWithNoise
+
+        self.G = G
+        self.inner = SynthesisWithNoise(G, noise)
+
+    def __getattr__(self, name: str) -> Any:  # num_ws, w_avg, styles, style_sites… of the real generator
+        G = self.__dict__.get("G")
+        if G is None:
+            raise AttributeError(name)
+        return getattr(G, name)
+
+    def synthesis(self, ws: Any, noise_mode: str = "const") -> Any:
+        return self.inner.synthesis(ws, noise_mode=noise_mode)
+
+    def synthesis_styles(self, ws: Any, styles: Any, noise_mode: str = "const") -> Any:
+        from clipstyle.generator.stylespace import override_styles
+
+        with override_styles(self.G, styles):
+            return self.inner.synthesis(ws, noise_mode=noise_mode)
+
+
+def edit_in_s(G: Any, start_ws: Any, prompt: str, guide: Any, cutouts: Any, config: Any, *, noise: Any = None,
+              mix: Any = None, extra_terms: Any = (), callbacks: Any = (), stop: Any = None) -> tuple[Any, Any]:
+    """:func:`clipstyle.inversion.edit.edit` in StyleSpace (StyleCLIP's ``--work_in_stylespace``, Patashnik et
+    al. 2021; S of Wu et al. 2021): the same loss terms (directional, keep, extra) on the styles of w_s.
+
+    Args: as :func:`clipstyle.inversion.edit.edit`; ``config.free_rows`` pick the S channels of the layers those
+    rows feed (:func:`clipstyle.pipelines.text.s_channels`), mixed rows excluded; ``config.l2`` should be 0
+    (ws does not move).
+
+    Returns:
+        ``(EditResult, styles)``: ``ws`` = ``start_ws`` = w_s (mixed rows in) float32 CPU ``[N, num_ws, w_dim]``,
+        ``after`` rendered from ``styles`` float32 CPU ``[N, C]`` (the channels outside the chosen ones equal
+        ``S(w_s)`` bit for bit).
+
+    Raises:
+        GuidanceError: as :func:`~clipstyle.inversion.edit.edit`. ValueError: bad shapes.
+    """
+    import torch
+
+    from clipstyle.guidance import CombinedLoss
+    from clipstyle.inversion.edit import EditResult, edit_terms, render
+    from clipstyle.latents.constraints import apply_mix
+    from clipstyle.optimize.loop import Schedule
+    from clipstyle.pipelines.text import run_in_s, s_channels
+
+    device = G.w_avg.device
+    G.check_ws(start_ws)
+    mixed = dict(mix or {})
+    ws = apply_mix(start_ws.detach().to(device, torch.float32), mixed)  # w_s [N, num_ws, w_dim]
+    rows = range(G.num_ws) if config.free_rows is None else config.free_rows
+    free = tuple(sorted(set(int(r) for r in rows) - set(int(r) for r in mixed)))
+    synth = StyleSynthesisWithNoise(G, {k: v.to(device) for k, v in (noise or {}).items()})
+    before = render(synth, ws)
+    gen = torch.Generator().manual_seed(int(config.seed))  # cutout geometry (drawn on the CPU)
+    loss = CombinedLoss([*edit_terms(guide, prompt, before, ws, config, cutouts, generator=gen), *extra_terms])
+    schedule = Schedule(lr=config.lr, steps=config.steps, rampup=config.rampup, rampdown=config.rampdown)
+    result, styles = run_in_s(synth, ws, s_channels(G, free), loss, schedule, noise_mode="const",
+                              save_every=config.save_every, callbacks=list(callbacks), stop=stop)
+    return EditResult(ws=result.ws.cpu(), start_ws=ws.cpu(), before=before.cpu(),
+                      after=result.extra["final_image"].cpu(), free_rows=free, run=result), styles
 
 
 def load_model_for_latents(s: Any, device: str, quiet: bool) -> Any:

@@ -29,7 +29,8 @@ from clipstyle.pipelines.run import Run
 if TYPE_CHECKING:
     from clipstyle.workflows.text import TextSettings
 
-__all__ = ["TextJob", "default_cutouts", "text_job", "text_run", "text_to_image"]
+__all__ = ["TextJob", "default_cutouts", "run_in_s", "s_channels", "s_outputs", "text_job", "text_run",
+           "text_to_image"]
 
 
 
@@ -50,6 +51,8 @@ class TextJob:
         schedule: learning rate and steps.
         z: start ``z`` ``[n, z_dim]`` (None when starting at ``w_avg``); c: labels ``[n, c_dim]``.
         settings: the job's resolved settings (for ``run.json``).
+        space: ``"w+"`` (:meth:`latent`) or ``"s"`` (StyleSpace: :func:`run_in_s` on ``apply_mix(ws0, mix)`` and
+            :func:`s_channels` of ``free_rows``).
     """
 
     name: str
@@ -63,6 +66,7 @@ class TextJob:
     z: torch.Tensor | None
     c: torch.Tensor
     settings: Mapping[str, Any] = field(default_factory=dict)
+    space: str = "w+"
 
     @property
     def n(self) -> int:
@@ -70,8 +74,19 @@ class TextJob:
         return int(self.ws0.shape[0])
 
     def latent(self, device: Any = None):
-        """A fresh :class:`~clipstyle.latents.Latent` for this job (on ``device``, default ws0's)."""
+        """A fresh :class:`~clipstyle.latents.Latent` for this job (on ``device``, default ws0's).
+
+        Raises:
+            UsageError: a ``--space s`` job (its StyleSpace code is built by :func:`run_in_s`, which needs G;
+            stacked batches stack W+ latents only).
+        """
         from clipstyle.latents import Latent
+
+        if self.space == "s":
+            from clipstyle.errors import UsageError
+
+            raise UsageError("--space s optimizes StyleSpace codes one prompt at a time: run it with clipstyle "
+                             "\"PROMPT\" --space s (stacked batch jobs optimize W+ only)")
 
         lat = Latent(self.ws0, free_rows=self.free_rows, mix=dict(self.mix))
         return lat.to(self.ws0.device if device is None else device)
@@ -126,6 +141,8 @@ def text_job(G: Any, guide: Any, settings: "TextSettings | str", *, generator: t
             x0 = G.synthesis(apply_mix(ws0, mixed), noise_mode="const")
         terms.append((DirectionalLoss(guide, rec.source, rec.target, x0, cut, generator=generator), rec.strength))
     l2_weight = latent_l2_weight(s.l2, rec, G.num_ws, G.w_dim)
+    if s.space == "s":  # ws stays fixed in S: a recipe's keep weight on ws would be a constant 0
+        l2_weight = 0.0
     if l2_weight > 0:
         terms.append((LatentL2(ws0), l2_weight))
     loss = CombinedLoss(terms)
@@ -134,9 +151,9 @@ def text_job(G: Any, guide: Any, settings: "TextSettings | str", *, generator: t
     settings_out = {"prompt": s.prompt, "steps": s.steps, "lr": s.lr, "seed": s.seed, "truncation": s.truncation,
                     "class": s.class_idx, "image_prompt": s.image_prompt, "mix": list(s.mix),
                     "recipe": rec.name if rec else None, "batch": s.batch, "blocks": list(free_rows),
-                    "cutouts": num_cutouts, "l2": l2_weight, "mixed_rows": sorted(mixed)}
+                    "cutouts": num_cutouts, "l2": l2_weight, "mixed_rows": sorted(mixed), "space": s.space}
     return TextJob(name=name, prompt=s.prompt, ws0=ws0, free_rows=free_rows, mix=mixed, loss=loss,
-                   generator=generator, schedule=schedule, z=z, c=c, settings=settings_out)
+                   generator=generator, schedule=schedule, z=z, c=c, settings=settings_out, space=s.space)
 
 
 def _recipe(name: str | None) -> Any:
@@ -176,7 +193,9 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
     Returns:
         :class:`~clipstyle.pipelines.run.Run`: ``ws`` float32 ``[batch, num_ws, w_dim]`` CPU, ``images``
         uint8 ``[batch, H, W, 3]``, ``history``, ``frames``; ``run.save(outdir)`` writes the run folder. The
-        same settings and seed give bit-identical ``ws``.
+        same settings and seed give bit-identical ``ws``. With ``space="s"`` (StyleSpace, Wu et al. 2021;
+        StyleCLIP's ``--work_in_stylespace``) ``ws`` is the start and ``run.extra_arrays["styles"]`` float32
+        ``[batch, C]`` the optimized styles (``meta`` ``{"space": "s"}``; latents.npz stores both).
 
     Raises:
         SettingsError: any invalid setting, before anything loads. DeviceError: an absent device.
@@ -210,21 +229,92 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
     job = text_job(G, guide, s)
     with tracking(log, job.name, preview_every=s.save_every) as trackers:
         callbacks = [cb for cb in (callback, trackers.callback if trackers else None) if cb is not None]
-        result = run(G, job.latent(dev), job.loss, job.schedule, save_every=s.save_every, callbacks=callbacks,
-                     precision=s.precision, stop=stop)
-        out = text_run(s, job, result, G, dev)
+        if s.space == "s":
+            from clipstyle.latents.constraints import apply_mix
+
+            result, styles = run_in_s(G, apply_mix(job.ws0, job.mix), s_channels(G, job.free_rows), job.loss,
+                                      job.schedule, save_every=s.save_every, callbacks=callbacks,
+                                      precision=s.precision, stop=stop)
+        else:
+            result, styles = run(G, job.latent(dev), job.loss, job.schedule, save_every=s.save_every,
+                                 callbacks=callbacks, precision=s.precision, stop=stop), None
+        out = text_run(s, job, result, G, dev, styles=styles)
         trackers.finish(out)  # a no-op when the caller lent its own trackers (it finishes after saving)
     return out
 
 
 def text_run(settings: "TextSettings", job: TextJob, result: Any, G: Any, device: str,
-             extra_settings: Mapping[str, Any] | None = None) -> Run:
+             extra_settings: Mapping[str, Any] | None = None, styles: torch.Tensor | None = None) -> Run:
     """The :class:`Run` of one text job's optimization ``result`` (alone or stacked in a batch): every setting
-    as ``run.json`` records it, a grid and ``itemN.png`` for a batch of starts."""
+    as ``run.json`` records it, a grid and ``itemN.png`` for a batch of starts; with ``styles`` (``--space s``,
+    float32 ``[N, C]``) latents.npz also holds them (:func:`s_outputs`)."""
     recorded = {"command": "text", **settings.to_dict(), **job.settings, "device": device, "noise_mode": "const",
                 **(extra_settings or {})}
     extra = {}
     if job.n > 1:
         extra = {f"item{i}.png": img for i, img in enumerate(result.frames[-1])}
+    arrays, meta = s_outputs(styles)
     return Run(name=job.name, result=result, settings=recorded, network=G.describe(), z=job.z, c=job.c,
-               extra_images=extra)
+               extra_images=extra, extra_arrays=arrays, meta=meta)
+
+
+def s_channels(G: Any, rows: "tuple[int, ...] | list[int] | None") -> tuple[int, ...] | None:
+    """The flat S channels (:func:`clipstyle.generator.stylespace.style_layers` order, toRGB included) of the
+    layers fed by the ws ``rows`` → sorted indices, or None when every layer is fed by one of them (all free).
+
+    ``--blocks`` in StyleSpace: a layer's style is ``A(ws[ws_index])`` (Wu et al. 2021, §3), so a row's
+    channels are those of the layers that row feeds.
+    """
+    from clipstyle.generator.stylespace import style_layers
+
+    layers = style_layers(G)
+    keep = set(int(r) for r in (range(G.num_ws) if rows is None else rows))
+    if all(l.ws_index in keep for l in layers):
+        return None
+    return tuple(l.offset + i for l in layers if l.ws_index in keep for i in range(l.width))
+
+
+def run_in_s(G: Any, ws: torch.Tensor, channels: "tuple[int, ...] | None", loss: Any, schedule: Schedule,
+             **run_options: Any) -> tuple[Any, torch.Tensor]:
+    """Optimize the StyleSpace code of ``ws`` instead of W+ (StyleCLIP's ``--work_in_stylespace``) on the one loop.
+
+    Args:
+        G: the generator (``synthesis_styles``, ``styles``). ws: float32 ``[N, num_ws, w_dim]`` start (mixed
+            rows already in); it stays fixed and its styles ``s0 = S(ws)`` are the start.
+        channels: flat S channels that move (None = all); the others stay bit-identical to ``s0``.
+        loss, schedule, **run_options: as :func:`clipstyle.optimize.loop.run` takes them (``callbacks`` get
+            the loop's per-step callback in addition).
+
+    Returns:
+        ``(result, styles)``: the loop's :class:`~clipstyle.optimize.loop.OptimizeResult` (``ws`` = the start
+        ws; its last frame and ``extra["final_image"]`` rendered from ``styles``) and ``styles`` float32 CPU
+        ``[N, C]``: the final styles, or the lowest-loss ones when the run was interrupted (Ctrl-C, ``stop``,
+        NaN), as W+ keeps its best ws.
+
+    Raises:
+        UsageError: a channel out of range. What :func:`~clipstyle.optimize.loop.run` raises.
+    """
+    import dataclasses
+
+    from clipstyle.latents.stylespace import StyleLatent, render_flat
+    from clipstyle.optimize.loop import run, to_uint8_frames
+
+    latent = StyleLatent(G, ws.detach().float(), channels)
+    synth = latent.generator()
+    callbacks = [synth.callback, *run_options.pop("callbacks", ())]
+    result = run(synth, latent, loss, schedule, callbacks=callbacks, **run_options)
+    styles = latent.best_styles if result.interrupted else latent.styles().detach().cpu()
+    styles = styles.float().clone()  # [N, C]
+    with torch.no_grad():
+        image = render_flat(G, latent.start_ws, styles, noise_mode=run_options.get("noise_mode", "const"))
+    frames = result.frames[:-1] + (to_uint8_frames(image),)
+    result = dataclasses.replace(result, frames=frames, extra={**result.extra, "final_image": image.detach().cpu()})
+    return result, styles
+
+
+def s_outputs(styles: torch.Tensor | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(extra_arrays, meta)`` of a run in StyleSpace for latents.npz: ``styles`` float32 ``[N, C]`` and
+    ``{"space": "s"}`` (what :func:`clipstyle.pipelines.creative.render` reads back); empty for W+ (None)."""
+    if styles is None:
+        return {}, {}
+    return {"styles": styles.detach().cpu().float().numpy()}, {"space": "s"}

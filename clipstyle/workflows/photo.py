@@ -237,9 +237,15 @@ class EditSettings(PhotoPathSettings):
     project_space: str = option("w", choices=("w", "w+"), help="Projection space, w or w+ (photo input).")
     id_lambda: float = option(0.1, minimum=0.0, help="Weight of the ArcFace identity loss 1 − similarity(x, photo) "
                                                      "(with --id-weights).")
+    space: str = option("w+", choices=("w+", "s"), help=(
+        "Edit the W+ latent, or the StyleSpace channels s of the start (StyleCLIP's --work_in_stylespace; --blocks "
+        "picks the channels of the layers those rows feed)."))
 
     def validate(self) -> None:
         super().validate()
+        from clipstyle.workflows.text import check_space
+
+        check_space(self.space, self.l2)
         given = [a for a in (self.photo_or_latents, self.prompt) if a is not None]
         if self.latents is not None:
             if len(given) > 1:

@@ -24,7 +24,21 @@ from clipstyle.workflows.options import (
     truncation_option,
 )
 
-__all__ = ["TextSettings"]
+__all__ = ["SPACES", "TextSettings", "check_space"]
+
+#: The spaces an optimization may work in: W+ rows, or StyleSpace S channels (Wu et al. 2021).
+SPACES = ("w+", "s")
+
+
+def check_space(space: str, l2: float | None) -> None:
+    """Refuse what cannot work in StyleSpace: ``--l2`` keeps ws near its start, and with ``--space s`` ws is fixed.
+
+    Raises:
+        SettingsError: ``space == "s"`` with a positive ``l2``.
+    """
+    if space == "s" and l2:
+        raise SettingsError("--l2 keeps ws near its start, but with --space s ws stays fixed and the S channels "
+                            "move: drop --l2 or use --space w+")
 
 
 def _check_recipe(value: str, flag: str) -> None:
@@ -73,9 +87,13 @@ class TextSettings(Settings):
     save_every: int = save_every_option()
     precision: str = precision_option()
     compile: str = compile_option()
+    space: str = option("w+", choices=SPACES, help=(
+        "Optimize the W+ latent, or the StyleSpace channels s (StyleCLIP's --work_in_stylespace; --blocks picks "
+        "the channels of the layers those rows feed)."))
 
     def validate(self) -> None:
         if not self.prompt.strip() and self.image_prompt is None and self.recipe is None:
             raise SettingsError("the prompt is empty: say what to draw, e.g. clipstyle \"a smiling child\"")
         if self.seed is not None and self.batch > 1 and self.seed + self.batch - 1 > 2**32 - 1:
             raise SettingsError(f"--seed {self.seed} with --batch {self.batch} runs past the last seed 2**32-1")
+        check_space(self.space, self.l2)
