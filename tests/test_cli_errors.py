@@ -167,7 +167,7 @@ def test_a_bug_shows_its_traceback_and_exits_1_never_2(error, net, tmp_path, cap
     def broken(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(creative, "generate", broken)
+    monkeypatch.setattr(creative, "generate_images", broken)  # the CLI streams through it (generate_to)
     code, out, err = run_cli(["generate", "--network", net, "--seeds", "1", "--device", "cpu",
                               "--outdir", tmp_path / "o"], capsys)
     assert code == 1
