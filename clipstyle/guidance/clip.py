@@ -64,7 +64,7 @@ def _check_checkpoint_file(path: str, shown: str) -> None:
     pickle dry-run, safetensors headers, NumPy archives; TorchScript archives refused: reading them means
     ``torch.jit.load``, which compiles code from the file)."""
     from clipstyle.generator.loader import sniff_format
-    from clipstyle.guidance.clip_files import check_clip_checkpoint
+    from clipstyle.guidance.clip_files import ClipFileError, check_clip_checkpoint
 
     with open(path, "rb") as f:
         head = f.read(16)
@@ -75,7 +75,10 @@ def _check_checkpoint_file(path: str, shown: str) -> None:
                 else "a Python pickle (not a torch archive)" if kind == "pickle" else
                 "neither a torch archive nor a safetensors file")
         raise GuidanceError(f"--clip-pretrained {shown} is {what}, not a CLIP checkpoint")
-    check_clip_checkpoint(path, shown)
+    try:
+        check_clip_checkpoint(path, shown)
+    except ClipFileError as exc:
+        raise GuidanceError(str(exc)) from None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -196,10 +199,13 @@ class CLIPGuide:
     def _build_from_config(open_clip, path: str, pretrained: str | None):
         from open_clip.transform import PreprocessCfg, merge_preprocess_dict
 
-        from clipstyle.guidance.clip_files import check_clip_config
+        from clipstyle.guidance.clip_files import ClipFileError, check_clip_config
 
         model_cfg, preprocess_overrides = _read_config(path)
-        check_clip_config(model_cfg, path)  # every number finite and in range, the size estimated: before building
+        try:
+            check_clip_config(model_cfg, path)  # every number finite and in range, the size estimated: before building
+        except ClipFileError as exc:
+            raise GuidanceError(str(exc)) from None
         cfg = deepcopy(model_cfg)
         text_cfg, vision_cfg = cfg["text_cfg"], cfg["vision_cfg"]
         is_hf_text = "hf_model_name" in text_cfg

@@ -24,9 +24,7 @@ import os
 import zipfile
 from typing import Any
 
-from clipstyle.guidance.errors import GuidanceError
-
-__all__ = ["check_clip_checkpoint", "check_clip_config", "estimate_clip_parameters"]
+__all__ = ["ClipFileError", "check_clip_checkpoint", "check_clip_config", "estimate_clip_parameters"]
 
 #: Ranges of the numbers of a model config (inclusive).
 _INT_RANGES = {
@@ -38,10 +36,12 @@ _FLOAT_RANGES = {"mlp_ratio": (0.0, 64.0), "ls_init_value": (-1e3, 1e3), "patch_
                  "init_logit_scale": (-100.0, 100.0), "init_logit_bias": (-1e3, 1e3)}
 
 
+class ClipFileError(ValueError):
+    """A CLIP config or checkpoint refused by these checks (one line); ``clip.py`` raises it as its GuidanceError."""
 
 
 def _guidance_error(message: str) -> Exception:
-    return GuidanceError(message)
+    return ClipFileError(message)
 
 
 def _walk_numbers(value: Any, where: str, depth: int = 0) -> None:
