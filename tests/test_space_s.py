@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from ._cli import TINY_CLIP, run_cli
-from . import _tiny
 
 PROMPT = "a red face"
 

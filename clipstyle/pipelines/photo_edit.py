@@ -134,7 +134,8 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
         extra_terms = []
         if face_id is not None:
             from clipstyle.encoders.arcface import IdentityLoss
-            
+            from clipstyle.inversion.noise import SynthesisWithNoise
+
             if reference is None:
                 with torch.no_grad():
                     reference = SynthesisWithNoise(G, noise).synthesis(ws0[:1], noise_mode="const")
