@@ -115,7 +115,7 @@ class Run:
         """Write the run folder ``outdir/<slug of name>`` (``-0001``… when taken) and return it.
 
         Files: ``result.png``, ``progress.gif``, ``latents.npz`` (``ws``, ``w``, ``z``, ``c``, ``meta`` and
-        the extra arrays), ``run.json`` (settings, network, versions, history, timings, extra keys) and
+        the extra arrays; not for a run without a latent, such as ``align``'s), ``run.json`` (settings, network, versions, history, timings, extra keys) and
         the extra PNGs. Everything is written into ``outdir/.staging-<slug>-<pid>`` first and renamed
         onto the freshly claimed (empty) folder, so the final folder appears complete or not at all.
 
@@ -158,6 +158,10 @@ class Run:
         for file, item in self.extra_latents.items():
             paths[file] = folder / file
             save_latents(paths[file], item["ws"], z=item.get("z"), c=item.get("c"), meta=item.get("meta"))
+        if self.result is None and self.ws_ is None:  # a run without a latent (align): no latents.npz
+            del paths["latents"]
+            atomic_write_json(paths["json"], self.record())
+            return paths
         meta = {"network": self.network.get("source"), "settings": dict(self.settings),
                 "interrupted": self.interrupted, **dict(self.meta)}
         save_latents(paths["latents"], self.ws, z=self.z, c=self.c, meta=meta)
