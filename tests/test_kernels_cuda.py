@@ -43,12 +43,12 @@ def _no_env_override(monkeypatch):
     pytest.param("cpu-emulation", marks=[pytest.mark.slow, pytest.mark.skipif(
         shutil.which("c++") is None, reason="needs a C++ compiler to build the CPU variant")]),
 ])
-def backend(request):
+def backend(request, tmp_path_factory):
     """``(device, {op: extension module})`` of one backend."""
     if request.param == "cuda":
         return torch.device("cuda"), {op: cuda_mod[op].load() for op in OPS}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CLIPSTYLE_KERNEL_CACHE", str(request.config.cache.mkdir("clipstyle_kernels")))
+        mp.setenv("CLIPSTYLE_KERNEL_CACHE", str(tmp_path_factory.mktemp("clipstyle_kernels")))
         exts = {op: cuda_mod[op].load_cpu() for op in OPS}
     return torch.device("cpu"), exts
 
