@@ -32,8 +32,11 @@ class Child:
 
     def __init__(self, args: list) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100", "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"}  # live bar
+        # A terminal's Ctrl-C reaches a process whose SIGINT is not ignored; a test runner started in the background
+        # (``cmd &``) ignores it and children inherit that, so the child starts with the default disposition.
         self.proc = subprocess.Popen([sys.executable, "-m", "clipstyle", *map(str, args)], env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.err = bytearray()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -51,8 +54,12 @@ class Child:
 
     def interrupt(self, timeout: float = 60) -> tuple[int, str, str]:
         self.proc.send_signal(signal.SIGINT)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"still running {timeout} s after Ctrl-C: {self.err.decode(errors='replace')}")
         out = self.proc.stdout.read().decode()
-        code = self.proc.wait(timeout)
         self.reader.join(5)
         return code, out, self.err.decode(errors="replace")
 
