@@ -10,6 +10,7 @@ writes the run folder the CLI writes (``blend`` returns the blended generator). 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence, TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -309,15 +310,14 @@ def _file_styles(path: Any, G: Any, ws: torch.Tensor) -> torch.Tensor | None:
     from clipstyle.generator.stylespace import num_channels
     from clipstyle.latents import LatentFileError
 
-    if path is None:
+    if path is None or Path(path).suffix.lower() != ".npz":  # only our .npz latent files carry styles
         return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "styles" not in data.files:
-                return None
-            arr = np.asarray(data["styles"], dtype=np.float32)
-    except (OSError, ValueError):
-        return None  # not an npz: the latent parser has already said what the file is
+    from clipstyle.io.arrays import read_npz
+
+    data = read_npz(path, what="latent file")  # the budgeted door (the latent parser read it already)
+    if "styles" not in data:
+        return None
+    arr = np.asarray(data["styles"], dtype=np.float32)
     need = num_channels(G)
     if arr.shape != (ws.shape[0], need):
         raise LatentFileError(f"{path}: its StyleSpace codes are {list(arr.shape)}, this network needs "
