@@ -195,6 +195,23 @@ def _naming(exc: OSError, tmp: Path, dest: Path) -> OSError:
 
 
 @contextlib.contextmanager
+def _cleaned_up(tmp: Path, dest: Path) -> Iterator[None]:
+    """The failure path of both atomic writers: ``tmp`` is removed on any exception (Ctrl-C included) and an
+    OSError comes back naming the file being written (disk full: which path)."""
+    try:
+        yield
+    except OSError as exc:
+        _remove_quietly(tmp)
+        named = _naming(exc, tmp, dest)
+        if named is exc:
+            raise
+        raise named from exc
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_temp_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success move it over ``path`` atomically.
 
@@ -218,21 +235,12 @@ def atomic_temp_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)
-    try:
+    with _cleaned_up(tmp, dest):
         yield tmp
         os.chmod(tmp, _final_mode(dest))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         _publish(tmp, dest, replace)
-    except OSError as exc:
-        _remove_quietly(tmp)
-        named = _naming(exc, tmp, dest)
-        if named is exc:
-            raise
-        raise named from exc
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
     _fsync_dir(dest.parent)
 
 
@@ -267,7 +275,7 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str 
     replace = dest.exists()
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
-    try:
+    with _cleaned_up(tmp, dest):
         kwargs: dict[str, Any] = {"encoding": encoding, "newline": ""} if mode == "w" else {}
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
@@ -275,15 +283,6 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str 
             os.fsync(f.fileno())
         os.chmod(tmp, _final_mode(dest) & (0o7777 if permissions is None else permissions))
         _publish(tmp, dest, replace)
-    except OSError as exc:
-        _remove_quietly(tmp)
-        named = _naming(exc, tmp, dest)
-        if named is exc:
-            raise
-        raise named from exc
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
     _fsync_dir(dest.parent)
 
 
