@@ -20,6 +20,7 @@ from clipstyle.generator.base import (
     MappingConfig,
     MappingNetwork,
 )
+from clipstyle.generator.modconv import scale_channels, styled_conv2d
 from clipstyle.kernels import bias_act, setup_filter, upfirdn2d, upsample2d
 from clipstyle.kernels.bias_act import activation as activation_spec
 from clipstyle.kernels.upfirdn2d import filter_size
@@ -73,29 +74,6 @@ class StyleGAN2Config:
         return 2 * int(math.log2(self.img_resolution)) - 2
 
 
-def _conv(x: torch.Tensor, w: torch.Tensor, up: int, padding: int, resample_filter: torch.Tensor | None,
-          flip_weight: bool, groups: int) -> torch.Tensor:
-    """``x [B, groups·I, H, W]`` ⊛ ``w [groups·O, I, k, k]``; with ``up=2`` a transposed conv (stride 2)
-    followed by the FIR filter with gain 4 and the padding that keeps the size at ``H·up``."""
-    out_ch, in_ch, kh, kw = w.shape
-    if up == 1:
-        if not flip_weight:
-            w = w.flip([2, 3])
-        return F.conv2d(x, w, padding=padding, groups=groups)
-    fw, fh = filter_size(resample_filter)
-    px0 = padding + (fw + up - 1) // 2 - (kw - 1)
-    px1 = padding + (fw - up) // 2 - (kw - up)
-    py0 = padding + (fh + up - 1) // 2 - (kh - 1)
-    py1 = padding + (fh - up) // 2 - (kh - up)
-    if flip_weight:
-        w = w.flip([2, 3])
-    o = out_ch // groups
-    wt = w.reshape(groups, o, in_ch, kh, kw).transpose(1, 2).reshape(groups * in_ch, o, kh, kw)
-    pxt, pyt = max(min(-px0, -px1), 0), max(min(-py0, -py1), 0)
-    x = F.conv_transpose2d(x, wt, stride=up, padding=[pyt, pxt], groups=groups)
-    return upfirdn2d(x, resample_filter, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up * up)
-
-
 def modulated_conv2d(
     x: torch.Tensor,            # [N, I, H, W]
     weight: torch.Tensor,       # [O, I, k, k]
@@ -113,33 +91,29 @@ def modulated_conv2d(
     With ``up=2`` the convolution is transposed (stride 2) and followed by the FIR filter with gain 4,
     as in the paper's Appendix B.
 
-    Two exact rewritings of the same math, chosen per layer for speed and memory:
-
-    * weight side: build the per-sample weights ``[N, O, I, k, k]`` and run one grouped convolution;
-    * activation side: ``(x · s) ⊛ w``, then scale output channel ``o`` by
-      ``(Σ_i s_i² Σ_k w_{o,i,k}² + 1e-8)^{-1/2}`` — the weight is shared across the batch, so no
-      per-sample weights (or their gradients) exist. Used where the weight is at least as large as the
-      feature map (``O·k² ≥ H·W``: the low-resolution layers), where per-sample weights dominate.
+    Computed on the activation side (:mod:`clipstyle.generator.modconv`): ``((x · s) ⊛ w) · d`` with
+    ``d_{n,o} = (Σ_i s_{n,i}² Σ_k w_{o,i,k}² + 1e-8)^{-1/2}`` — the same numbers up to rounding, no
+    per-sample weights, and no weight gradient when ``weight`` is frozen.
 
     Returns: ``[N, O, H·up, W·up]``.
     """
-    n, _, h, wd = x.shape
     out_ch, in_ch, kh, kw = weight.shape
-    if out_ch * kh * kw >= h * wd:
-        x = x * styles.reshape(n, in_ch, 1, 1)
-        x = _conv(x, weight, up, padding, resample_filter, flip_weight, groups=1)
-        if demodulate:
-            wsq = weight.square().sum(dim=[2, 3])                                 # [O, I]
-            dcoefs = (styles.square() @ wsq.t() + 1e-8).rsqrt()                     # [N, O]
-            x = x * dcoefs.reshape(n, out_ch, 1, 1)
+    if up == 1:
+        w = weight if flip_weight else weight.flip([2, 3])
+        x = styled_conv2d(x, styles, w, padding=padding)
     else:
-        w = weight.unsqueeze(0) * styles.reshape(n, 1, in_ch, 1, 1)  # [N, O, I, k, k]
-        if demodulate:
-            dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
-            w = w * dcoefs.reshape(n, out_ch, 1, 1, 1)
-        x = _conv(x.reshape(1, n * in_ch, h, wd), w.reshape(n * out_ch, in_ch, kh, kw), up, padding,
-                  resample_filter, flip_weight, groups=n)
-        x = x.reshape(n, out_ch, *x.shape[2:])
+        fw, fh = filter_size(resample_filter)
+        px0 = padding + (fw + up - 1) // 2 - (kw - 1)
+        px1 = padding + (fw - up) // 2 - (kw - up)
+        py0 = padding + (fh + up - 1) // 2 - (kh - 1)
+        py1 = padding + (fh - up) // 2 - (kh - up)
+        w = (weight.flip([2, 3]) if flip_weight else weight).transpose(0, 1)  # [I, O, k, k]
+        pxt, pyt = max(min(-px0, -px1), 0), max(min(-py0, -py1), 0)
+        x = styled_conv2d(x, styles, w, stride=up, padding=(pyt, pxt), transposed=True)
+        x = upfirdn2d(x, resample_filter, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up * up)
+    if demodulate:
+        wsq = weight.square().sum(dim=[2, 3])                                     # [O, I]
+        x = scale_channels(x, (styles.square() @ wsq.t() + 1e-8).rsqrt())         # d: [N, O]
     if noise is not None:
         x = x + noise
     return x

@@ -31,6 +31,7 @@ from clipstyle.generator.base import (
     MappingConfig,
     MappingNetwork,
 )
+from clipstyle.generator.modconv import sum_hw_of_product
 from clipstyle.kernels.filtered_lrelu import filtered_lrelu
 
 __all__ = ["SG3LayerConfig", "StyleGAN3Config", "StyleGAN3Generator", "design_lowpass_filter"]
@@ -327,15 +328,6 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     return _ModulatedConv.apply(x, styles * input_gain, dcoefs, bias, weight, padding)
 
 
-def _sum_hw_of_product(a: torch.Tensor, b: torch.Tensor, elements: int = 1 << 22) -> torch.Tensor:
-    """``(a · b).sum([2, 3])`` for ``[N, C, H, W]`` tensors, in slabs of rows (no full-size temporary)."""
-    rows = max(1, elements // max(1, a.shape[0] * a.shape[1] * a.shape[3]))
-    out = a.new_zeros(a.shape[:2])
-    for h in range(0, a.shape[2], rows):
-        out += (a[:, :, h:h + rows] * b[:, :, h:h + rows]).sum(dim=[2, 3])
-    return out
-
-
 class _ModulatedConv(torch.autograd.Function):
     """``y = conv(x · s[:, :, None, None], w) · d[:, :, None, None] + b`` with a lean backward.
 
@@ -363,7 +355,7 @@ class _ModulatedConv(torch.autograd.Function):
         g_d = None
         if d is not None:
             if ctx.needs_input_grad[2]:   # Σ g · (y − b) / d
-                gy = _sum_hw_of_product(g, y)
+                gy = sum_hw_of_product(g, y)
                 if b is not None:
                     gy = gy - g.sum(dim=[2, 3]) * b[None, :]
                 g_d = gy / d
@@ -372,7 +364,7 @@ class _ModulatedConv(torch.autograd.Function):
         xs = x * s[:, :, None, None] if need_w else x   # only the shape/layout of x is read otherwise
         g_xs, g_w, _ = torch.ops.aten.convolution_backward(g, xs, weight, None, [1, 1], [ctx.padding] * 2, [1, 1],
                                                            False, [0, 0], 1, [True, need_w, False])
-        g_s = _sum_hw_of_product(g_xs, x) if ctx.needs_input_grad[1] else None
+        g_s = sum_hw_of_product(g_xs, x) if ctx.needs_input_grad[1] else None
         g_x = g_xs.mul_(s[:, :, None, None]) if ctx.needs_input_grad[0] else None
         return g_x, g_s, g_d, g_b, g_w, None
 
