@@ -234,9 +234,8 @@ def nvidia_generator(repo: Path, config: str):
             else "training.networks"
         net = __import__(module, fromlist=["Generator"])
         return net.Generator(z_dim=512, w_dim=512, c_dim=0, img_resolution=res, img_channels=3,
-                             mapping_kwargs=dict(num_layers=8),
-                             synthesis_kwargs=dict(channel_base=32768, channel_max=512, num_fp16_res=0,
-                                                   conv_clamp=256, architecture="skip"))
+                             mapping_kwargs=dict(num_layers=8), channel_base=32768, channel_max=512,
+                             num_fp16_res=0, conv_clamp=256, architecture="skip")  # synthesis kwargs, flat
     net = __import__("training.networks_stylegan3", fromlist=["Generator"])
     kw = dict(channel_base=65536, channel_max=1024, conv_kernel=1, use_radial_filters=True) if kind == "sg3r" \
         else dict(channel_base=32768, channel_max=512)

@@ -248,10 +248,7 @@ def cli_args(name: str, settings_dict: dict[str, Any], outdir: Path) -> list[str
 
 #: Contract breaches found by this test and reported to the lead; strict: the test fails once they are fixed,
 #: so the entry is then removed.
-KNOWN = {
-    ("stop", "direction-from-text"): "stop() after one step raises DirectionError ('did not move the latent') "
-                                     "instead of returning the best so far",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _known(request, part: str, name: str) -> None:

@@ -398,7 +398,8 @@ class TextDirection:
         strength: the RMS row norm the optimization reached (``ws + strength·direction`` reproduces it).
         history: loss per step.
         rows: the optimized styleblocks.
-        interrupted: stopped early (Ctrl-C, ``stop()``); then the direction of the lowest loss so far.
+        interrupted: stopped early (Ctrl-C, ``stop()``); then the direction of the lowest loss so far (the
+            latest one when the lowest was step 0's, at the zero offset).
     """
 
     direction: torch.Tensor

@@ -233,14 +233,17 @@ def text_direction(G: Any, guide: Any, source: str, target: str, start_ws: torch
     loss = _DirectionalTextLoss(guide, delta_t, x0, cutouts, latent, l2, min_delta_norm, gen)
     result = run(G, latent, loss, Schedule(lr=lr, steps=steps), callbacks=[callback] if callback else [],
                  stop=stop)
+    final = latent.offset().detach()[0].cpu()
     if result.interrupted:
-        final = ((result.ws.to(device) - ws0) * latent.mask)[0].cpu()
-    else:
-        final = latent.offset().detach()[0].cpu()
+        best = ((result.ws.to(device) - ws0) * latent.mask)[0].cpu()
+        # the lowest loss so far may be step 0's, taken at d = 0: then the latest offset is the best there is
+        final = best if bool(best.any()) else final
     try:
         unit, strength = normalize_direction(final)
     except DirectionError:
-        raise DirectionError("the optimization did not move the latent; try more --steps or a larger --lr") from None
+        why = "stopped before the optimization moved the latent" if result.interrupted else \
+            "the optimization did not move the latent"
+        raise DirectionError(f"{why}; try more --steps or a larger --lr") from None
     return TextDirection(unit, strength, tuple(h["loss"] for h in result.history), latent.rows, result.interrupted)
 
 
