@@ -87,3 +87,30 @@ def test_under_bf16_autocast_the_gradient_follows_float32():
         grads.append(ws.grad.flatten())
     assert grads[1].dtype == torch.float32 and torch.isfinite(grads[1]).all()
     assert F.cosine_similarity(grads[0], grads[1], dim=0) > 0.99
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_channels_last_generator_gradient_matches_float64(threads):
+    """SG2 runs NHWC on the CPU; its ws gradient (every row, the ToRGB rows included) matches the same
+    network in float64, with one and with two intra-op threads (oneDNN picks other kernels for each)."""
+    import copy
+
+    from tests._tiny import tiny_sg2
+
+    G = tiny_sg2(resolution=32).eval().requires_grad_(False)
+    G64 = copy.deepcopy(G).double()
+    ws0 = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(5)), None).detach()
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        grads = []
+        for net, dtype in ((G, torch.float32), (G64, torch.float64)):
+            ws = ws0.to(dtype).detach().clone().requires_grad_(True)
+            img = net.synthesis(ws)
+            assert img.is_contiguous()
+            (img * torch.linspace(-1, 1, img.shape[-1], dtype=dtype)).sum().backward()
+            grads.append(ws.grad)
+    finally:
+        torch.set_num_threads(old)
+    for row in range(G.num_ws):
+        torch.testing.assert_close(grads[0][:, row], grads[1][:, row].float(), rtol=1e-3, atol=1e-4)

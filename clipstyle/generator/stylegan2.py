@@ -113,10 +113,8 @@ def modulated_conv2d(
         x = upfirdn2d(x, resample_filter, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up * up)
     if demodulate:
         wsq = weight.square().sum(dim=[2, 3])                                     # [O, I]
-        x = scale_channels(x, (styles.square() @ wsq.t() + 1e-8).rsqrt())         # d: [N, O]
-    if noise is not None:
-        x = x + noise
-    return x
+        return scale_channels(x, (styles.square() @ wsq.t() + 1e-8).rsqrt(), noise)  # d: [N, O]
+    return x if noise is None else x + noise
 
 
 class SynthesisLayer(nn.Module):
@@ -219,6 +217,8 @@ class SynthesisBlock(nn.Module):
         f = self.resample_filter
         if self.in_channels == 0:
             x = self.const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            if x.device.type == "cpu":  # NHWC from here on: oneDNN's convolutions run 1.1-2× faster in it
+                x = x.contiguous(memory_format=torch.channels_last)
             x = self.conv1(x, ws[:, 0], f, noise_mode)
         elif self.architecture == "resnet":
             y = self.skip(x, f, gain=math.sqrt(0.5))
@@ -262,7 +262,7 @@ class SynthesisNetwork(nn.Module):
             block = getattr(self, f"b{res}")
             x, img = block(x, img, ws[:, w_idx : w_idx + block.num_conv + block.num_torgb], noise_mode)
             w_idx += block.num_conv
-        return img
+        return img.contiguous()
 
     def row_resolutions(self) -> list[int]:
         """Resolution each ws row drives (a torgb row shared with the next conv0 counts as the next block)."""

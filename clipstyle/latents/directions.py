@@ -399,7 +399,8 @@ class TextDirection:
         history: loss per step.
         rows: the optimized styleblocks.
         interrupted: stopped early (Ctrl-C, ``stop()``); then the direction of the lowest loss so far (the
-            latest one when the lowest was step 0's, at the zero offset).
+            latest one when the lowest was step 0's, at the zero offset; zero, with strength 0, when no
+            update had moved it yet).
     """
 
     direction: torch.Tensor

@@ -9,14 +9,14 @@ Modes (:data:`COMPILE_MODES`):
   tensor-core convolutions prefer it); a convolution with a channels-last weight returns a channels-last
   output, so the activations follow from the first convolution on.
 * ``both`` — the two together.
-* ``auto`` — where it pays: ``compile`` on CUDA; ``off`` on the CPU, where compiling takes minutes and
-  channels-last was measured slower for the generator (benchmarks/README.md: the grouped modulated
-  convolutions lose more than the depthwise filters gain).
+* ``auto`` — where it pays: ``compile`` on CUDA; ``off`` on the CPU, where compiling takes minutes.
 
-``channels-last`` and ``both`` are refused on the CPU: with torch 2.14 and one intra-op thread, a tiny
-StyleGAN2 in channels-last returned the right image but a wrong gradient for the last ToRGB's latent row
-(max error 0.076 against a gradient of max 0.30; with two threads it agreed to 1e-7) — a oneDNN
-convolution-backward problem, not ours, and a wrong gradient is worse than a slow one.
+``channels-last`` and ``both`` are refused on the CPU, where they would add nothing: there the generators
+already run NHWC inside (StyleGAN2 from its constant input on, StyleGAN3's filtered layers; issue 22,
+1.1–2× faster convolutions). The option once also put StyleGAN2's per-sample (grouped) weights in
+channels-last, where oneDNN's one-thread backward gave a wrong gradient (the last ToRGB row, 0.076 against
+a maximum of 0.30); the generator no longer uses grouped convolutions, and ``tests/test_modconv.py``
+checks its NHWC gradient against float64 with one and two threads.
 
 Parity: compiled and eager agree to float32 rounding (Inductor may reorder reductions); tests check it.
 """
@@ -83,8 +83,8 @@ def maybe_compile(module: torch.nn.Module, mode: str = "auto", device: torch.dev
         device = first.device if first is not None else "cpu"
     resolved = resolve_compile(mode, device)
     if resolved in ("channels-last", "both") and torch.device(device).type == "cpu":
-        raise UsageError(f"--compile {resolved} is not offered on the CPU (oneDNN's channels-last convolution "
-                         "backward gave wrong gradients here, and it is slower); use off or compile")
+        raise UsageError(f"--compile {resolved} is not offered on the CPU (the generators already run "
+                         "channels-last there); use off or compile")
     channels_last = resolved in ("channels-last", "both")
     compiled = resolved in ("compile", "both")
     if channels_last:

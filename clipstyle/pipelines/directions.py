@@ -217,7 +217,8 @@ def text_direction(G: Any, guide: Any, source: str, target: str, start_ws: torch
         :class:`~clipstyle.latents.directions.TextDirection` (direction ``[num_ws, w_dim]`` float32 CPU).
 
     Raises:
-        DirectionError: identical texts, or the optimization left ``d`` at zero.
+        DirectionError: identical texts, or the optimization ran to the end and left ``d`` at zero (a stop
+            before any update moved ``d`` returns the zero direction with strength 0, ``interrupted``).
         FloatingPointError: the loss became NaN/inf.
     """
     from clipstyle.latents.directions import DirectionError, DirectionLatent, normalize_direction, text_delta
@@ -238,12 +239,12 @@ def text_direction(G: Any, guide: Any, source: str, target: str, start_ws: torch
         best = ((result.ws.to(device) - ws0) * latent.mask)[0].cpu()
         # the lowest loss so far may be step 0's, taken at d = 0: then the latest offset is the best there is
         final = best if bool(best.any()) else final
+        if not bool(final.any()):  # stopped before any update moved d (the first steps' lr may be 0)
+            return TextDirection(final, 0.0, tuple(h["loss"] for h in result.history), latent.rows, True)
     try:
         unit, strength = normalize_direction(final)
     except DirectionError:
-        why = "stopped before the optimization moved the latent" if result.interrupted else \
-            "the optimization did not move the latent"
-        raise DirectionError(f"{why}; try more --steps or a larger --lr") from None
+        raise DirectionError("the optimization did not move the latent; try more --steps or a larger --lr") from None
     return TextDirection(unit, strength, tuple(h["loss"] for h in result.history), latent.rows, result.interrupted)
 
 

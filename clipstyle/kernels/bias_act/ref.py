@@ -95,6 +95,16 @@ def bias_act_naive(
     return x
 
 
+def _flat(y: torch.Tensor) -> torch.Tensor:
+    """All elements as a 1-D view when ``y`` is dense (NCHW or channels-last), else ``y`` (whose
+    reductions would first copy it)."""
+    if y.is_contiguous():
+        return y.reshape(-1)
+    if y.ndim == 4 and y.is_contiguous(memory_format=torch.channels_last):
+        return y.permute(0, 2, 3, 1).reshape(-1)
+    return y
+
+
 class _BiasActPiecewiseLinear(torch.autograd.Function):
     """``linear`` / ``relu`` / ``lrelu`` with ``gain > 0``, saving only the output for backward."""
 
@@ -112,7 +122,7 @@ class _BiasActPiecewiseLinear(torch.autograd.Function):
         if y is None:  # only a clamp: start from a copy (x itself is never modified)
             y = x.clone()
         if clamp is not None and y.numel() > 0:
-            lo, hi = torch.aminmax(y.detach().reshape(-1) if y.is_contiguous() else y.detach())
+            lo, hi = torch.aminmax(_flat(y.detach()))
             if lo.item() < -clamp or hi.item() > clamp:
                 y.clamp_(-clamp, clamp)
             else:  # nothing to clip (the usual case): no clamp pass now, no mask pass in backward
