@@ -24,7 +24,10 @@ Configurations: ``sg2-256`` / ``sg2-1024`` — StyleGAN2 FFHQ (``channels_for(R,
 layers, ``skip``, ``conv_clamp=256``); ``sg3t-256`` — StyleGAN3-T; ``sg3r-256`` — StyleGAN3-R
 (``channel_base`` 65536, 1×1 convolutions, radial filters).
 
-Every row runs in its own subprocess (peaks do not mix)::
+Every row runs in its own subprocess (peaks do not mix), with ``--allocator heap`` by default: glibc keeps
+freed memory for reuse, as the ``clipstyle`` command sets it (:mod:`clipstyle.optimize.allocator`), for the
+reference rows too; ``--allocator system`` measures the C library's default. NVIDIA's code imports
+``pkg_resources`` (setuptools < 81 provides it)::
 
     python benchmarks/bench_step.py --configs sg2-256 --modes gen step --precisions fp32 bf16
     python benchmarks/bench_step.py --configs sg2-256 --nvidia-repo ~/src/stylegan3 --json
@@ -312,6 +315,10 @@ def environment(device: str, threads: int) -> str:
 
 
 def _child(args: argparse.Namespace) -> dict:
+    if args.allocator == "heap":  # before torch allocates anything; as the CLI's entry point does
+        from clipstyle.optimize.allocator import keep_freed_memory
+
+        keep_freed_memory()
     import torch
 
     torch.set_num_threads(args.threads)
@@ -329,7 +336,8 @@ def _child(args: argparse.Namespace) -> dict:
 def _run_child(args: argparse.Namespace, what: str, config: str, mode: str, precision: str) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", what, "--configs", config, "--modes", mode,
            "--precisions", precision, "--runs", str(args.runs), "--warmup", str(args.warmup), "--threads",
-           str(args.threads), "--cutouts", str(args.cutouts), "--device", args.device, "--compile", args.compile]
+           str(args.threads), "--cutouts", str(args.cutouts), "--device", args.device, "--compile", args.compile,
+           "--allocator", args.allocator]
     if args.nvidia_repo:
         cmd += ["--nvidia-repo", str(args.nvidia_repo)]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -378,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", default="off", help="off | compile | channels-last | both | auto (generator and CLIP)")
     p.add_argument("--nvidia-repo", type=Path, default=None,
                    help="local checkout of NVIDIA's stylegan2-ada-pytorch or stylegan3: adds the reference column")
+    p.add_argument("--allocator", choices=("heap", "system"), default="heap",
+                   help="heap: glibc keeps freed memory for reuse, as the clipstyle CLI sets it "
+                        "(clipstyle.optimize.allocator); system: the C library's default. Applies to every row, "
+                        "the reference's too")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per subprocess")
     p.add_argument("--json", action="store_true", help="print raw JSON lines instead of the table")
     p.add_argument("--child", choices=("ours", "reference", "peak"), dest="what", help=argparse.SUPPRESS)
@@ -411,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         peak_text = ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items() if v)
         print(f"{environment(args.device, args.threads)}; {args.cutouts} cutouts; median of {args.runs} after "
-              f"{args.warmup} warm-up; measured peak: {peak_text}\n")
+              f"{args.warmup} warm-up; allocator {args.allocator}; measured peak: {peak_text}\n")
         print(table(rows, peaks, refs))
     return 0
 

@@ -64,6 +64,9 @@ class BatchWorker:
     def __init__(self, device: str = "auto", threads: int = 1) -> None:
         import torch
 
+        from clipstyle.optimize.allocator import keep_freed_memory
+
+        keep_freed_memory()  # the actor's process runs jobs only (see clipstyle.optimize.allocator)
         torch.set_num_threads(max(1, int(threads)))
         self.models = ModelCache(device)
 

@@ -175,6 +175,10 @@ def _usage_line(exc, click) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point. Exits 0, 1 (runtime), 2 (usage) or 130 (interrupted)."""
     real_process = argv is None
+    if real_process:  # a one-job process: keep freed tensors' memory warm for reuse (no page faults)
+        from clipstyle.optimize.allocator import keep_freed_memory
+
+        keep_freed_memory()
     args = list(sys.argv[1:] if argv is None else argv)
     cut = args.index("--") if "--" in args else len(args)
     debug = "--debug" in args[:cut]
