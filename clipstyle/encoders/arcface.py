@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from clipstyle.encoders.files import WeightsFileError, read_torch_file
 from clipstyle.encoders.irse import IRSEBackbone, load_backbone
+from clipstyle.optimize.precision import model_autocast
 
 __all__ = ["FaceIdentity", "crop_and_pool", "load_face_identity"]
 
@@ -59,7 +60,12 @@ class FaceIdentity(nn.Module):
         """
         if faces.ndim != 4 or tuple(faces.shape[1:]) != (3, 112, 112):
             raise ValueError(f"ArcFace takes faces [N, 3, 112, 112], got {list(faces.shape)}")
-        return self.backbone.embed(faces.contiguous())
+        with model_autocast(faces.device):  # the loop's precision (a no-op outside it)
+            e = self.backbone.embed(faces.contiguous())
+        if e.dtype == faces.dtype:
+            return e
+        e = e.to(faces.dtype)  # renormalized in the input's precision after a 16-bit backbone
+        return e / e.norm(p=2, dim=1, keepdim=True)
 
     def features(self, images: Tensor) -> Tensor:
         """Identity features ``[N, D]`` of FFHQ-aligned face images ``[N, 3, H, W]`` in [-1, 1] (any size)."""

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from clipstyle.encoders.files import WeightsFileError, read_torch_file
 from clipstyle.encoders.irse import IRSEBackbone, clean_state
+from clipstyle.optimize.precision import model_autocast
 from clipstyle.generator.formats.common import CheckpointError
 
 __all__ = ["Encoder", "encoder_from_checkpoint", "load_encoder"]
@@ -114,8 +115,9 @@ class Encoder(nn.Module):
         if tuple(x.shape[2:]) != (INPUT_SIZE, INPUT_SIZE):
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
                               antialias=True)
-        codes = self.codes_raw(x.contiguous())
-        return codes + self.latent_avg.reshape(-1, self.w_dim)[None]
+        with model_autocast(x.device):  # inside model_precision (a no-op elsewhere)
+            codes = self.codes_raw(x.contiguous())
+        return codes.to(self.latent_avg.dtype) + self.latent_avg.reshape(-1, self.w_dim)[None]
 
 
 def encoder_from_checkpoint(ckpt: Mapping[str, Any], name: str = "checkpoint") -> Encoder:

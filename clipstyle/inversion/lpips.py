@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clipstyle.errors import BadFileError
+from clipstyle.optimize.precision import model_autocast
 
 __all__ = ["LPIPS", "LPIPSWeightsError", "LPIPS_HINT", "LPIPS_VGG_URL", "VGG16_URL", "build_vgg16_features",
            "load_lpips", "resolve_lpips_weights"]
@@ -109,14 +110,17 @@ class LPIPS(nn.Module):
         self.eval()
 
     def stage_features(self, x: Tensor) -> list[Tensor]:
-        """Unit-normalized activations at the five taps for images ``[N, 3, H, W]`` in [-1, 1]."""
+        """Unit-normalized activations at the five taps for images ``[N, 3, H, W]`` in [-1, 1]; the VGG
+        runs in the loop's precision (:func:`~clipstyle.optimize.precision.model_autocast`), the
+        normalization in the buffers' dtype (float32)."""
         h = (x - self.shift) / self.scale
-        out = []
-        for i, layer in enumerate(self.features):
-            h = layer(h)
-            if i in TAP_LAYERS:
-                out.append(_unit_normalize(h))
-        return out
+        taps = []
+        with model_autocast(x.device):
+            for i, layer in enumerate(self.features):
+                h = layer(h)
+                if i in TAP_LAYERS:
+                    taps.append(h)
+        return [_unit_normalize(t.to(self.shift.dtype)) for t in taps]
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         if x.ndim != 4 or y.ndim != 4 or x.shape[1] != 3 or y.shape[1] != 3 or x.shape[2:] != y.shape[2:]:
