@@ -457,3 +457,22 @@ def test_kernels_check_exits_1_when_an_extension_that_should_build_does_not(monk
         assert all(r["extension"] == "unavailable" and "not a CUDA toolkit" in r["note"] for r in rows)
     assert done.value.code == 1 and all(r["ok"] == "no" for r in rows)
     assert "kernels check failed for bias_act, upfirdn2d, filtered_lrelu" in err and "Traceback" not in err
+
+
+def test_cpu_filters_run_in_float32_under_bf16_autocast_and_return_the_input_dtype():
+    """oneDNN has no fast 16-bit depthwise convolution: under autocast (or on 16-bit input) the CPU
+    reference filters in float32 with autocast off, and hands back the input's dtype — bit for bit the
+    float32 result rounded once (16-bit arithmetic inside would round at every tap)."""
+    from clipstyle.kernels import setup_filter, upfirdn2d
+    from clipstyle.kernels.filtered_lrelu import filtered_lrelu
+
+    x16 = torch.randn(1, 4, 12, 12, generator=torch.Generator().manual_seed(0)).bfloat16()
+    f = setup_filter([1, 3, 3, 1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y16 = upfirdn2d(x16, f, up=2, padding=1)
+        z16 = filtered_lrelu(x16, f, f, up=2, down=2, padding=1)
+        y32 = upfirdn2d(x16.float(), f, up=2, padding=1)   # float32 input, autocast on: float32 filters too
+    assert y16.dtype == z16.dtype == torch.bfloat16 and y32.dtype == torch.float32
+    assert torch.equal(y16, upfirdn2d(x16.float(), f, up=2, padding=1).bfloat16())
+    assert torch.equal(y32, upfirdn2d(x16.float(), f, up=2, padding=1))
+    assert torch.equal(z16, filtered_lrelu(x16.float(), f, f, up=2, down=2, padding=1).bfloat16())

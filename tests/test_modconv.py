@@ -31,11 +31,12 @@ def _weight_side(x, weight, styles, up, padding, f, demodulate):
 @pytest.mark.parametrize("up", [1, 2])
 @pytest.mark.parametrize("demodulate", [True, False])
 @pytest.mark.parametrize("train_weight", [False, True])
-def test_activation_side_equals_the_weight_side_forward_and_backward(up, demodulate, train_weight):
+@pytest.mark.parametrize("batch", [1, 2])  # one sample scales the weight, several scale x
+def test_activation_side_equals_the_weight_side_forward_and_backward(up, demodulate, train_weight, batch):
     g = torch.Generator().manual_seed(up * 4 + demodulate * 2 + train_weight)
-    x = torch.randn(2, 5, 6, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(batch, 5, 6, 6, generator=g, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(4, 5, 3, 3, generator=g, dtype=torch.float64, requires_grad=train_weight)
-    styles = (torch.rand(2, 5, generator=g, dtype=torch.float64) + 0.5).requires_grad_(True)
+    styles = (torch.rand(batch, 5, generator=g, dtype=torch.float64) + 0.5).requires_grad_(True)
     f = setup_filter([1, 3, 3, 1]).double()
     kw = dict(up=up, padding=1, demodulate=demodulate)
     ours = modulated_conv2d(x, weight, styles, resample_filter=f, flip_weight=(up == 1), **kw)
@@ -43,7 +44,7 @@ def test_activation_side_equals_the_weight_side_forward_and_backward(up, demodul
         ref = _weight_side(x, weight, styles, 1, 1, f, demodulate)
     else:
         ref = _weight_side(x, weight, styles, 2, 1, f, demodulate)
-    assert ours.shape == ref.shape == (2, 4, 6 * up, 6 * up)
+    assert ours.shape == ref.shape == (batch, 4, 6 * up, 6 * up)
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
     probe = torch.randn(ours.shape, generator=g, dtype=torch.float64)
     inputs = [x, styles] + ([weight] if train_weight else [])

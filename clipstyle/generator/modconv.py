@@ -53,8 +53,6 @@ class _StyledConv(torch.autograd.Function):
             xs = x
         else:
             ws, xs = weight, x * s[:, :, None, None].to(x.dtype)
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            ws = ws.contiguous(memory_format=torch.channels_last)  # else oneDNN makes x NCHW (a copy)
         if transposed:
             z = F.conv_transpose2d(xs, ws, stride=stride, padding=padding)
         else:

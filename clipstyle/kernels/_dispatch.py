@@ -88,3 +88,13 @@ def choose(op: str, impl: str, x: torch.Tensor, cuda_loader: Callable[[], object
             raise KernelBuildError(f"{op}: CUDA extension unavailable: {exc}") from exc
         _warn_once(op, f"CUDA extension unavailable ({exc})")
         return None
+
+
+def filters_in_float32(x: torch.Tensor) -> bool:
+    """Whether the reference should run a FIR op (upfirdn2d, filtered_lrelu) on ``x`` in float32: on the CPU
+    when ``x`` is 16-bit or autocast is on. oneDNN has no fast 16-bit depthwise convolution: a StyleGAN3-T
+    step at 256² took 15 s with its filters in bf16 against 5 s in float32 on an AVX512-BF16 Xeon (issue 22),
+    and a memory-bound filter gains nothing from 16-bit arithmetic anyway. The caller computes with
+    autocast off on ``x.float()`` and returns ``x``'s dtype."""
+    return x.device.type == "cpu" and (x.dtype in (torch.bfloat16, torch.float16)
+                                       or torch.is_autocast_enabled("cpu"))

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from .._dispatch import choose
+from .._dispatch import choose, filters_in_float32
 from ..upfirdn2d import parse_padding
 from .ref import filtered_lrelu_ref
 
@@ -94,5 +94,11 @@ def filtered_lrelu(
 
         return filtered_lrelu_cuda(ext, x, fu, fd, b, int(up), int(down), pad, float(gain), float(slope), clamp,
                                    bool(flip_filter))
+    if filters_in_float32(x):  # CPU, 16-bit or autocast: the filters run in float32 (see the helper)
+        with torch.autocast("cpu", enabled=False):
+            return filtered_lrelu_ref(x.float(), None if fu is None else fu.float(),
+                                      None if fd is None else fd.float(), None if b is None else b.float(),
+                                      int(up), int(down), pad, float(gain), float(slope), clamp,
+                                      bool(flip_filter)).to(x.dtype)
     return filtered_lrelu_ref(x, fu, fd, b, int(up), int(down), pad, float(gain), float(slope), clamp,
                               bool(flip_filter))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._dispatch import choose
+from .._dispatch import choose, filters_in_float32
 from .ref import upfirdn2d_ref
 
 __all__ = ["upfirdn2d", "setup_filter", "upsample2d", "downsample2d", "filter2d", "filter_size"]
@@ -123,6 +123,10 @@ def upfirdn2d(
         from .cuda import upfirdn2d_cuda
 
         return upfirdn2d_cuda(ext, x, f, upxy, downxy, pad, flip_filter, gain)
+    if filters_in_float32(x):  # CPU, 16-bit or autocast: the filters run in float32 (see the helper)
+        with torch.autocast("cpu", enabled=False):
+            return upfirdn2d_ref(x.float(), None if f is None else f.float(), upxy, downxy, pad, flip_filter,
+                                 gain).to(x.dtype)
     return upfirdn2d_ref(x, f, upxy, downxy, pad, flip_filter, gain)
 
 
