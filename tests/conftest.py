@@ -23,12 +23,23 @@ cannot leak into another: fixtures hand out paths, and a loaded model is frozen.
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 
 from . import _tiny
 
 torch.set_num_threads(1)
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """After each test module, collect once and freeze what survives (modules, session models, pytest's
+    reports): the collector then stops rescanning it at every later collection, which made the last
+    third of the default run 2–3× slower than the same tests alone."""
+    if nextitem is None or nextitem.module is not item.module:
+        gc.collect()
+        gc.freeze()
 
 
 @pytest.fixture(scope="session")

@@ -235,7 +235,8 @@ def test_auto_falls_back_to_fp32_when_bf16_fails_its_check(monkeypatch):
     assert mode == "bf16" and checks[0].ok
 
 
-def test_cli_precision_bf16_runs_and_is_recorded(tmp_path, capsys):
+def test_cli_precision_bf16_runs_and_is_recorded(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CLIPSTYLE_CACHE", str(tmp_path / "cache"))  # the check's verdict lands there
     code, out, err = run_cli(["a red apple", "--network", fixture_path("sg2_skip_64.pkl"), "--clip-model", TINY_CLIP,
                               "--clip-pretrained", "none", "--steps", "5", "--cutouts", "4", "--precision", "bf16",
                               "--outdir", tmp_path, "--device", "cpu", "--quiet"], capsys)

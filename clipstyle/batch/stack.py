@@ -126,6 +126,9 @@ def optimize_stacked(G: Any, jobs: Sequence[Any], *, save_every: int = 10, preci
         step[0] += 1
         return total, terms
 
+    from clipstyle.optimize.precision_verdicts import verified_precision
+
+    precision = verified_precision(G, precision, latent.param.device)  # measured safe on G, or refused / fp32
     result = run(G, latent, loss_fn, schedule, save_every=save_every, callbacks=list(callbacks), precision=precision)
     final = result.extra.get("final_image")
     out = []

@@ -203,6 +203,7 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
         CheckpointError / DownloadError: the network or CLIP weights.
     """
     from clipstyle.optimize.loop import run
+    from clipstyle.optimize.precision_verdicts import verified_precision
     from clipstyle.pipelines.common import load_guide, load_network, pick_device
     from clipstyle.workflows.text import TextSettings
 
@@ -227,6 +228,7 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
         maybe_compile(G.synthesis, s.compile, dev)
         maybe_compile(guide.model.visual, s.compile, dev)
     job = text_job(G, guide, s)
+    precision = verified_precision(G, s.precision, dev)  # a reduced mode only where measured safe on G
     with tracking(log, job.name, preview_every=s.save_every) as trackers:
         callbacks = [cb for cb in (callback, trackers.callback if trackers else None) if cb is not None]
         if s.space == "s":
@@ -234,10 +236,10 @@ def text_to_image(prompt: "str | TextSettings" = "", /, *, G: Any = None, guide:
 
             result, styles = run_in_s(G, apply_mix(job.ws0, job.mix), s_channels(G, job.free_rows), job.loss,
                                       job.schedule, save_every=s.save_every, callbacks=callbacks,
-                                      precision=s.precision, stop=stop)
+                                      precision=precision, stop=stop)
         else:
             result, styles = run(G, job.latent(dev), job.loss, job.schedule, save_every=s.save_every,
-                                 callbacks=callbacks, precision=s.precision, stop=stop), None
+                                 callbacks=callbacks, precision=precision, stop=stop), None
         out = text_run(s, job, result, G, dev, styles=styles)
         trackers.finish(out)  # a no-op when the caller lent its own trackers (it finishes after saving)
     return out
