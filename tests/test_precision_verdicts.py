@@ -66,3 +66,24 @@ def test_another_network_is_measured_on_its_own(G, tmp_path):
     other = tiny_sg2(seed=1, resolution=32)
     assert pv.network_fingerprint(G) != pv.network_fingerprint(other)
     assert pv.network_fingerprint(G) == pv.network_fingerprint(tiny_sg2(resolution=32))
+
+
+def test_projection_and_edit_run_only_the_verified_mode(G, tiny_guide, tmp_path, monkeypatch):
+    from clipstyle.guidance import CutoutConfig, Cutouts
+    from clipstyle.inversion.edit import EditConfig, edit
+    from clipstyle.inversion.project import ProjectConfig, project
+
+    monkeypatch.setenv("CLIPSTYLE_CACHE", str(tmp_path))
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(4)), None)
+        target = G.synthesis(ws)
+    cfg = ProjectConfig(steps=2, mse=1.0, perceptual=0.0, w_avg_samples=64, precision="bf16")
+    assert project(G, target, cfg, perceptual=None).run.precision == "bf16"  # measured safe here
+    path = pv.verdict_path(pv.network_fingerprint(G), "bf16", torch.device("cpu"))
+    path.write_text(json.dumps({"ok": False, "reasons": ["image error vs fp32: RMS 0.2000"]}))
+    with pytest.raises(PrecisionRefusedError, match="RMS 0.2000"):
+        project(G, target, cfg, perceptual=None)
+    cut = Cutouts(CutoutConfig(num_cutouts=2), tiny_guide.input_size)
+    with pytest.raises(PrecisionRefusedError, match="RMS 0.2000"):
+        edit(G, ws, "a smiling face", tiny_guide, cut, EditConfig(steps=2, precision="bf16"))
+    assert edit(G, ws, "a smiling face", tiny_guide, cut, EditConfig(steps=2, precision="fp32")).run.precision == "fp32"

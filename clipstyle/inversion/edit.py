@@ -51,6 +51,8 @@ class EditConfig:
         free_rows: styleblocks that may change (None = all).
         save_every: keep a frame every this many steps (0 = none).
         seed: seeds the cutouts.
+        precision: the networks' precision; a reduced mode or ``auto`` runs only where the precision check
+            measured it safe on ``G`` (:mod:`clipstyle.optimize.precision_verdicts`).
     """
 
     source_text: str = "a face"
@@ -64,6 +66,7 @@ class EditConfig:
     free_rows: tuple[int, ...] | None = None
     save_every: int = 0
     seed: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("directional", "l2", "keep"):
@@ -172,8 +175,11 @@ def edit(G: Any, start_ws: Tensor, prompt: str, guide: Any, cutouts: Any, config
     gen = torch.Generator().manual_seed(int(config.seed))  # cutout geometry (drawn on the CPU)
     loss = CombinedLoss([*edit_terms(guide, prompt, before, start_ws, config, cutouts, generator=gen), *extra_terms])
     schedule = Schedule(lr=config.lr, steps=config.steps, rampup=config.rampup, rampdown=config.rampdown)
+    from clipstyle.optimize.precision_verdicts import verified_precision
+
+    precision = verified_precision(G, config.precision, device)
     result = run(synth, latent, loss, schedule, noise_mode="const", save_every=config.save_every,
-                 callbacks=callbacks, stop=stop)
+                 callbacks=callbacks, stop=stop, precision=precision)
     after = result.extra.get("final_image")
     if after is None:
         after = render(synth, result.ws.to(device))

@@ -66,6 +66,9 @@ class ProjectConfig:
         lpips_max_size: LPIPS sees images area-downsampled to at most this side.
         save_every: keep a projection frame every this many steps (0 = none).
         betas: Adam's (β₁, β₂).
+        precision: the networks' precision (:mod:`clipstyle.optimize.precision`); a reduced mode or ``auto``
+            runs only where the precision check measured it safe on ``G``
+            (:mod:`clipstyle.optimize.precision_verdicts`).
         w_warmup: W+ only: this fraction of the steps is first spent in W (NVIDIA's schedule, w-noise
             included), and the remaining steps refine every row from that W solution without w-noise.
             Starting W+ from μ_w directly gets stuck far from the target on many networks (27 dB after 300
@@ -79,6 +82,7 @@ class ProjectConfig:
     steps: int = 1000
     lr: float = 0.1
     space: str = "w"
+    precision: str = "fp32"
     perceptual: float = 1.0
     mse: float = 0.0
     noise_reg: float = 1e5
@@ -284,7 +288,7 @@ def _project_once(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(
     schedule = Schedule(lr=config.lr, steps=config.steps, rampup=config.rampup, rampdown=config.rampdown)
     result = run(synth, latent, loss_fn, schedule, noise_mode="const", save_every=config.save_every,
                  callbacks=callbacks, extra_params=list(raw.values()), after_step=after_step,
-                 betas=tuple(config.betas), stop=stop)
+                 betas=tuple(config.betas), stop=stop, precision=config.precision)
 
     final_noise = {name: v.detach().clone() for name, v in scaled().items()}
     clean = SynthesisWithNoise(G, final_noise)
@@ -354,6 +358,10 @@ def project(G: Any, target: Tensor, config: ProjectConfig = ProjectConfig(), *,
             row mixed, or a mis-shaped ``init``.
         FloatingPointError: the loss became NaN/inf.
     """
+    from clipstyle.optimize.precision_verdicts import verified_precision
+
+    # a reduced mode only where measured safe on G (measured once, cached): both phases run what was verified
+    config = replace(config, precision=verified_precision(G, config.precision, G.w_avg.device))
     kw = dict(perceptual=perceptual, c=c, mix=mix, stop=stop)
     n1 = int(round(config.steps * config.w_warmup))
     if init is not None and config.space == "w+":  # refine a given W+ start (an encoding): the W+ phase only

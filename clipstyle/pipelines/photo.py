@@ -68,7 +68,7 @@ def _project_photo(G: Any, img: Any, *, steps: int, lr: float | None, space: str
                    mse: float | None, noise_reg: float, crop: bool, init: str, encoder: Any, tune: bool,
                    tune_steps: int, tune_lr: float, seed: int, save_every: int, dev: str, c: Any, mix: Any,
                    quiet: bool, callback: Any, stop: Any, emit: Callable[[str], None], track: Any = None,
-                   phase: str = "") -> dict[str, Any]:
+                   phase: str = "", precision: str = "fp32") -> dict[str, Any]:
     """Encode (optional), project and tune (optional) one photo; returns the pieces the pipelines save.
     ``track``: experiment trackers (:mod:`clipstyle.tracking`); the projection logs under ``phase``, the
     tuning under ``tune``."""
@@ -76,7 +76,7 @@ def _project_photo(G: Any, img: Any, *, steps: int, lr: float | None, space: str
     from clipstyle.tracking import with_phase
 
     target = target_tensor(img, G.img_resolution, crop, G, dev)
-    cfg = projection_config(steps, lr, space, perceptual, mse, noise_reg, seed, save_every)
+    cfg = projection_config(steps, lr, space, perceptual, mse, noise_reg, seed, save_every, precision)
     start = None
     if init == "e4e":
         if encoder is None:
@@ -187,7 +187,7 @@ def project(photo: "str | Path | ProjectSettings | None" = None, /, *, G: Any = 
                                mse=s.mse, noise_reg=s.noise_reg, crop=s.crop, init=s.init, encoder=enc, tune=s.tune,
                                tune_steps=s.tune_steps, tune_lr=s.tune_lr, seed=s.seed, save_every=s.save_every,
                                dev=dev, c=c, mix=mixed, quiet=quiet, callback=callback, stop=stop, emit=emit,
-                               track=trk)
+                               track=trk, precision=s.precision)
         proj, tuned = parts["projection"], parts["tuned"]
         target_u8, proj_u8 = uint8_image(proj.target), uint8_image(proj.image)
         settings = {"command": "project", **s.to_dict(), "photo": str(path),

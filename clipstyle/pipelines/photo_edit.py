@@ -117,7 +117,7 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
                                    init="e4e" if enc is not None else "mean", encoder=enc, tune=s.tune,
                                    tune_steps=s.tune_steps, tune_lr=s.tune_lr, seed=s.seed, save_every=s.save_every,
                                    dev=dev, c=c, mix=None, quiet=quiet, callback=callback, stop=stop, emit=emit,
-                                   track=trk, phase="project")
+                                   track=trk, phase="project", precision=s.precision)
             ws0, noise = parts["projection"].ws.to(dev), parts["projection"].noise
             reference = parts["target"]
             if parts["tuned"] is not None:
@@ -130,7 +130,7 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
         guide = load_guide(s.clip_model, s.clip_pretrained, dev, guide)
         cut = Cutouts(CutoutConfig(num_cutouts=num), guide.input_size)
         cfg = EditConfig(source_text=source_text, steps=s.steps, lr=s.lr, directional=directional, l2=l2_weight,
-                         keep=s.keep, free_rows=free, save_every=s.save_every, seed=s.seed)
+                         keep=s.keep, free_rows=free, save_every=s.save_every, seed=s.seed, precision=s.precision)
         extra_terms = []
         if face_id is not None:
             from clipstyle.encoders.arcface import IdentityLoss

@@ -149,7 +149,7 @@ def load_weights(kind: str, path: str | Path | None, option: str, dev: str) -> A
 
 
 def projection_config(steps: int, lr: float | None, space: str, perceptual: Any, mse: float | None,
-                      noise_reg: float, seed: int, save_every: int) -> Any:
+                      noise_reg: float, seed: int, save_every: int, precision: str = "fp32") -> Any:
     from clipstyle.inversion.project import ProjectConfig
 
     space = space.strip().lower()
@@ -159,7 +159,7 @@ def projection_config(steps: int, lr: float | None, space: str, perceptual: Any,
     if perceptual is None and mse <= 0:
         raise PhotoOptionError("--perceptual none needs --mse > 0: there would be nothing to project by")
     return ProjectConfig(steps=steps, lr=0.1 if lr is None else lr, space=space, mse=mse, noise_reg=noise_reg,
-                         seed=seed, save_every=save_every)
+                         seed=seed, save_every=save_every, precision=precision)
 
 
 def check_blend_spec(blend: str | None) -> None:

@@ -18,6 +18,7 @@ from clipstyle.workflows.options import (
     lr_option,
     mix_option,
     network_option,
+    precision_option,
     save_every_option,
     steps_option,
 )
@@ -150,6 +151,7 @@ class PhotoPathSettings(Settings):
     class_idx: str | None = class_option()
     seed: int = photo_seed_option()
     save_every: int = save_every_option()
+    precision: str = precision_option()
 
     def validate(self) -> None:
         if self.perceptual == "none" and self.lpips_weights:
