@@ -14,7 +14,7 @@ frozen generator then costs two convolutions per layer instead of three.
 
 * :func:`styled_conv2d` — ``(x · s) ⊛ w`` (plain or transposed/strided), saving ``x`` (not ``x · s``);
 * :func:`scale_channels` — ``z · d`` in place, saving only its output;
-* :func:`sum_hw_of_product` — the reductions, in float32 slabs.
+* :func:`sum_hw_of_product` — the reductions (one einsum for dense NCHW, else float32 slabs of rows).
 
 Both functions run under ``torch.autocast`` (the convolution in the autocast dtype, the style and
 demodulation gradients reduced in float32). They are differentiable once (``once_differentiable``).
