@@ -139,7 +139,10 @@ def test_user_mistake_is_a_one_line_app_error(ui):
 def test_stop_ends_a_long_run_keeping_the_best(ui):
     client, _, _ = ui
     job = client.submit(*text_args(steps=60), api_name="/text_generate")
-    while not job.status().progress_data and job.status().code.name != "PROCESSING":
+    deadline = time.monotonic() + 60
+    # running: PROCESSING until the first yield, ITERATING after it (a poll can miss PROCESSING entirely)
+    while job.status().code.name not in ("PROCESSING", "ITERATING") and not job.status().progress_data:
+        assert not job.done() and time.monotonic() < deadline, f"the job never ran: {job.status()}"
         time.sleep(0.05)
     time.sleep(1.0)
     client.predict(api_name="/stop")
