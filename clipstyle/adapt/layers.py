@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from clipstyle.errors import UsageError
+from clipstyle.optimize.precision import model_synthesis
 
 __all__ = ["LayerMap", "LayerSpecError", "layer_map", "parse_layers", "select_rows", "trainable_params"]
 
@@ -159,7 +160,7 @@ def select_rows(G: nn.Module, ws: Tensor, global_loss: Callable[[Tensor], Tensor
         start = ws.detach().float()
         w = start.clone().requires_grad_(True)
         for _ in range(steps):
-            loss = global_loss(G.synthesis(w, noise_mode="const"))
+            loss = global_loss(model_synthesis(G, w))  # in the training step's precision
             (grad,) = torch.autograd.grad(loss, w)
             with torch.no_grad():
                 w -= lr * grad

@@ -23,6 +23,7 @@ from torch import Tensor
 from clipstyle.adapt.layers import LayerMap, layer_map, select_rows, trainable_params
 from clipstyle.adapt.losses import AdaptLoss
 from clipstyle.errors import UsageError
+from clipstyle.optimize.precision import model_synthesis
 from clipstyle.optimize.loop import (
     Callback,
     Schedule,
@@ -56,6 +57,11 @@ class AdaptConfig:
         truncation: ψ of the latents sampled for training (1 = none).
         seed: seeds the training latents and the cutouts (explicit ``torch.Generator``).
         preview_every: render the preview latents every this many steps (0 = only before and after).
+        precision: the networks' precision in training (:data:`~clipstyle.optimize.precision.PRECISIONS`): the
+            frozen and the trained generator's forwards, the layer selection and CLIP run in it; the trained
+            weights (the master copy), Adam's moments and the loss stay float32; previews render in float32.
+            A reduced mode or ``auto`` runs only where the training check measured it safe on the base
+            (:func:`~clipstyle.optimize.precision_verdicts.verified_precision`, ``trains_weights=True``).
     """
 
     steps: int = 300
@@ -69,6 +75,7 @@ class AdaptConfig:
     truncation: float = 1.0
     seed: int = 0
     preview_every: int = 10
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "select_steps"):
@@ -147,10 +154,14 @@ def adapt_generator(G: Any, loss: AdaptLoss, config: AdaptConfig = AdaptConfig()
 
     Raises:
         FamilyError: see :func:`check_trainable`. LayerSpecError/BlockSpecError: rows outside the network.
+        PrecisionRefusedError: an explicit reduced ``config.precision`` failed the training check on ``G``.
     """
+    from clipstyle.optimize.precision_verdicts import verified_precision
+
     check_trainable(G)
     device = G.w_avg.device
     G0 = G.eval().requires_grad_(False)
+    precision = verified_precision(G0, config.precision, device, trains_weights=True)
     with torch.random.fork_rng(devices=[]):
         G1 = copy.deepcopy(G0)
     G1.requires_grad_(False)
@@ -176,7 +187,7 @@ def adapt_generator(G: Any, loss: AdaptLoss, config: AdaptConfig = AdaptConfig()
         z = torch.randn([config.batch, G0.z_dim], generator=gen).to(device)
         with torch.no_grad():
             ws = G0.mapping(z, None, truncation_psi=config.truncation)  # [B, num_ws, w_dim]
-            x0 = G0.synthesis(ws, noise_mode="const")
+            x0 = model_synthesis(G0, ws)
         if config.rows == "auto" and k < len(candidates):
             rows, _ = select_rows(G1, ws, loss.global_loss, k, steps=config.select_steps, lr=config.select_lr,
                                   candidates=candidates)
@@ -186,7 +197,7 @@ def adapt_generator(G: Any, loss: AdaptLoss, config: AdaptConfig = AdaptConfig()
         chosen = {id(p) for p in trainable_params(G1, lmap.layers_of(rows))}
         for p in params:  # gradients only for the layers trained this step
             p.requires_grad_(id(p) in chosen)
-        x = G1.synthesis(ws, noise_mode="const")
+        x = model_synthesis(G1, ws)  # [B, C, H, W] float32
         value, terms = loss(x, x0)
         return x, value, terms
 
@@ -201,7 +212,8 @@ def adapt_generator(G: Any, loss: AdaptLoss, config: AdaptConfig = AdaptConfig()
 
     t0 = time.perf_counter()
     result = train(params, forward, Schedule(lr=config.lr, steps=config.steps, rampup=0.0, rampdown=0.0),
-                   keep=keep, initial=keep(), callbacks=[previews, *callbacks], betas=NADA_BETAS, stop=stop)
+                   keep=keep, initial=keep(), callbacks=[previews, *callbacks], betas=NADA_BETAS, stop=stop,
+                   precision=precision, device=device)
     del rows_trained[result.steps_done:]  # a step that ended in NaN picked rows but did not train
     if result.interrupted:
         with torch.no_grad():

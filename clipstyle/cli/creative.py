@@ -139,7 +139,7 @@ def _direction_from_text(settings, front: Front) -> None:
                                                       quiet=front.quiet, log=list(front.log) or None)
     _save_npy(out, res.direction)
     typer.echo(f"direction {list(res.direction.shape)} → {out} (the optimized edit is strength {res.strength:.3g}; "
-               f"final loss {res.history[-1]:.4f})")
+               f"final loss {res.history[-1]:.4f}; ran in {res.precision})")
 
 
 _MP4 = inspect.Parameter("mp4", _KW, default=False, annotation=Annotated[bool, typer.Option(

@@ -30,6 +30,8 @@ from clipstyle.inversion.noise import SynthesisWithNoise
 from clipstyle.inversion.project import psnr
 from clipstyle.latents import Latent
 from clipstyle.optimize.loop import Callback, OptimizeResult, Schedule, run
+from clipstyle.optimize.precision import model_synthesis
+from clipstyle.optimize.precision_verdicts import verified_precision
 
 __all__ = ["TuneConfig", "TuneResult", "locality", "tune"]
 
@@ -45,6 +47,11 @@ class TuneConfig:
             latents per step.
         seed: seeds the z of the regularizer and of the locality figure.
         save_every: keep a frame every this many steps (0 = none).
+        precision: the networks' precision while tuning (:data:`~clipstyle.optimize.precision.PRECISIONS`); a
+            reduced mode or ``auto`` runs only where the training check measured it safe on ``G``
+            (:func:`~clipstyle.optimize.precision_verdicts.verified_precision`, ``trains_weights=True``). The
+            tuned weights stay float32 (the master copy autocast casts from), as do Adam's moments, the loss,
+            the regularizer's targets and the metrics.
     """
 
     steps: int = 350
@@ -56,6 +63,7 @@ class TuneConfig:
     locality_batch: int = 1
     seed: int = 0
     save_every: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -77,7 +85,8 @@ class TuneResult:
         pivot_image, image: ``[N, C, H, W]`` the pivot through the original / tuned weights.
         metrics: ``psnr_pivot``, ``psnr_tuned`` (dB), ``lpips_pivot``/``lpips_tuned`` (with a perceptual
             model), and the locality figures of :func:`locality`.
-        run: the loop's :class:`~clipstyle.optimize.loop.OptimizeResult` (history, frames, timings).
+        run: the loop's :class:`~clipstyle.optimize.loop.OptimizeResult` (history, frames, timings; ``precision``:
+            the mode the tuning ran in).
     """
 
     G: Any
@@ -154,6 +163,7 @@ def tune(G: Any, pivot: Tensor, target: Tensor, config: TuneConfig = TuneConfig(
     Raises:
         ValueError: mis-shaped pivot or target.
         FloatingPointError: the loss became NaN/inf.
+        PrecisionRefusedError: an explicit reduced ``config.precision`` failed the training check on ``G``.
     """
     device = G.w_avg.device
     G.check_ws(pivot)
@@ -196,7 +206,7 @@ def tune(G: Any, pivot: Tensor, target: Tensor, config: TuneConfig = TuneConfig(
             with torch.no_grad():
                 w_r = _step_towards(G, pivot, z, config.alpha)
                 ref = G.synthesis(w_r, noise_mode="const")
-            moved = G1.synthesis(w_r, noise_mode="const")
+            moved = model_synthesis(G1, w_r)  # in the tuning precision (the loop's autocast ends at the image)
             reg, _, _ = distance(moved, ref, downsample_for_lpips(ref) if perceptual is not None else None,
                                  config.locality_l2 if perceptual is not None else 1.0)
             total = total + config.locality * reg
@@ -211,8 +221,9 @@ def tune(G: Any, pivot: Tensor, target: Tensor, config: TuneConfig = TuneConfig(
             latent.param.copy_(start)
 
     schedule = Schedule(lr=config.lr, steps=config.steps, rampup=0.0, rampdown=0.0)
+    precision = verified_precision(G, config.precision, device, trains_weights=True)
     result = run(wrapped, latent, loss_fn, schedule, noise_mode="const", save_every=config.save_every,
-                 callbacks=callbacks, extra_params=params, after_step=hold_pivot, stop=stop)
+                 callbacks=callbacks, extra_params=params, after_step=hold_pivot, stop=stop, precision=precision)
     G1.eval().requires_grad_(False)
     with torch.no_grad():
         image = SynthesisWithNoise(G1, noise).synthesis(pivot, noise_mode="const")

@@ -401,6 +401,7 @@ class TextDirection:
         interrupted: stopped early (Ctrl-C, ``stop()``); then the direction of the lowest loss so far (the
             latest one when the lowest was step 0's, at the zero offset; zero, with strength 0, when no
             update had moved it yet).
+        precision: the mode the networks ran in (``fp32``/``tf32``/``bf16``/``fp16``).
     """
 
     direction: torch.Tensor
@@ -408,3 +409,4 @@ class TextDirection:
     history: tuple[float, ...]
     rows: tuple[int, ...]
     interrupted: bool = False
+    precision: str = "fp32"

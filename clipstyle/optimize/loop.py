@@ -112,6 +112,13 @@ def _autocast(precision: str, device: torch.device) -> Callable[[], contextlib.A
     return lambda: autocast_context(ran, device)
 
 
+def _fp16_scaler(ran: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16's loss scaler (None for the other modes). A modest initial scale: a latent's loss is O(1) and the
+    default 2**16 overflows the first steps of a generator's backward, which GradScaler then skips (the run
+    falls behind fp32's schedule)."""
+    return torch.amp.GradScaler(device.type, init_scale=2.0 ** 10, growth_interval=100) if ran == "fp16" else None
+
+
 def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule, *, noise_mode: str = "const",
         save_every: int = 0, callbacks: Sequence[Callback] = (), betas: tuple[float, float] = (0.9, 0.999),
         extra_params: Sequence[torch.nn.Parameter] = (), after_step: Callable[[], None] | None = None,
@@ -149,9 +156,7 @@ def run(G: torch.nn.Module, latent: Latent, loss_fn: LossFn, schedule: Schedule,
     device = latent.param.device
     ran = resolve_precision(precision, device)  # PrecisionError (a UsageError) before any work
     opt = torch.optim.Adam([latent.param, *extra_params], lr=schedule.lr, betas=betas)
-    # fp16: a modest initial loss scale: a latent's loss is O(1) and the default 2**16 overflows the first
-    # steps of a generator's backward, which GradScaler then skips (the run falls behind fp32's schedule).
-    scaler = torch.amp.GradScaler(device.type, init_scale=2.0 ** 10, growth_interval=100) if ran == "fp16" else None
+    scaler = _fp16_scaler(ran, device)
     current: dict[str, torch.Tensor] = {}
 
     def forward(step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -206,12 +211,14 @@ class TrainResult:
     seconds: float
     steps_done: int
     stop_reason: str = ""
+    precision: str = "fp32"
 
 
 def train(params: Sequence[torch.Tensor] | Sequence[dict], forward: StepFn, schedule: Schedule, *,
           keep: Callable[[], Any], initial: Any = None, callbacks: Sequence[Callback] = (),
           betas: tuple[float, float] = (0.9, 0.999), after_step: Callable[[], None] | None = None,
-          stop: Callable[[], bool] | None = None) -> TrainResult:
+          stop: Callable[[], bool] | None = None, precision: str = "fp32",
+          device: torch.device | str | None = None) -> TrainResult:
     """The same loop over arbitrary tensors (e.g. generator weights): Adam on ``params`` with the
     :class:`Schedule`, callbacks, ``stop``/Ctrl-C, best-so-far and NaN handling of :func:`run`.
 
@@ -224,18 +231,42 @@ def train(params: Sequence[torch.Tensor] | Sequence[dict], forward: StepFn, sche
         keep: snapshot of what to keep when the loss reaches a new low (called before the update).
         initial: the "best" returned when no step finished.
         callbacks, betas, after_step, stop: as in :func:`run`.
+        precision: a mode of :data:`~clipstyle.optimize.precision.PRECISIONS` (``auto`` is resolved for
+            ``device``). Each ``forward`` call runs inside :func:`~clipstyle.optimize.precision.model_precision`:
+            the networks in it that put :func:`~clipstyle.optimize.precision.model_autocast` around their
+            forward (the critics, and the generators of :mod:`clipstyle.adapt.trainer`) run in that mode. The
+            trained tensors stay float32 — they are the master weights autocast casts from on every forward —
+            and so do Adam's moments; ``fp16`` scales the loss (``GradScaler``).
+        device: the device of ``params`` (default: the first tensor's).
 
     Returns:
-        :class:`TrainResult`; a NaN/inf loss also warns :class:`~clipstyle.errors.NonFiniteLossWarning`.
+        :class:`TrainResult` (``precision``: the mode that ran); a NaN/inf loss also warns
+        :class:`~clipstyle.errors.NonFiniteLossWarning`.
+
+    Raises:
+        PrecisionError: an unknown precision, or one the device cannot run (before any step).
     """
-    opt = torch.optim.Adam(list(params), lr=schedule.lr, betas=betas)
-    out = _iterate(opt, forward, schedule, keep=keep, initial=initial, cause=term_cause, save_every=0,
-                   callbacks=callbacks, after_step=after_step, stop=stop)
+    params = list(params)
+    if device is None:
+        first = params[0]["params"][0] if params and isinstance(params[0], dict) else (params[0] if params else None)
+        device = first.device if isinstance(first, torch.Tensor) else "cpu"
+    device = torch.device(device)
+    ran = resolve_precision(precision, device)
+    opt = torch.optim.Adam(params, lr=schedule.lr, betas=betas)
+    scaler = _fp16_scaler(ran, device)
+
+    def step_in_precision(step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        with model_precision(ran, device):
+            images, loss, terms = forward(step)
+        return images, loss.float(), terms
+
+    out = _iterate(opt, step_in_precision, schedule, keep=keep, initial=initial, cause=term_cause, save_every=0,
+                   callbacks=callbacks, after_step=after_step, stop=stop, scaler=scaler)
     if out.stop_reason:
         warnings.warn(out.stop_reason, NonFiniteLossWarning, stacklevel=2)
     return TrainResult(best=out.best, best_loss=out.best_loss, best_step=out.best_step, history=tuple(out.history),
                        interrupted=out.interrupted, seconds=time.perf_counter() - out.t0,
-                       steps_done=len(out.history), stop_reason=out.stop_reason)
+                       steps_done=len(out.history), stop_reason=out.stop_reason, precision=ran)
 
 
 @dataclass

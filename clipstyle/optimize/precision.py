@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["PRECISIONS", "PrecisionError", "auto_candidates", "autocast_context", "autocast_dtype",
-           "cpu_has_fast_bf16", "model_autocast", "model_precision", "resolve_precision"]
+           "cpu_has_fast_bf16", "model_autocast", "model_precision", "model_synthesis", "resolve_precision"]
 
 #: The values ``--precision`` takes.
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
@@ -199,3 +199,12 @@ def model_autocast(device: torch.device | str) -> contextlib.AbstractContextMana
     if current is None or current[1] != _torch().device(device).type:
         return contextlib.nullcontext()
     return autocast_context(current[0], device)
+
+
+def model_synthesis(G: torch.nn.Module, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+    """``G.synthesis(ws)`` inside :func:`model_autocast` (the precision :func:`model_precision` set, if any),
+    returned as float32 ``[N, C, H, W]`` in about [-1, 1]. For generator forwards inside a loss or a training
+    step (``clipstyle adapt``, pivotal tuning's locality term), where the loop's own autocast does not reach."""
+    with model_autocast(ws.device):
+        images = G.synthesis(ws, noise_mode=noise_mode)
+    return images.float()

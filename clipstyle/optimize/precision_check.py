@@ -16,6 +16,12 @@ For a mode (``tf32``, ``bf16``, ``fp16``) and a generator, three measurements ag
    after a few steps whatever the precision — a 1e-3 change of the start moved the fp32 final loss of
    a 20-step run on the StyleGAN3-T fixture by 19 % — so ending *lower* is no sign of harm; ending higher is what a user would see.)
 
+**Training the generator** (pivotal tuning, ``clipstyle adapt``) is measured on its own
+(``trains_weights=True``): the gradient is the one w.r.t. the synthesis weights of a copy, and the short
+runs train those weights at fixed latents — float32 master weights and Adam moments, the forward in the
+reduced mode — with the same limits. A mode safe for a latent is not assumed safe for weights: the weight
+gradients are sums over every pixel of a layer, a different rounding budget from a latent's.
+
 The loss is the caller's (e.g. the CLIP loss of the workflow), or, by default, the MSE to a target image
 the network itself makes from another latent (a projection: a loss whose optimum is known to exist).
 
@@ -25,6 +31,7 @@ measurement; :func:`choose_precision` turns ``auto`` into the fastest candidate 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -32,7 +39,7 @@ from typing import Callable
 import torch
 
 from clipstyle.latents import Latent, start_ws
-from clipstyle.optimize.loop import Schedule, run
+from clipstyle.optimize.loop import Schedule, run, train
 from clipstyle.optimize.precision import (
     PrecisionError,
     auto_candidates,
@@ -86,6 +93,7 @@ class PrecisionCheck:
     limits: Limits
     ok: bool
     reasons: tuple[str, ...]
+    trains_weights: bool = False
 
     def as_dict(self) -> dict:
         """Plain data for ``run.json`` / benchmark files."""
@@ -93,7 +101,7 @@ class PrecisionCheck:
                 "image_rms_error": self.image_rms_error, "grad_cosine": self.grad_cosine,
                 "loss_fp32": self.loss_fp32, "loss_reduced": self.loss_reduced,
                 "loss_rel_diff": self.loss_rel_diff, "steps": self.steps, "ok": self.ok,
-                "reasons": list(self.reasons)}
+                "reasons": list(self.reasons), "trains_weights": self.trains_weights}
 
 
 def _projection_loss(G: torch.nn.Module, device: torch.device, seed: int, batch: int) -> LossFn:
@@ -118,9 +126,44 @@ def _forward_loss(G, ws: torch.Tensor, loss_fn: LossFn, precision: str, device: 
     return images, loss.float()
 
 
+def _trainable_copy(G: torch.nn.Module) -> tuple[torch.nn.Module, list[torch.nn.Parameter]]:
+    """A copy of ``G`` whose synthesis weights train (the mapping network stays frozen, as in PTI and NADA)."""
+    with torch.random.fork_rng(devices=[]):
+        G1 = copy.deepcopy(G)
+    G1.requires_grad_(False)
+    G1.synthesis.requires_grad_(True)
+    return G1, [p for p in G1.synthesis.parameters() if p.requires_grad]
+
+
+def _weights_gradient(G: torch.nn.Module, ws: torch.Tensor, loss_fn: LossFn, mode: str,
+                      device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image and the flattened float64 gradient of the loss w.r.t. a trainable copy's synthesis weights."""
+    G1, params = _trainable_copy(G)
+    img, loss = _forward_loss(G1, ws, loss_fn, mode, device)
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    flat = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+    return img.detach().double(), flat.double()
+
+
+def _weights_run(G: torch.nn.Module, ws: torch.Tensor, loss_fn: LossFn, mode: str, device: torch.device,
+                 steps: int, lr: float) -> float:
+    """Train a copy's synthesis weights for ``steps`` Adam steps in ``mode``; the final loss, in float32."""
+    G1, params = _trainable_copy(G)
+
+    def forward(step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        images, loss = _forward_loss(G1, ws, loss_fn, mode, device)
+        return images, loss, {}
+
+    train(params, forward, Schedule(lr=lr, steps=steps, rampup=0.0, rampdown=0.0), keep=lambda: None,
+          precision=mode, device=device)
+    with torch.no_grad():
+        _, loss = _forward_loss(G1, ws, loss_fn, "fp32", device)
+    return float(loss)
+
+
 def check_precision(G: torch.nn.Module, precision: str, device: torch.device | str = "cpu", *,
-                    loss_fn: LossFn | None = None, steps: int = 100, lr: float = 0.05, batch: int = 2,
-                    seed: int = 0, limits: Limits = Limits()) -> PrecisionCheck:
+                    loss_fn: LossFn | None = None, steps: int = 100, lr: float | None = None, batch: int = 2,
+                    seed: int = 0, limits: Limits = Limits(), trains_weights: bool = False) -> PrecisionCheck:
     """Measure ``precision`` against fp32 on generator ``G`` (see the module docstring).
 
     Args:
@@ -130,10 +173,15 @@ def check_precision(G: torch.nn.Module, precision: str, device: torch.device | s
         loss_fn: ``(images [N,C,H,W] float32 in [-1,1], ws [N,num_ws,w_dim]) → (scalar, terms)``; the
             default is the projection MSE of :func:`_projection_loss`.
         steps: length of the short runs (the issue's check: 100; tests use fewer).
-        lr: learning rate of the short runs (Adam, the loop's schedule).
+        lr: learning rate of the short runs (default 0.05 for a latent, the loop's schedule; 1e-3 constant
+            for weights).
         batch: latents per measurement (seeds ``seed … seed + batch - 1``, truncation 0.7).
         seed: first seed.
         limits: thresholds.
+        trains_weights: measure what training the generator needs (pivotal tuning, ``adapt``): the gradient
+            is taken w.r.t. the synthesis weights of a copy of ``G`` (all of them, flattened), and the short
+            runs train those weights (float32 master weights and Adam moments, the forward in ``precision``)
+            at fixed latents, instead of a latent through frozen weights. The image error is the same.
 
     Returns:
         :class:`PrecisionCheck`.
@@ -150,9 +198,12 @@ def check_precision(G: torch.nn.Module, precision: str, device: torch.device | s
 
     grads, images = [], []
     for m in ("fp32", mode):
-        ws = ws0.clone().requires_grad_(True)
-        img, loss = _forward_loss(G, ws, loss_fn, m, device)
-        (grad,) = torch.autograd.grad(loss, ws)
+        if trains_weights:
+            img, grad = _weights_gradient(G, ws0, loss_fn, m, device)
+        else:
+            ws = ws0.clone().requires_grad_(True)
+            img, loss = _forward_loss(G, ws, loss_fn, m, device)
+            (grad,) = torch.autograd.grad(loss, ws)
         grads.append(grad.flatten().double())
         images.append(img.detach().double())
     diff = images[1] - images[0]
@@ -161,9 +212,11 @@ def check_precision(G: torch.nn.Module, precision: str, device: torch.device | s
     cosine = float(torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0))
 
     finals = []
-    schedule = Schedule(lr=lr, steps=steps)
     for m in ("fp32", mode):
-        result = run(G, Latent(ws0), loss_fn, schedule, precision=m)
+        if trains_weights:
+            finals.append(_weights_run(G, ws0, loss_fn, m, device, steps, 1e-3 if lr is None else lr))
+            continue
+        result = run(G, Latent(ws0), loss_fn, Schedule(lr=0.05 if lr is None else lr, steps=steps), precision=m)
         with torch.no_grad():
             _, loss = _forward_loss(G, result.ws.to(device), loss_fn, "fp32", device)
         finals.append(float(loss))
@@ -174,14 +227,15 @@ def check_precision(G: torch.nn.Module, precision: str, device: torch.device | s
         reasons.append(f"image error vs fp32: RMS {image_rms:.4f}, max {image_max:.4f} (limits "
                        f"{limits.image_rms}, {limits.image_max})")
     if not cosine >= limits.grad_cosine:
-        reasons.append(f"gradient cosine vs fp32 {cosine:.4f} < {limits.grad_cosine}")
+        reasons.append(f"{'weight-' if trains_weights else ''}gradient cosine vs fp32 {cosine:.4f} < "
+                       f"{limits.grad_cosine}")
     if not (math.isfinite(finals[1]) and rel <= limits.loss_rel):
-        reasons.append(f"final loss of a {steps}-step run {finals[1]:.5g} vs fp32 {finals[0]:.5g} "
+        reasons.append(f"final loss of a {steps}-step {'training ' if trains_weights else ''}run {finals[1]:.5g} vs fp32 {finals[0]:.5g} "
                        f"({rel:+.1%}, more than {limits.loss_rel:.0%} above)")
     return PrecisionCheck(precision=mode, device=str(device), image_max_error=image_max,
                           image_rms_error=image_rms, grad_cosine=cosine, loss_fp32=finals[0],
                           loss_reduced=finals[1], loss_rel_diff=rel, steps=steps, limits=limits,
-                          ok=not reasons, reasons=tuple(reasons))
+                          ok=not reasons, reasons=tuple(reasons), trains_weights=trains_weights)
 
 
 def require_safe(check: PrecisionCheck, network: str = "this network") -> None:

@@ -9,6 +9,7 @@ resolution); the verdict is then a small JSON file in ``<cache>/precision/`` key
 
 * an explicit mode that fails is refused with :class:`~clipstyle.optimize.precision_check.PrecisionRefusedError`
   (exit 2) naming the failed measurement;
+* training a generator (pivotal tuning, ``adapt``) has verdicts of its own (``trains_weights``);
 * ``auto`` takes the first candidate of :func:`~clipstyle.optimize.precision.auto_candidates` that passes,
   and fp32 when none does.
 """
@@ -41,19 +42,23 @@ def network_fingerprint(G: torch.nn.Module) -> str:
 
 
 def verdict_path(fingerprint: str, mode: str, device: torch.device,
-                 cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where the verdict of ``mode`` on the network ``fingerprint`` and ``device``'s kind is kept."""
+                 cache_dir: str | os.PathLike[str] | None = None, trains_weights: bool = False) -> Path:
+    """Where the verdict of ``mode`` on the network ``fingerprint`` and ``device``'s kind is kept (a latent's
+    and a training run's verdicts are separate files)."""
     from clipstyle.io.cache import cache_root
 
-    key = hashlib.sha256(f"{fingerprint}|{mode}|{device.type}|{torch.__version__}|{_VERSION}".encode()).hexdigest()
+    use = "weights" if trains_weights else "latent"
+    key = hashlib.sha256(f"{fingerprint}|{mode}|{device.type}|{torch.__version__}|{_VERSION}|{use}".encode()
+                         ).hexdigest()
     return cache_root(cache_dir) / "precision" / f"{key[:32]}.json"
 
 
-def _verdict(G: torch.nn.Module, mode: str, device: torch.device, cache_dir, steps: int) -> dict:
+def _verdict(G: torch.nn.Module, mode: str, device: torch.device, cache_dir, steps: int, trains_weights: bool,
+             fingerprint: str | None) -> dict:
     from clipstyle.io.files import atomic_write_json
     from clipstyle.optimize.precision_check import check_precision
 
-    path = verdict_path(network_fingerprint(G), mode, device, cache_dir)
+    path = verdict_path(fingerprint or network_fingerprint(G), mode, device, cache_dir, trains_weights)
     try:
         verdict = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(verdict, dict) and isinstance(verdict.get("ok"), bool) and \
@@ -61,11 +66,12 @@ def _verdict(G: torch.nn.Module, mode: str, device: torch.device, cache_dir, ste
             return verdict
     except (OSError, ValueError):
         pass  # not measured yet (or an unreadable file): measure
-    check = check_precision(G, mode, device, steps=steps)
+    check = check_precision(G, mode, device, steps=steps, trains_weights=trains_weights)
     verdict = {"ok": check.ok, "reasons": list(check.reasons), "mode": mode, "device": device.type,
                "torch": torch.__version__, "image_max_error": check.image_max_error,
                "image_rms_error": check.image_rms_error, "grad_cosine": check.grad_cosine,
-               "loss_fp32": check.loss_fp32, "loss_reduced": check.loss_reduced, "steps": steps}
+               "loss_fp32": check.loss_fp32, "loss_reduced": check.loss_reduced, "steps": steps,
+               "trains_weights": trains_weights}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, verdict)
@@ -75,8 +81,18 @@ def _verdict(G: torch.nn.Module, mode: str, device: torch.device, cache_dir, ste
 
 
 def verified_precision(G: torch.nn.Module, precision: str, device: torch.device | str, *,
-                       cache_dir: str | os.PathLike[str] | None = None, steps: int = CHECK_STEPS) -> str:
+                       cache_dir: str | os.PathLike[str] | None = None, steps: int = CHECK_STEPS,
+                       trains_weights: bool = False) -> str:
     """The mode to run for ``precision`` on generator ``G`` (see the module docstring).
+
+    Args:
+        G: the generator the optimization runs through (or trains).
+        precision: one of :data:`~clipstyle.optimize.precision.PRECISIONS`.
+        device: the run's device (its kind keys the verdict).
+        cache_dir: the cache root (default :func:`clipstyle.io.cache.cache_root`).
+        steps: length of the check's short runs.
+        trains_weights: the optimization trains ``G``'s synthesis weights (pivotal tuning, ``adapt``): the
+            training check of :func:`~clipstyle.optimize.precision_check.check_precision` decides.
 
     Returns:
         ``fp32``, ``tf32``, ``bf16`` or ``fp16``.
@@ -90,13 +106,16 @@ def verified_precision(G: torch.nn.Module, precision: str, device: torch.device 
     device = torch.device(device)
     auto = str(precision).strip().lower() == "auto"
     candidates = auto_candidates(device) if auto else (resolve_precision(precision, device),)
+    fingerprint = None
     for mode in candidates:
         if mode == "fp32":
             return mode
-        verdict = _verdict(G, mode, device, cache_dir, steps)
+        fingerprint = fingerprint or network_fingerprint(G)
+        verdict = _verdict(G, mode, device, cache_dir, steps, trains_weights, fingerprint)
         if verdict["ok"]:
             return mode
         if not auto:
-            raise PrecisionRefusedError(f"--precision {mode} is refused for this network: "
+            what = "training this network" if trains_weights else "this network"
+            raise PrecisionRefusedError(f"--precision {mode} is refused for {what}: "
                                         + "; ".join(verdict["reasons"]) + "; use --precision fp32")
     return "fp32"

@@ -92,7 +92,8 @@ def _provenance(settings: AdaptSettings, G: Any, result: Any, guides: Sequence[t
             "steps": result.run.steps_done, "steps_asked": settings.steps, "interrupted": result.run.interrupted,
             "layers": settings.layers, "trained_layers": result.layers.get("layers"), "auto_k": result.layers.get("k"),
             "torgb_frozen": not settings.torgb, "mapping_frozen": True, "batch": settings.batch, "lr": settings.lr,
-            "seed": settings.seed, "clip_models": [str(getattr(g, "model_name", "?")) for g, _ in guides],
+            "seed": settings.seed, "precision": result.run.precision,
+            "clip_models": [str(getattr(g, "model_name", "?")) for g, _ in guides],
             "clip_weights": [w for _, w in guides], "clip_pretrained": settings.clip_pretrained}
 
 
@@ -150,7 +151,7 @@ def adapt(settings: AdaptSettings | None = None, /, *, G: Any = None, guide: Any
                      generator=torch.Generator().manual_seed(int(settings.seed) + 1))
     config = AdaptConfig(steps=settings.steps, batch=settings.batch, lr=settings.lr, rows=rows, k=settings.auto_k,
                          select_steps=settings.select_steps, torgb=settings.torgb, seed=settings.seed,
-                         preview_every=settings.preview_every)
+                         preview_every=settings.preview_every, precision=settings.precision)
     name = "adapt-" + (settings.target or Path(settings.style_images[0]).stem)
     with tracking(log, name, preview_every=settings.preview_every) as trk:
         with stage("adapting", settings.steps, quiet, with_phase(callback, trk)) as cbs:
@@ -165,7 +166,7 @@ def adapt(settings: AdaptSettings | None = None, /, *, G: Any = None, guide: Any
         opt = OptimizeResult(ws=preview.cpu(), best_ws=preview.cpu(), best_loss=r.best_loss, best_step=r.best_step,
                              history=r.history, frames=result.frames, frame_steps=result.frame_steps,
                              interrupted=r.interrupted, seconds=r.seconds, steps_done=r.steps_done,
-                             extra={"stop_reason": r.stop_reason})
+                             extra={"stop_reason": r.stop_reason}, precision=r.precision)
         extra = {"provenance": provenance, "shown": [s.label for s in shown], "rows_trained": [list(x) for x in
                  result.rows_trained], "trainable_layers": result.layers, "peak_cuda_memory_bytes": result.peak_memory}
         images = {"before.png": make_grid(before), "after.png": make_grid(result.frames[-1])}

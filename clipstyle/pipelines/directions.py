@@ -192,7 +192,7 @@ def text_direction(G: Any, guide: Any, source: str, target: str, start_ws: torch
                    rows: Sequence[int] | None = None, steps: int = 100, lr: float = 0.02, l2: float = 0.0,
                    templates: Sequence[str] | None = None, min_delta_norm: float = 0.05, seed: int = 0,
                    callback: Callable[[StepInfo, torch.Tensor], None] | None = None,
-                   stop: Callable[[], bool] | None = None) -> TextDirection:
+                   stop: Callable[[], bool] | None = None, precision: str = "fp32") -> TextDirection:
     """Optimize one W+ offset ``d`` shared by all starts so each image changes from ``source`` to ``target``.
 
     Loss per step (directional CLIP loss, Gal et al. 2021, arXiv:2108.00946, with the same random cutouts
@@ -212,6 +212,10 @@ def text_direction(G: Any, guide: Any, source: str, target: str, start_ws: torch
         min_delta_norm: τ above (avoids the undefined cosine at ``d = 0``).
         seed: seed of the cutouts' own CPU ``torch.Generator``.
         callback: ``callback(StepInfo, images [N, 3, H, W])`` after each step; stop: True ends early.
+        precision: the generator's and CLIP's precision (:data:`~clipstyle.optimize.precision.PRECISIONS`); a
+            reduced mode or ``auto`` runs only where the precision check measured it safe on ``G``
+            (:func:`~clipstyle.optimize.precision_verdicts.verified_precision`). ``d``, Adam and the loss stay
+            float32; the start images ``x0`` are rendered in float32.
 
     Returns:
         :class:`~clipstyle.latents.directions.TextDirection` (direction ``[num_ws, w_dim]`` float32 CPU).
@@ -220,9 +224,11 @@ def text_direction(G: Any, guide: Any, source: str, target: str, start_ws: torch
         DirectionError: identical texts, or the optimization ran to the end and left ``d`` at zero (a stop
             before any update moved ``d`` returns the zero direction with strength 0, ``interrupted``).
         FloatingPointError: the loss became NaN/inf.
+        PrecisionRefusedError: an explicit reduced ``precision`` failed its check on ``G``.
     """
     from clipstyle.latents.directions import DirectionError, DirectionLatent, normalize_direction, text_delta
     from clipstyle.optimize.loop import Schedule, run
+    from clipstyle.optimize.precision_verdicts import verified_precision
 
     device = G.w_avg.device
     ws0 = start_ws.detach().to(device, torch.float32)
@@ -233,19 +239,21 @@ def text_direction(G: Any, guide: Any, source: str, target: str, start_ws: torch
     gen = torch.Generator().manual_seed(int(seed))
     loss = _DirectionalTextLoss(guide, delta_t, x0, cutouts, latent, l2, min_delta_norm, gen)
     result = run(G, latent, loss, Schedule(lr=lr, steps=steps), callbacks=[callback] if callback else [],
-                 stop=stop)
+                 stop=stop, precision=verified_precision(G, precision, device))
     final = latent.offset().detach()[0].cpu()
     if result.interrupted:
         best = ((result.ws.to(device) - ws0) * latent.mask)[0].cpu()
         # the lowest loss so far may be step 0's, taken at d = 0: then the latest offset is the best there is
         final = best if bool(best.any()) else final
         if not bool(final.any()):  # stopped before any update moved d (the first steps' lr may be 0)
-            return TextDirection(final, 0.0, tuple(h["loss"] for h in result.history), latent.rows, True)
+            return TextDirection(final, 0.0, tuple(h["loss"] for h in result.history), latent.rows, True,
+                                 result.precision)
     try:
         unit, strength = normalize_direction(final)
     except DirectionError:
         raise DirectionError("the optimization did not move the latent; try more --steps or a larger --lr") from None
-    return TextDirection(unit, strength, tuple(h["loss"] for h in result.history), latent.rows, result.interrupted)
+    return TextDirection(unit, strength, tuple(h["loss"] for h in result.history), latent.rows, result.interrupted,
+                         result.precision)
 
 
 def direction_from_text(source: "str | DirectionFromTextSettings | None" = None, target: str | None = None, /, *,
@@ -289,4 +297,4 @@ def direction_from_text(source: "str | DirectionFromTextSettings | None" = None,
         # no Run to finish: the per-step losses and the settings are what is tracked
         return text_direction(G, guide, source, target, ws0, cut, rows=rows, steps=steps, lr=lr, l2=l2,
                               templates=load_templates() if ensemble else None, callback=with_phase(callback, trk),
-                              stop=stop)
+                              stop=stop, precision=s.precision)

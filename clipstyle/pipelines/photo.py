@@ -97,7 +97,7 @@ def _project_photo(G: Any, img: Any, *, steps: int, lr: float | None, space: str
 
         if G.c_dim > 0 or not hasattr(G, "synthesis"):
             raise PhotoOptionError("--tune works on unconditional StyleGAN2/3 networks")
-        tcfg = TuneConfig(steps=tune_steps, lr=tune_lr, seed=seed, save_every=save_every)
+        tcfg = TuneConfig(steps=tune_steps, lr=tune_lr, seed=seed, save_every=save_every, precision=precision)
         with stage("tuning", tune_steps, quiet, with_phase(callback, track, "tune")) as cbs:
             out["tuned"] = run_tuning(G, proj.ws[:1].to(dev), target, tcfg, noise=proj.noise, perceptual=perceptual,
                                       callbacks=cbs, stop=stop)
@@ -202,6 +202,7 @@ def project(photo: "str | Path | ProjectSettings | None" = None, /, *, G: Any = 
         result_u8 = proj_u8
         if tuned is not None:
             extra["tune_metrics"] = tuned.metrics
+            extra["tune_precision"] = tuned.run.precision
             extra["metrics"] = tuned_metrics(tuned.metrics, proj.metrics)
             result_u8 = uint8_image(tuned.image)
             images["tuned.png"] = result_u8

@@ -165,6 +165,7 @@ def edit(photo_or_latents: "str | Path | EditSettings | None" = None, prompt: st
             images["target.png"] = uint8_image(proj.target)
             if parts["tuned"] is not None:
                 extra["tune_metrics"] = parts["tuned"].metrics
+                extra["tune_precision"] = parts["tuned"].run.precision
                 tuned_G = parts["tuned"].G
         if face_id is not None:
             extra["identity_similarity"] = identity_similarity(face_id, result.after, reference)
@@ -225,7 +226,7 @@ def edit_in_s(G: Any, start_ws: Any, prompt: str, guide: Any, cutouts: Any, conf
 
     Args: as :func:`clipstyle.inversion.edit.edit`; ``config.free_rows`` pick the S channels of the layers those
     rows feed (:func:`clipstyle.pipelines.text.s_channels`), mixed rows excluded; ``config.l2`` should be 0
-    (ws does not move).
+    (ws does not move); ``config.precision`` is verified on ``G`` as there.
 
     Returns:
         ``(EditResult, styles)``: ``ws`` = ``start_ws`` = w_s (mixed rows in) float32 CPU ``[N, num_ws, w_dim]``,
@@ -254,8 +255,12 @@ def edit_in_s(G: Any, start_ws: Any, prompt: str, guide: Any, cutouts: Any, conf
     gen = torch.Generator().manual_seed(int(config.seed))  # cutout geometry (drawn on the CPU)
     loss = CombinedLoss([*edit_terms(guide, prompt, before, ws, config, cutouts, generator=gen), *extra_terms])
     schedule = Schedule(lr=config.lr, steps=config.steps, rampup=config.rampup, rampdown=config.rampdown)
+    from clipstyle.optimize.precision_verdicts import verified_precision
+
+    precision = verified_precision(G, config.precision, device)
     result, styles = run_in_s(synth, ws, s_channels(G, free), loss, schedule, noise_mode="const",
-                              save_every=config.save_every, callbacks=list(callbacks), stop=stop)
+                              save_every=config.save_every, callbacks=list(callbacks), stop=stop,
+                              precision=precision)
     return EditResult(ws=result.ws.cpu(), start_ws=ws.cpu(), before=before.cpu(),
                       after=result.extra["final_image"].cpu(), free_rows=free, run=result), styles
 

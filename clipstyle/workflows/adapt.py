@@ -15,6 +15,7 @@ from clipstyle.workflows.options import (
     clip_pretrained_option,
     lr_option,
     network_option,
+    precision_option,
     resolve_sources,
     steps_option,
     truncation_option,
@@ -114,6 +115,7 @@ class AdaptSettings(Settings):
     preview_every: int = option(10, minimum=0, maximum=10**7, help=(
         "A progress-GIF frame every N steps (0: before and after only)."))
     fps: float = option(10.0, above=0.0, maximum=240.0, help="Frames per second of the progress GIF.")
+    precision: str = precision_option("the trained weights (the master copy)")
 
     def validate(self) -> None:
         target = (self.target or "").strip()

@@ -24,6 +24,7 @@ from clipstyle.workflows.options import (
     latent_network,
     lr_option,
     network_option,
+    precision_option,
     resolve_sources,
     steps_option,
     truncation_option,
@@ -104,6 +105,7 @@ class DirectionFromTextSettings(Settings):
     clip_pretrained: str = clip_pretrained_option()
     truncation: float = truncation_option(0.7, help="Truncation psi of the samples.")
     class_idx: str | None = class_option()
+    precision: str = precision_option("the direction")
 
     def validate(self) -> None:
         for name in ("source", "target"):

@@ -99,12 +99,13 @@ def blend_option(help: str | None = None) -> Any:  # noqa: A002
         "rest from NETWORK."))
 
 
-def precision_option() -> Any:
-    """``--precision``: the precision of the networks' forward passes (generator and CLIP)."""
+def precision_option(trained: str = "the latent") -> Any:
+    """``--precision``: the precision of the networks' forward passes (generator and CLIP); ``trained``
+    names what the optimization trains (it stays float32)."""
     return option("fp32", choices=PRECISIONS, help=(
         "Precision of the generator's and CLIP's forward passes: fp32, tf32 (Ampere+ GPUs), bf16 or fp16 autocast, "
-        "or auto (the fastest mode measured safe on this device); the latent, Adam and the loss stay float32. "
-        "run.json records what ran."))
+        f"or auto (the fastest mode measured safe for this network on this device); {trained}, Adam and the loss "
+        "stay float32. run.json records what ran."))
 
 
 def compile_option() -> Any:
