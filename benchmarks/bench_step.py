@@ -3,6 +3,9 @@
 Measured per (configuration, mode, precision), random weights, batch 1:
 
 * ``gen``  — ``G.synthesis(ws)`` forward + backward to ``ws`` (the generator's share of a step);
+* ``tune`` — ``G.synthesis(ws)`` forward + backward to the synthesis *weights* + Adam on them (the
+  generator's share of a pivotal-tuning or ``clipstyle adapt`` step; float32 master weights, the forward in
+  the precision);
 * ``step`` — one main-job step: the generator, ``--cutouts`` random cutouts resized to 224², CLIP
   ViT-B-32 with random weights (:class:`clipstyle.guidance.CLIPGuide`, ``pretrained=None``), the cosine
   loss to a text embedding, backward to ``ws``, Adam — with the precision machinery of the loop
@@ -49,7 +52,7 @@ import time
 from pathlib import Path
 
 CONFIGS = ("sg2-256", "sg2-1024", "sg3t-256", "sg3r-256")
-MODES = ("gen", "step")
+MODES = ("gen", "step", "tune")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "auto")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -167,8 +170,11 @@ class _Step:
         with torch.no_grad():
             z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(1)).to(device)
             ws0 = G.mapping(z, None)
-        self.ws = ws0.clone().requires_grad_(True)
-        self.opt = torch.optim.Adam([self.ws], lr=0.01)
+        self.ws = ws0.clone().requires_grad_(mode != "tune")
+        if mode == "tune":  # the weights train (float32 master copies), the latent is fixed
+            G.synthesis.requires_grad_(True)
+        self.opt = torch.optim.Adam([p for p in G.synthesis.parameters() if p.requires_grad] if mode == "tune"
+                                    else [self.ws], lr=3e-4 if mode == "tune" else 0.01)
         self.G, self.mode = G, mode
         self._gen_ctx = lambda: autocast_context(self.precision, device)
         self._loss_ctx = lambda: model_precision(self.precision, device)
@@ -186,14 +192,14 @@ class _Step:
         with self._gen_ctx():
             img = self.G.synthesis(self.ws, noise_mode="const")
         img = img.float()
-        if self.mode == "gen":
+        if self.mode in ("gen", "tune"):
             loss = img.square().mean()
         else:
             with self._loss_ctx():
                 emb = self.guide.encode_image(self.cutouts(img, self.rng))  # [K, D] float32
             loss = (1 - emb @ self.target.T).mean()
         loss.backward()
-        if self.mode == "step":
+        if self.mode != "gen":
             self.opt.step()
 
 
@@ -261,8 +267,11 @@ def measure_reference(repo: Path, config: str, mode: str, precision: str, device
     G = nvidia_generator(repo, config).to(device).eval().requires_grad_(False)
     with torch.no_grad():
         ws0 = G.mapping(torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(1)).to(device), None)
-    ws = ws0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([ws], lr=0.01)
+    ws = ws0.clone().requires_grad_(mode != "tune")
+    if mode == "tune":
+        G.synthesis.requires_grad_(True)
+    opt = torch.optim.Adam([p for p in G.synthesis.parameters() if p.requires_grad] if mode == "tune" else [ws],
+                           lr=3e-4 if mode == "tune" else 0.01)
     if mode == "step":
         clip = open_clip.create_model("ViT-B-32", pretrained=None, device=device).eval().requires_grad_(False)
         tokens = open_clip.get_tokenizer("ViT-B-32")(["a photo of a face"]).to(device)
@@ -276,7 +285,7 @@ def measure_reference(repo: Path, config: str, mode: str, precision: str, device
         opt.zero_grad(set_to_none=True)
         with autocast_context(mode_ran, device):
             img = G.synthesis(ws, noise_mode="const")
-            if mode == "gen":
+            if mode in ("gen", "tune"):
                 loss = img.float().square().mean()
             else:
                 x = (img.float() + 1) / 2
@@ -290,7 +299,7 @@ def measure_reference(repo: Path, config: str, mode: str, precision: str, device
                 emb = F.normalize(clip.encode_image((torch.cat(crops) - mean) / std).float(), dim=-1)
                 loss = (1 - emb @ target.T).mean()
         loss.backward()
-        if mode == "step":
+        if mode != "gen":
             opt.step()
 
     if device.type == "cuda":
