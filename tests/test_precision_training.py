@@ -15,7 +15,11 @@ import clipstyle.optimize.precision_check as pc
 import clipstyle.optimize.precision_verdicts as pv
 from clipstyle.optimize.loop import Schedule, train
 from clipstyle.optimize.precision import model_synthesis
-from clipstyle.optimize.precision_check import Limits, PrecisionRefusedError, check_precision
+from clipstyle.optimize.precision_check import (
+    Limits,
+    PrecisionRefusedError,
+    check_precision,
+)
 
 from ._cli import TINY_CLIP, run_cli
 from ._fixtures import fixture_path
@@ -220,12 +224,15 @@ def test_direction_from_text_runs_in_the_verified_mode(cache, counted, tiny_guid
     with pytest.raises(PrecisionRefusedError, match="gradient cosine"):
         direction_from_text("a face", "a smiling face", G=G, guide=tiny_guide, device="cpu", steps=3, seeds="0",
                             cutouts=2, precision="bf16")
+    from clipstyle.generator import read_generator_file
+
+    _store(read_generator_file(network_file("sg2")), "fp16", ok=True)  # the CLI's network (measured: the adapt test)
     code, out, err = run_cli(["direction", "from-text", "a face", "a smiling face", "--network",
                               str(network_file("sg2")), "--clip-model", TINY_CLIP, "--clip-pretrained", "none",
                               "--steps", "3", "--seeds", "0", "--cutouts", "2", "--precision", "fp16",
                               "--device", "cpu", "-q", "--out", str(tmp_path / "d.npy")], capsys)
     assert code == 0, err
-    assert "ran in fp16" in out and (tmp_path / "d.npy").is_file()
+    assert "ran in fp16" in out and (tmp_path / "d.npy").is_file() and counted == []
 
 
 def test_an_edit_in_stylespace_runs_in_the_verified_mode(cache, tiny_guide):

@@ -23,7 +23,6 @@ from torch import Tensor
 from clipstyle.adapt.layers import LayerMap, layer_map, select_rows, trainable_params
 from clipstyle.adapt.losses import AdaptLoss
 from clipstyle.errors import UsageError
-from clipstyle.optimize.precision import model_synthesis
 from clipstyle.optimize.loop import (
     Callback,
     Schedule,
@@ -32,6 +31,7 @@ from clipstyle.optimize.loop import (
     to_uint8_frames,
     train,
 )
+from clipstyle.optimize.precision import model_synthesis
 
 __all__ = ["AdaptConfig", "AdaptResult", "FamilyError", "adapt_generator", "check_trainable"]
 
