@@ -135,10 +135,10 @@ def _trainable_copy(G: torch.nn.Module) -> tuple[torch.nn.Module, list[torch.nn.
     return G1, [p for p in G1.synthesis.parameters() if p.requires_grad]
 
 
-def _weights_gradient(G: torch.nn.Module, ws: torch.Tensor, loss_fn: LossFn, mode: str,
-                      device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The image and the flattened float64 gradient of the loss w.r.t. a trainable copy's synthesis weights."""
-    G1, params = _trainable_copy(G)
+def _weights_gradient(G1: torch.nn.Module, params: list[torch.nn.Parameter], ws: torch.Tensor, loss_fn: LossFn,
+                      mode: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image and the flattened float64 gradient of the loss w.r.t. ``params``, the synthesis weights of
+    the trainable copy ``G1`` (:func:`_trainable_copy`; a gradient leaves them as they are)."""
     img, loss = _forward_loss(G1, ws, loss_fn, mode, device)
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     flat = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
@@ -197,9 +197,10 @@ def check_precision(G: torch.nn.Module, precision: str, device: torch.device | s
     loss_fn = loss_fn or _projection_loss(G, device, seed, batch)
 
     grads, images = [], []
+    trainable = _trainable_copy(G) if trains_weights else None  # one copy serves both modes' gradients
     for m in ("fp32", mode):
-        if trains_weights:
-            img, grad = _weights_gradient(G, ws0, loss_fn, m, device)
+        if trainable is not None:
+            img, grad = _weights_gradient(*trainable, ws0, loss_fn, m, device)
         else:
             ws = ws0.clone().requires_grad_(True)
             img, loss = _forward_loss(G, ws, loss_fn, m, device)
@@ -230,7 +231,8 @@ def check_precision(G: torch.nn.Module, precision: str, device: torch.device | s
         reasons.append(f"{'weight-' if trains_weights else ''}gradient cosine vs fp32 {cosine:.4f} < "
                        f"{limits.grad_cosine}")
     if not (math.isfinite(finals[1]) and rel <= limits.loss_rel):
-        reasons.append(f"final loss of a {steps}-step {'training ' if trains_weights else ''}run {finals[1]:.5g} vs fp32 {finals[0]:.5g} "
+        run_kind = "training run" if trains_weights else "run"
+        reasons.append(f"final loss of a {steps}-step {run_kind} {finals[1]:.5g} vs fp32 {finals[0]:.5g} "
                        f"({rel:+.1%}, more than {limits.loss_rel:.0%} above)")
     return PrecisionCheck(precision=mode, device=str(device), image_max_error=image_max,
                           image_rms_error=image_rms, grad_cosine=cosine, loss_fp32=finals[0],

@@ -53,12 +53,12 @@ def verdict_path(fingerprint: str, mode: str, device: torch.device,
     return cache_root(cache_dir) / "precision" / f"{key[:32]}.json"
 
 
-def _verdict(G: torch.nn.Module, mode: str, device: torch.device, cache_dir, steps: int, trains_weights: bool,
-             fingerprint: str | None) -> dict:
+def _verdict(G: torch.nn.Module, fingerprint: str, mode: str, device: torch.device, cache_dir, steps: int,
+             trains_weights: bool) -> dict:
     from clipstyle.io.files import atomic_write_json
     from clipstyle.optimize.precision_check import check_precision
 
-    path = verdict_path(fingerprint or network_fingerprint(G), mode, device, cache_dir, trains_weights)
+    path = verdict_path(fingerprint, mode, device, cache_dir, trains_weights)
     try:
         verdict = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(verdict, dict) and isinstance(verdict.get("ok"), bool) and \
@@ -111,7 +111,7 @@ def verified_precision(G: torch.nn.Module, precision: str, device: torch.device 
         if mode == "fp32":
             return mode
         fingerprint = fingerprint or network_fingerprint(G)
-        verdict = _verdict(G, mode, device, cache_dir, steps, trains_weights, fingerprint)
+        verdict = _verdict(G, fingerprint, mode, device, cache_dir, steps, trains_weights)
         if verdict["ok"]:
             return mode
         if not auto:

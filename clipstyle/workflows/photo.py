@@ -151,7 +151,7 @@ class PhotoPathSettings(Settings):
     class_idx: str | None = class_option()
     seed: int = photo_seed_option()
     save_every: int = save_every_option()
-    precision: str = precision_option()
+    precision: str = precision_option("the latent (with --tune, the tuned weights too)")
 
     def validate(self) -> None:
         if self.perceptual == "none" and self.lpips_weights:
